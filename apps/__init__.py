@@ -1,0 +1,3 @@
+"""gristmill.apps."""
+
+__all__: list[str] = []

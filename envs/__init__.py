@@ -1,0 +1,3 @@
+"""gristmill.envs."""
+
+__all__: list[str] = []

@@ -1,0 +1,13 @@
+"""gristmill.kernels: the small, composable hot paths everything else stands on.
+
+Import only what you need; each module is independent and none needs torch or gymnasium:
+
+- :mod:`gristmill.kernels.advantage` -- GAE, V-trace and discounted returns (Numba), each
+  with a plain NumPy reference.
+- :mod:`gristmill.kernels.shm` -- named POSIX shared memory as numpy arrays, owned and
+  cleaned up.
+- :mod:`gristmill.kernels.shmqueue` -- a multi-producer multi-consumer shared-memory queue
+  (Cython) with the stdlib ``queue`` semantics.
+"""
+
+__all__ = ["advantage", "shm", "shmqueue"]

@@ -1,0 +1,3 @@
+"""gristmill.learners."""
+
+__all__: list[str] = []

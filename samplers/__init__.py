@@ -1,0 +1,3 @@
+"""gristmill.samplers."""
+
+__all__: list[str] = []
