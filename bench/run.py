@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if not (HERE / f"{n}.py").exists()]
     if unknown:
-        parser.error(f"unknown benchmark(s) {unknown}; have {sorted(p.stem for p in HERE.glob('*.py'))}")
+        have = sorted(p.stem for p in HERE.glob("*.py"))
+        parser.error(f"unknown benchmark(s) {unknown}; have {have}")
     failed = []
     for name in args.names:
         print(f"\n=== bench/{name}.py ===", flush=True)

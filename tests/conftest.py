@@ -51,7 +51,9 @@ def pytest_sessionfinish(session, exitstatus):
     if leaked:
         problems.append(f"/dev/shm entries left behind by the test run: {leaked}")
     if orphans:
-        cmdlines = [Path(f"/proc/{c}/cmdline").read_bytes().replace(b"\0", b" ")[:120] for c in orphans]
+        cmdlines = [
+            Path(f"/proc/{c}/cmdline").read_bytes().replace(b"\0", b" ")[:120] for c in orphans
+        ]
         problems.append(f"child processes still alive at the end of the run: {cmdlines}")
     if problems:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
