@@ -1,0 +1,442 @@
+"""`DoomEnv`: one VizDoom game as a Gymnasium env, with Sample Factory's conventions.
+
+A single class instead of Sample Factory's wrapper stack (resolution, resize, time limit,
+shaping, measurements, reward scaling, multiplayer stats) so that one step costs one call
+into VizDoom plus a resize. Frame skip runs inside VizDoom (``make_action(buttons, skip)``).
+
+Episode ends: ``terminated`` when the game ends by itself (goal reached, player died, or a
+multiplayer match ran its time limit), ``truncated`` when a single-player scenario's own tic
+timeout or the spec's step limit (``timeout``, Sample Factory's ``TimeLimitWrapper``) cut it.
+VizDoom gives no frame after the end, so the final observation is black (as in Sample Factory).
+
+The reward is ``(game reward + shaping) * reward_scale``. ``info["true_objective"]`` at episode
+end is, as in Sample Factory: frags (vs bots), 1.0 for an outright win (self-play), the unshaped
+unscaled game reward when the scenario is shaped, else the episode's reward.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from contextlib import contextmanager
+
+import cv2
+import gymnasium as gym
+import numpy as np
+import vizdoom as vzd
+from gristmill.envs.doom import shaping as dshaping
+from gristmill.envs.doom.spaces import action_to_buttons, button_count
+from gristmill.envs.doom.specs import DoomSpec, doom_spec
+from gymnasium import spaces
+
+__all__ = ["DoomEnv", "DoomEnvError", "scratch_dir"]
+
+# Variables VizDoom forgets to reset on new_episode (Sample Factory's workaround).
+_BUGGED_VARIABLES = ("DEATHCOUNT", "HITCOUNT", "DAMAGECOUNT")
+
+_cwd_lock = threading.Lock()
+_cwd_users = 0
+_cwd_saved: str | None = None
+
+
+class DoomEnvError(RuntimeError):
+    """A VizDoom game failed (start, step or connect); the message names the env and player."""
+
+
+def scratch_dir() -> str:
+    """Per-user scratch directory the game processes run in (they write ``_vizdoom*`` there)."""
+    path = os.path.join(tempfile.gettempdir(), f"gristmill-vizdoom-{os.getuid()}")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+@contextmanager
+def _game_cwd(path: str):
+    """Start game processes inside ``path``: the engine writes ``_vizdoom/`` into its cwd.
+
+    Reference-counted so that several threads can start the games of one multiplayer match
+    at once (the host's ``init`` blocks until the others have joined).
+    """
+    global _cwd_users, _cwd_saved
+    with _cwd_lock:
+        if _cwd_users == 0:
+            _cwd_saved = os.getcwd()
+            os.chdir(path)
+        _cwd_users += 1
+    try:
+        yield
+    finally:
+        with _cwd_lock:
+            _cwd_users -= 1
+            if _cwd_users == 0 and _cwd_saved is not None:
+                os.chdir(_cwd_saved)
+                _cwd_saved = None
+
+
+def _enum(kind, name: str):
+    try:
+        return getattr(kind, name)
+    except AttributeError:
+        raise ValueError(f"VizDoom has no {kind.__name__} named {name!r}") from None
+
+
+class DoomEnv(gym.Env):
+    """One VizDoom game (one player) as a Gymnasium env.
+
+    Args:
+      env_id: a registered id (see :func:`~gristmill.envs.doom.doom_env_ids`) or a DoomSpec.
+      resolution: observation ``(width, height)``, default Sample Factory's 128x72 (the
+        160x120 game frame squashed non-uniformly).
+      grayscale: one channel instead of RGB.
+      channels_first: observations ``[C, H, W]`` (model layout) instead of ``[H, W, C]``.
+      frame_skip: game tics per step, run inside VizDoom (Sample Factory: 4; 2 for bots).
+      game_resolution: the game's render size, ``"160x120"`` (default) or e.g. ``"256x144"``.
+      episode_horizon: step limit overriding the spec's ``timeout``.
+      measurements: add the 23 measurements as a dict observation (default: the spec's).
+      player_id, num_players, port, host: multiplayer seat; ``player_id == 0`` hosts a game for
+        ``num_players`` on UDP ``port``, others join ``host:port``. ``None``: single player, or
+        the host of a bots-only match when the spec has bots.
+      num_bots, timelimit: override the spec's bots and match minutes.
+      render_mode: ``"rgb_array"`` returns the full game frame from :meth:`render`.
+      workdir: scratch directory for the game process (default :func:`scratch_dir`).
+
+    Observation: ``uint8[H, W, C]`` (or ``[C, H, W]``), or ``{"obs": ..., "measurements":
+    float32[23]}``. Action: the spec's (Sample Factory's) space.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 35}
+
+    def __init__(
+        self,
+        env_id: str | DoomSpec = "doom_basic",
+        *,
+        resolution: tuple[int, int] = (128, 72),
+        grayscale: bool = False,
+        channels_first: bool = False,
+        frame_skip: int = 4,
+        game_resolution: str = "160x120",
+        episode_horizon: int | None = None,
+        measurements: bool | None = None,
+        player_id: int | None = None,
+        num_players: int | None = None,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        num_bots: int | None = None,
+        timelimit: float | None = None,
+        connect_timeout: float = 10.0,
+        render_mode: str | None = None,
+        workdir: str | None = None,
+        seed: int | None = None,
+    ):
+        self.spec_doom = env_id if isinstance(env_id, DoomSpec) else doom_spec(env_id)
+        spec = self.spec_doom
+        if frame_skip < 1:
+            raise ValueError(f"frame_skip must be >= 1, got {frame_skip}")
+        if len(resolution) != 2 or min(resolution) < 1:
+            raise ValueError(f"resolution must be (width, height) > 0, got {resolution}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.width, self.height = int(resolution[0]), int(resolution[1])
+        self.grayscale = grayscale
+        self.channels_first = channels_first
+        self.frame_skip = int(frame_skip)
+        self.game_resolution = game_resolution
+        self.horizon = episode_horizon if episode_horizon is not None else spec.timeout
+        self.use_measurements = spec.measurements if measurements is None else measurements
+        self.render_mode = render_mode
+        self.workdir = workdir or scratch_dir()
+        self.connect_timeout = connect_timeout
+        self.reward_scale = spec.reward_scale
+
+        self.num_bots = spec.num_bots if num_bots is None else num_bots
+        self.timelimit = spec.timelimit if timelimit is None else timelimit
+        if player_id is None and spec.num_agents > 1:
+            raise ValueError(
+                f"{spec.name} is a {spec.num_agents}-player match: pass player_id/port, or use "
+                "DoomMultiAgentEnv"
+            )
+        self.multiplayer = player_id is not None or self.num_bots > 0
+        self.player_id = 0 if player_id is None else int(player_id)
+        self.num_players = int(num_players or (spec.num_agents if player_id is not None else 1))
+        self.port = port
+        self.host = host
+        # Several policy players need lock-step tics: VizDoom's multi-tic make_action would
+        # desynchronise them (Sample Factory does the same tic loop).
+        self.lockstep = self.multiplayer and self.num_players > 1
+
+        self.action_space = spec.action_space()
+        if spec.buttons is not None and button_count(self.action_space) != len(spec.buttons):
+            raise ValueError(
+                f"{spec.name}: action space {self.action_space} drives "
+                f"{button_count(self.action_space)} buttons but the spec lists {len(spec.buttons)}"
+            )
+        channels = 1 if grayscale else 3
+        shape = (
+            (channels, self.height, self.width)
+            if channels_first
+            else (self.height, self.width, channels)
+        )
+        image = spaces.Box(0, 255, shape, dtype=np.uint8)
+        if self.use_measurements:
+            self.observation_space = spaces.Dict(
+                {
+                    "obs": image,
+                    "measurements": spaces.Box(
+                        dshaping.MEASUREMENTS_LOW, dshaping.MEASUREMENTS_HIGH, dtype=np.float32
+                    ),
+                }
+            )
+        else:
+            self.observation_space = image
+
+        self.game: vzd.DoomGame | None = None
+        self._shaping = dshaping.make_shaping(spec.shaping)
+        self._var_names: list[str] = []
+        self._last_episode_vars: dict[str, float] | None = None
+        self._prev_info: dict = {}
+        self._black = np.zeros(shape, dtype=np.uint8)
+        self._seed = seed
+        self._episodes = 0
+        self._steps = 0
+        self._frames = 0
+        self._return = 0.0
+        self._raw_return = 0.0
+        self._closed = False
+
+    # ------------------------------------------------------------------ game lifecycle
+    def _label(self) -> str:
+        seat = f" player {self.player_id}/{self.num_players}" if self.multiplayer else ""
+        return f"{self.spec_doom.name}{seat}"
+
+    def _configure(self) -> vzd.DoomGame:
+        spec = self.spec_doom
+        game = vzd.DoomGame()
+        cfg = spec.config if os.path.isabs(spec.config) else os.path.join(
+            vzd.scenarios_path, spec.config
+        )
+        if not os.path.isfile(cfg):
+            raise DoomEnvError(f"{spec.name}: scenario config {cfg} not found")
+        game.load_config(cfg)
+        if spec.doom_map is not None:
+            game.set_doom_map(spec.doom_map)
+        if spec.buttons is not None:
+            game.set_available_buttons([_enum(vzd.Button, b) for b in spec.buttons])
+        if spec.variables is not None:
+            game.set_available_game_variables(
+                [_enum(vzd.GameVariable, v) for v in spec.variables]
+            )
+        w, h = self.game_resolution.lower().split("x")
+        game.set_screen_resolution(_enum(vzd.ScreenResolution, f"RES_{w}X{h}"))
+        game.set_screen_format(vzd.ScreenFormat.GRAY8 if self.grayscale else vzd.ScreenFormat.RGB24)
+        game.set_window_visible(False)
+        game.set_sound_enabled(False)
+        game.set_mode(vzd.Mode.PLAYER)
+        if self._seed is not None:
+            game.set_seed(int(self._seed) % (2**32))
+        for arg in spec.extra_args:
+            game.add_game_args(arg)
+        if self.multiplayer:
+            timeout = f"+viz_connect_timeout {max(1, int(self.connect_timeout))}"
+            if self.player_id == 0:
+                port = self.port if self.port is not None else find_port()
+                self.port = port
+                game.add_game_args(
+                    f"-host {self.num_players} -port {port} -deathmatch "
+                    f"+timelimit {self.timelimit} +sv_forcerespawn 1 +sv_noautoaim 1 "
+                    "+sv_respawnprotect 1 +sv_spawnfarthest 1 +sv_nocrouch 1 +sv_nojump 1 "
+                    f"+sv_nofreelook 1 +sv_noexit 1 +viz_respawn_delay {spec.respawn_delay} "
+                    f"{timeout}"
+                )
+                game.add_game_args(f"+name AI{self.player_id}_host +colorset 0")
+            else:
+                if self.port is None:
+                    raise ValueError(f"{self._label()}: a joining player needs the host's port")
+                game.add_game_args(f"-join {self.host}:{self.port} {timeout}")
+                game.add_game_args(f"+name AI{self.player_id} +colorset {self.player_id % 8}")
+            game.set_episode_timeout(int(self.timelimit * 60 * game.get_ticrate()))
+        return game
+
+    def init_game(self) -> None:
+        """Start the game process (blocks until a multiplayer match is complete)."""
+        if self._closed:
+            raise DoomEnvError(f"{self._label()}: env is closed")
+        if self.game is not None:
+            return
+        game = self._configure()
+        self.game = game
+        try:
+            with _game_cwd(self.workdir):
+                game.init()
+        except Exception as exc:
+            self.game = None
+            try:
+                game.close()
+            except Exception:  # noqa: BLE001 - the init error is the one to report
+                pass
+            raise DoomEnvError(f"{self._label()}: VizDoom failed to start: {exc}") from exc
+        self._var_names = [str(v).split(".")[-1] for v in game.get_available_game_variables()]
+        self._after_new_episode()
+
+    def _after_new_episode(self) -> None:
+        if self.multiplayer and self.player_id == 0 and self.num_bots > 0:
+            self.game.send_game_command("removebots")
+            for _ in range(self.num_bots):
+                self.game.send_game_command("addbot")
+
+    def close(self) -> None:
+        self._closed = True
+        if self.game is not None:
+            game, self.game = self.game, None
+            try:
+                game.close()
+            except Exception:  # noqa: BLE001 - closing a dead game must not raise
+                pass
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
+
+    # ------------------------------------------------------------------ observations
+    def _image(self, buffer: np.ndarray | None) -> np.ndarray:
+        if buffer is None:
+            return self._black
+        img = buffer
+        if img.shape[0] != self.height or img.shape[1] != self.width:
+            # Sample Factory's ResizeWrapper: nearest neighbour, aspect ratio not kept.
+            img = cv2.resize(img, (self.width, self.height), interpolation=cv2.INTER_NEAREST)
+        if img.ndim == 2:
+            img = img[:, :, None]
+        if self.channels_first:
+            img = np.ascontiguousarray(img.transpose(2, 0, 1))
+        return img
+
+    def _variables(self, state) -> dict[str, float]:
+        values = state.game_variables if state is not None else None
+        if values is None:
+            return {}
+        info = dict(zip(self._var_names, values.tolist()))
+        if self._last_episode_vars is not None:
+            for name in _BUGGED_VARIABLES:
+                if name in info:
+                    info[name] -= self._last_episode_vars.get(name, 0.0)
+        return info
+
+    def _observation(self, image: np.ndarray, info: dict):
+        if not self.use_measurements:
+            return image
+        return {"obs": image, "measurements": dshaping.measurements(info)}
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None:
+            self._seed = seed
+        if self.game is None:
+            self.init_game()
+        else:
+            if seed is not None:
+                self.game.set_seed(int(seed) % (2**32))
+            raw = {}
+            for name in _BUGGED_VARIABLES:
+                if name in self._var_names:
+                    raw[name] = float(self.game.get_game_variable(_enum(vzd.GameVariable, name)))
+            self._last_episode_vars = raw or None
+            try:
+                self.game.new_episode()
+            except Exception as exc:
+                raise DoomEnvError(f"{self._label()}: new_episode failed: {exc}") from exc
+            self._after_new_episode()
+        if self._shaping is not None:
+            self._shaping.reset()
+        self._episodes += 1
+        self._steps = self._frames = 0
+        self._return = self._raw_return = 0.0
+        state = self.game.get_state()
+        info = self._variables(state)
+        self._prev_info = info
+        return self._observation(self._image(state.screen_buffer if state else None), info), {}
+
+    def step(self, action):
+        game = self.game
+        if game is None:
+            raise DoomEnvError(f"{self._label()}: step() before reset()")
+        buttons = action_to_buttons(self.action_space, action)
+        try:
+            if self.lockstep:
+                reward = 0.0
+                for tic in range(self.frame_skip):
+                    game.set_action(buttons)
+                    game.advance_action(1, tic == self.frame_skip - 1)
+                    reward += game.get_last_reward()
+                    if game.is_episode_finished():
+                        break
+            else:
+                reward = game.make_action(buttons, self.frame_skip)
+            finished = game.is_episode_finished()
+            state = None if finished else game.get_state()
+        except vzd.ViZDoomUnexpectedExitException as exc:
+            raise DoomEnvError(f"{self._label()}: the game process exited: {exc}") from exc
+        except Exception as exc:
+            raise DoomEnvError(f"{self._label()}: step failed: {exc}") from exc
+
+        self._steps += 1
+        self._frames += self.frame_skip
+        if finished:
+            # VizDoom gives no state after the end: report the last variables seen.
+            info = dict(self._prev_info)
+            obs_image = self._black
+        else:
+            info = self._variables(state)
+            obs_image = self._image(state.screen_buffer)
+            self._prev_info = info
+        if "HEALTH" in info and self.use_measurements:
+            info["HEALTH"] = max(0.0, info["HEALTH"])
+
+        truncated = False
+        terminated = finished
+        if finished and not self.multiplayer and game.is_episode_timeout_reached():
+            if not game.is_player_dead():
+                terminated, truncated = False, True
+        if not finished and self.horizon > 0 and self._steps >= self.horizon:
+            truncated = True
+
+        done = terminated or truncated
+        shaped = 0.0
+        if self._shaping is not None:
+            shaped = self._shaping(info, done)
+        self._raw_return += reward
+        reward = (reward + shaped) * self.reward_scale
+        self._return += reward
+        info["num_frames"] = self.frame_skip
+        if done:
+            spec = self.spec_doom
+            if spec.objective == "frags":
+                objective = dshaping.objective_frags(info)
+            elif spec.objective == "win":
+                objective = dshaping.objective_win(info)
+            elif self._shaping is not None:
+                objective = self._raw_return
+            else:
+                objective = self._return
+            info["true_objective"] = objective
+            info["episode"] = {"r": self._return, "l": self._steps, "frames": self._frames}
+        return self._observation(obs_image, info), float(reward), terminated, truncated, info
+
+    def render(self):
+        if self.render_mode != "rgb_array" or self.game is None:
+            return None
+        state = self.game.get_state()
+        if state is None or state.screen_buffer is None:
+            return None
+        img = state.screen_buffer
+        return np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img.copy()
+
+
+def find_port(start: int = 40300, step: int = 1, attempts: int = 2000) -> int:
+    """First UDP port at or after ``start`` that is free on all interfaces now."""
+    from gristmill.envs.doom.multiplayer import find_free_port
+
+    return find_free_port(start, step=step, attempts=attempts)

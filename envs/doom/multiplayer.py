@@ -1,0 +1,176 @@
+"""Multiplayer Doom: free-port search, a lock-step N-player match, and game-process discovery.
+
+A match is one host game (``-host N``) plus ``N - 1`` joining games on the loopback interface.
+The host's ``init`` blocks until everyone has joined, so the players start in threads (VizDoom
+releases the GIL while it waits on its game process). Ports start at 40300 (Sample Factory's
+default); a port found busy, or a match that fails to start, moves on to the next port and
+retries, so concurrent runs on one machine do not collide.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+from gristmill.envs.doom.game import DoomEnv, DoomEnvError
+from gristmill.envs.doom.specs import DoomSpec, doom_spec
+
+__all__ = ["find_free_port", "DoomMultiAgentEnv", "game_processes"]
+
+DEFAULT_PORT = int(os.environ.get("GRISTMILL_DOOM_PORT", 40300))
+
+
+def _udp_port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind(("", port))
+        except OSError:
+            return False
+    return True
+
+
+def find_free_port(start: int = DEFAULT_PORT, *, step: int = 1, attempts: int = 2000) -> int:
+    """First UDP port ``start + k * step`` (k < attempts) free on all interfaces right now."""
+    port = start
+    for _ in range(attempts):
+        if port >= 65535:
+            break
+        if _udp_port_free(port):
+            return port
+        port += step
+    raise DoomEnvError(f"no free UDP port from {start} in {attempts} tries (step {step})")
+
+
+def game_processes(parent: int | None = None) -> list[int]:
+    """PIDs of live VizDoom game processes, children of ``parent`` (default: any parent).
+
+    Reads ``/proc`` (Linux); used to check that closing envs leaves no game behind.
+    """
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().split(b"\0")[0]
+        except OSError:
+            continue
+        name_end = stat.rfind(")")
+        fields = stat[name_end + 2 :].split()
+        if fields[0] == "Z" or not cmd.endswith(b"/vizdoom"):
+            continue
+        if parent is None or int(fields[1]) == parent:
+            pids.append(int(entry))
+    return pids
+
+
+class DoomMultiAgentEnv:
+    """``num_agents`` policy-driven players in one Doom match, stepped in lock-step.
+
+    ``reset()`` returns ``(observations, infos)`` lists with one entry per player; ``step(actions)``
+    takes one action per player and returns lists ``(obs, rewards, terminated, truncated, infos)``.
+    All players share frame skip (done tic by tic, Sample Factory's multi-agent wrapper), end
+    together at the match time limit, and are reset together.
+
+    Args:
+      env_id: a multiplayer spec (``doom_duel``, ``doom_deathmatch_full``) or any spec with
+        ``num_agents`` given.
+      num_agents: players (default: the spec's).
+      port: first port to try (default 40300, env ``GRISTMILL_DOOM_PORT``).
+      start_retries: matches to try (each on a fresh port) before giving up.
+      **env_kwargs: passed to each :class:`DoomEnv` (resolution, frame_skip, timelimit...).
+    """
+
+    def __init__(
+        self,
+        env_id: str | DoomSpec = "doom_duel",
+        *,
+        num_agents: int | None = None,
+        port: int | None = None,
+        start_retries: int = 3,
+        **env_kwargs,
+    ):
+        self.spec_doom = env_id if isinstance(env_id, DoomSpec) else doom_spec(env_id)
+        self.num_agents = int(num_agents or self.spec_doom.num_agents)
+        if self.num_agents < 2:
+            raise ValueError(f"DoomMultiAgentEnv needs >= 2 agents, got {self.num_agents}")
+        self._first_port = DEFAULT_PORT if port is None else port
+        self._retries = start_retries
+        self._kwargs = env_kwargs
+        self._pool = ThreadPoolExecutor(self.num_agents, thread_name_prefix="doom-player")
+        self.envs: list[DoomEnv] = []
+        self.port: int | None = None
+        self.action_space = self._make(0, 0).action_space
+        self.observation_space = self._probe.observation_space
+
+    def _make(self, player: int, port: int) -> DoomEnv:
+        env = DoomEnv(
+            self.spec_doom,
+            player_id=player,
+            num_players=self.num_agents,
+            port=port,
+            **self._kwargs,
+        )
+        if player == 0 and port == 0:
+            self._probe = env  # only for the spaces; never started
+        return env
+
+    def _start(self) -> None:
+        errors = []
+        port = self._first_port
+        for _ in range(self._retries):
+            port = find_free_port(port)
+            envs = [self._make(p, port) for p in range(self.num_agents)]
+            futures = [self._pool.submit(env.init_game) for env in envs]
+            failed = []
+            for env, fut in zip(envs, futures):
+                try:
+                    fut.result()
+                except Exception as exc:  # noqa: BLE001 - collected and reported below
+                    failed.append(f"player {env.player_id}: {exc}")
+            if not failed:
+                self.envs, self.port = envs, port
+                return
+            for env in envs:
+                env.close()
+            errors.append(f"port {port}: " + "; ".join(failed))
+            port += 1
+        raise DoomEnvError(
+            f"{self.spec_doom.name}: the {self.num_agents}-player match did not start: "
+            + " | ".join(errors)
+        )
+
+    def reset(self, *, seed: int | None = None):
+        if not self.envs:
+            self._start()
+        futures = [
+            self._pool.submit(env.reset, seed=None if seed is None else seed + i)
+            for i, env in enumerate(self.envs)
+        ]
+        results = [f.result() for f in futures]
+        return [r[0] for r in results], [r[1] for r in results]
+
+    def step(self, actions):
+        if not self.envs:
+            raise DoomEnvError(f"{self.spec_doom.name}: step() before reset()")
+        if len(actions) != self.num_agents:
+            raise ValueError(f"expected {self.num_agents} actions, got {len(actions)}")
+        futures = [self._pool.submit(env.step, a) for env, a in zip(self.envs, actions)]
+        results = [f.result() for f in futures]
+        return tuple(list(x) for x in zip(*results))
+
+    def close(self) -> None:
+        # Joined players first: a host closing first makes the others wait for a timeout.
+        for env in reversed(self.envs):
+            env.close()
+        self.envs = []
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

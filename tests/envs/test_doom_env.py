@@ -1,0 +1,193 @@
+"""Real VizDoom games on tiny settings: every scenario, observations, frame skip, episode ends,
+reward scaling, shaping, and a 2-player duel. Each test checks no game process outlives it."""
+
+import os
+import socket
+
+import numpy as np
+import pytest
+from gristmill.envs.doom import (
+    DOOM_ENVS,
+    DoomEnv,
+    DoomMultiAgentEnv,
+    find_free_port,
+    game_processes,
+    make_doom,
+)
+
+TINY = (32, 24)
+
+
+@pytest.fixture(autouse=True)
+def no_game_left_behind():
+    before = set(game_processes(os.getpid()))
+    yield
+    left = set(game_processes(os.getpid())) - before
+    assert not left, f"VizDoom game processes left running: {sorted(left)}"
+
+
+SINGLE = [s.name for s in DOOM_ENVS if s.num_agents == 1]
+
+
+@pytest.mark.parametrize("env_id", SINGLE)
+def test_scenario_resets_steps_and_closes(env_id):
+    env = DoomEnv(env_id, resolution=TINY, seed=1)
+    try:
+        obs, info = env.reset(seed=1)
+        assert env.observation_space.contains(obs)
+        assert len(game_processes(os.getpid())) >= 1
+        for _ in range(8):
+            obs, reward, term, trunc, info = env.step(env.action_space.sample())
+            assert env.observation_space.contains(obs)
+            assert np.isfinite(reward) and info["num_frames"] == 4
+            if term or trunc:
+                obs, info = env.reset()
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize(
+    "kwargs, shape",
+    [
+        ({}, (72, 128, 3)),
+        ({"resolution": (40, 30), "grayscale": True}, (30, 40, 1)),
+        ({"resolution": (40, 30), "channels_first": True}, (3, 30, 40)),
+    ],
+)
+def test_observation_resolution_grayscale_layout(kwargs, shape):
+    env = DoomEnv("doom_defend_the_center", **kwargs)
+    try:
+        obs, _ = env.reset(seed=3)
+        assert obs.shape == shape and obs.dtype == np.uint8
+        assert obs.max() > 0, "a rendered frame is not black"
+    finally:
+        env.close()
+
+
+def test_basic_timeout_is_truncation_with_scaled_living_reward():
+    # Standing still never kills the monster: the 300-tic timeout ends the episode.
+    env = DoomEnv("doom_basic", resolution=TINY, frame_skip=4)
+    try:
+        env.reset(seed=0)
+        rewards, steps = [], 0
+        while True:
+            _, r, term, trunc, info = env.step(0)
+            rewards.append(r)
+            steps += 1
+            if term or trunc:
+                break
+        assert trunc and not term
+        # basic.cfg: living reward -1 per tic, scaled by Sample Factory's 0.01.
+        assert rewards[0] == pytest.approx(-4 * 0.01)
+        # episode_start_time 14 tics, timeout 300 tics: about (300 - 14) / 4 steps.
+        assert 70 <= steps <= 75
+        assert info["episode"]["l"] == steps and info["episode"]["frames"] == 4 * steps
+        assert info["true_objective"] == pytest.approx(sum(rewards))
+    finally:
+        env.close()
+
+
+def test_frame_skip_runs_inside_vizdoom():
+    env1 = DoomEnv("doom_basic", resolution=TINY, frame_skip=1)
+    env2 = DoomEnv("doom_basic", resolution=TINY, frame_skip=2)
+    try:
+        env1.reset(seed=0)
+        env2.reset(seed=0)
+        _, r1, *_ = env1.step(0)
+        _, r2, *_ = env2.step(0)
+        assert r1 == pytest.approx(-0.01) and r2 == pytest.approx(-0.02)
+    finally:
+        env1.close()
+        env2.close()
+
+
+def test_step_limit_truncates():
+    env = DoomEnv("doom_defend_the_center", resolution=TINY, episode_horizon=5)
+    try:
+        env.reset(seed=0)
+        ends = [env.step((0, 0))[2:4] for _ in range(5)]
+        assert ends[-1] == (False, True) and all(e == (False, False) for e in ends[:-1])
+    finally:
+        env.close()
+
+
+def test_health_gathering_objective_is_unshaped_reward():
+    env = DoomEnv("doom_health_gathering", resolution=TINY)
+    try:
+        env.reset(seed=0)
+        total = 0.0
+        for _ in range(3000):
+            _, r, term, trunc, info = env.step(3)  # walk forward, picking up medkits
+            total += r
+            if term or trunc:
+                break
+        assert term or trunc
+        # Shaping adds +1 per health gain on top of the game reward; the objective drops it.
+        assert total >= info["true_objective"]
+        assert info["true_objective"] > 0
+    finally:
+        env.close()
+
+
+def test_bad_inputs_name_the_problem():
+    with pytest.raises(KeyError, match="unknown Doom env 'doom_nope'"):
+        DoomEnv("doom_nope")
+    with pytest.raises(ValueError, match="frame_skip"):
+        DoomEnv("doom_basic", frame_skip=0)
+    with pytest.raises(ValueError, match="2-player match"):
+        DoomEnv("doom_duel")
+    env = DoomEnv("doom_basic", resolution=TINY)
+    try:
+        with pytest.raises(RuntimeError, match="before reset"):
+            env.step(0)
+        env.reset()
+        with pytest.raises(Exception, match="out of range"):
+            env.step(7)
+    finally:
+        env.close()
+
+
+def test_free_port_search_skips_a_busy_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("", 0))
+        port = busy.getsockname()[1]
+        assert find_free_port(port) > port
+
+
+def test_two_player_duel_in_lockstep():
+    env = make_doom("doom_duel", resolution=TINY, frame_skip=2, timelimit=0.05)
+    assert isinstance(env, DoomMultiAgentEnv)
+    try:
+        obs, infos = env.reset(seed=0)
+        assert len(obs) == 2 and len(game_processes(os.getpid())) >= 2
+        assert all(env.observation_space.contains(o) for o in obs)
+        steps = 0
+        while True:
+            obs, rewards, term, trunc, infos = env.step([env.action_space.sample()] * 2)
+            steps += 1
+            assert term[0] == term[1], "players end the match together"
+            if term[0] or trunc[0]:
+                break
+            assert steps < 200
+        # 0.05 min = 105 tics at 35 Hz, 2 tics per step.
+        assert 45 <= steps <= 55
+        assert all(i["PLAYER_COUNT"] == 2 for i in infos)
+        wins = [i["true_objective"] for i in infos]
+        assert set(wins) <= {0.0, 1.0} and sum(wins) <= 1.0
+        obs, infos = env.reset()  # a second match on the same games
+        _, _, term, trunc, _ = env.step([env.action_space.sample()] * 2)
+        assert not any(term) and not any(trunc)
+    finally:
+        env.close()
+
+
+def test_single_agent_vs_bot_hosts_a_match():
+    env = DoomEnv("doom_duel_bots", resolution=TINY, frame_skip=2)
+    try:
+        env.reset(seed=0)
+        for _ in range(3):
+            obs, _, _, _, info = env.step(env.action_space.sample())
+        assert info["PLAYER_COUNT"] == 2  # the agent and one bot
+        assert obs["measurements"].shape == (23,)
+    finally:
+        env.close()
