@@ -1,0 +1,479 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""Cython shell over ``shmqueue_core.h``: message encoding, GIL handling, stdlib exceptions.
+
+Private: use :class:`gristmill.kernels.shmqueue.Queue`. The core returns status codes; this
+shell turns them into ``queue.Full``/``queue.Empty``/``ValueError`` and releases the GIL
+whenever it may wait (an uncontended, small put/get runs with the GIL held: it cannot block).
+
+Wire format of one message: the core's record ``{uint32 len, uint32 meta}`` + payload, where
+``meta`` is a type tag: bytes and bytearray go as they are, a plain ``np.ndarray`` of a simple
+dtype as ``[u8 ndim][u8 len(dtype.str)][dtype.str][pad to 8][int64 shape[ndim]][C-order data]``,
+anything else pickled (or through the queue's ``dumps``/``loads``).
+"""
+
+from cpython.buffer cimport PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.exc cimport PyErr_CheckSignals
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memcpy
+
+cimport numpy as cnp
+
+import pickle
+import queue as _stdqueue
+
+import numpy as np
+
+cnp.import_array()
+
+cdef extern from "shmqueue_core.h" nogil:
+    int GQ_OK
+    int GQ_EMPTY
+    int GQ_FULL
+    int GQ_BUSY
+    int GQ_AGAIN
+    int GQ_TOO_BIG
+    int GQ_NOMEM
+    int GQ_ERROR
+    int GQ_BAD_BLOCK
+    unsigned int GQ_HEADER_SIZE
+
+    ctypedef struct gq_msg:
+        const char *a
+        uint64_t alen
+        const char *b
+        uint64_t blen
+        uint32_t meta
+
+    ctypedef struct gq_stats_t:
+        uint64_t count, used_bytes, capacity, maxsize, recoveries, total_put, total_got
+        uint32_t waiting_getters, waiting_putters
+        int32_t debug_holder
+
+    int64_t gq_now_ns()
+    uint64_t gq_capacity_for(uint64_t total)
+    int gq_init(void *mem, uint64_t total, uint64_t maxsize)
+    int gq_validate(const void *mem, uint64_t total)
+    int gq_put_try(void *mem, const gq_msg *msgs, size_t n)
+    int gq_put_wait(void *mem, const gq_msg *msgs, size_t n, int64_t deadline_ns)
+    int gq_get_try(void *mem, uint64_t max_msgs, uint64_t max_bytes, char **out,
+                   uint64_t *out_bytes, uint64_t *out_n)
+    int gq_get_wait(void *mem, uint64_t max_msgs, uint64_t max_bytes, int64_t deadline_ns,
+                    char **out, uint64_t *out_bytes, uint64_t *out_n)
+    int gq_stats(void *mem, gq_stats_t *out)
+    int32_t gq_debug_holder(void *mem)
+    void gq_set_debug_put_pause(double s)
+
+HEADER_SIZE = GQ_HEADER_SIZE
+
+cdef enum:
+    TAG_BYTES = 0
+    TAG_BYTEARRAY = 1
+    TAG_NDARRAY = 2
+    TAG_PICKLE = 3
+
+# Messages this large skip the GIL-held fast path: copying them takes long enough that other
+# Python threads should run meanwhile.
+cdef uint64_t FAST_PATH_MAX_BYTES = 256 * 1024
+cdef int MAX_NDIM = 32
+
+cdef dict _DTYPE_CACHE = {}
+cdef object _np_empty = np.empty
+cdef object _np_ndarray = np.ndarray
+
+
+def capacity_for(uint64_t total):
+    """Ring bytes a shared block of ``total`` bytes provides (header excluded)."""
+    return gq_capacity_for(total)
+
+
+def set_debug_put_pause(double seconds):
+    """Test hook: make this process's puts sleep inside the critical section, lock held."""
+    gq_set_debug_put_pause(seconds)
+
+
+cdef inline int64_t _deadline(bint block, object timeout) except? -2:
+    """-1 = wait forever, else an absolute CLOCK_MONOTONIC deadline (0 = do not wait)."""
+    cdef double t
+    if not block:
+        return 0
+    if timeout is None:
+        return -1
+    t = timeout
+    if t < 0:
+        raise ValueError("'timeout' must be a non-negative number")
+    if t > 1e9:  # ~31 years: as good as forever, and no int64 overflow
+        return -1
+    return gq_now_ns() + <int64_t>(t * 1e9)
+
+
+cdef object _array_header(object arr):
+    """The ndarray header bytes, or None if this array must be pickled."""
+    cdef cnp.ndarray a = <cnp.ndarray>arr
+    cdef object dt = a.dtype
+    cdef bytes dts
+    cdef int ndim = a.ndim
+    cdef int i, off
+    cdef char buf[2 + 255 + 8 + 8 * 32]
+    if dt.hasobject or dt.fields is not None or ndim > MAX_NDIM:
+        return None
+    dts = dt.str.encode("ascii")
+    if len(dts) > 255:
+        return None
+    buf[0] = <char>ndim
+    buf[1] = <char>len(dts)
+    memcpy(buf + 2, PyBytes_AS_STRING(dts), len(dts))
+    off = (2 + len(dts) + 7) & ~7
+    for i in range(2 + len(dts), off):
+        buf[i] = 0
+    for i in range(ndim):
+        (<int64_t *>(buf + off))[i] = a.shape[i]
+    return PyBytes_FromStringAndSize(buf, off + 8 * ndim)
+
+
+cdef object _decode_array(const char *p, uint64_t n):
+    cdef int ndim = <uint8_t>p[0]
+    cdef int dtlen = <uint8_t>p[1]
+    cdef int off = (2 + dtlen + 7) & ~7
+    cdef int i
+    cdef uint64_t hdr = off + 8 * ndim
+    cdef bytes key = PyBytes_FromStringAndSize(p + 2, dtlen)
+    cdef int64_t dim
+    cdef cnp.ndarray out
+    dt = _DTYPE_CACHE.get(key)
+    if dt is None:
+        dt = np.dtype(key.decode("ascii"))
+        _DTYPE_CACHE[key] = dt
+    shape = []
+    for i in range(ndim):
+        memcpy(&dim, p + off + 8 * i, 8)
+        shape.append(dim)
+    out = _np_empty(tuple(shape), dt)
+    if <uint64_t>out.nbytes != n - hdr:
+        raise ValueError(f"corrupt array message: {n - hdr} data bytes for {out.nbytes}")
+    if n > hdr:
+        memcpy(cnp.PyArray_DATA(out), p + hdr, n - hdr)
+    return out
+
+
+cdef class QueueCore:
+    """Handle on a shared block laid out by ``shmqueue_core.h``. See ``shmqueue.Queue``."""
+
+    cdef void *mem
+    cdef uint64_t total
+    cdef Py_buffer view
+    cdef bint has_view
+    cdef bint _closed
+    cdef public object dumps
+    cdef public object loads
+    cdef bint default_dumps
+    cdef bint default_loads
+
+    def __cinit__(self):
+        self.mem = NULL
+        self.has_view = False
+        self._closed = True
+
+    def _bind(self, buffer, bint init, uint64_t maxsize=0, dumps=None, loads=None):
+        """Map ``buffer`` (writable, shared) as a queue; ``init`` lays out a fresh one."""
+        cdef int st
+        if self.has_view:
+            raise RuntimeError("queue handle already bound")
+        PyObject_GetBuffer(buffer, &self.view, PyBUF_WRITABLE)
+        self.has_view = True
+        self.mem = self.view.buf
+        self.total = <uint64_t>self.view.len
+        if init:
+            st = gq_init(self.mem, self.total, maxsize)
+            if st == GQ_BAD_BLOCK:
+                raise ValueError(f"a {self.total}-byte block is too small for a queue")
+            if st != GQ_OK:
+                raise OSError("pthread mutex initialisation failed for the shared queue")
+        elif gq_validate(self.mem, self.total) != GQ_OK:
+            raise ValueError("shared block is not a gristmill queue (or from another version)")
+        self.dumps = dumps if dumps is not None else _default_dumps
+        self.loads = loads if loads is not None else pickle.loads
+        self._closed = False
+
+    def __dealloc__(self):
+        if self.has_view:
+            PyBuffer_Release(&self.view)
+            self.has_view = False
+        self.mem = NULL
+
+    def _mark_closed(self):
+        # The mapping itself stays until this handle is garbage collected: a thread of this
+        # process may still be inside a nogil wait on it.
+        self._closed = True
+
+    @property
+    def closed(self):
+        return self._closed
+
+    cdef inline int _check(self) except -1:
+        if self._closed:
+            raise ValueError("operation on a closed queue")
+        return 0
+
+    # -- encoding -----------------------------------------------------------------------
+    cdef object _encode(self, object obj, gq_msg *m):
+        """Fill ``m`` for ``obj``; return what must stay alive while ``m`` is in use."""
+        cdef object t = type(obj)
+        cdef object hdr, data
+        m.b = NULL
+        m.blen = 0
+        if t is bytes:
+            m.a = PyBytes_AS_STRING(obj)
+            m.alen = PyBytes_GET_SIZE(obj)
+            m.meta = TAG_BYTES
+            return obj
+        if t is bytearray:
+            m.a = PyByteArray_AS_STRING(obj)
+            m.alen = len(obj)
+            m.meta = TAG_BYTEARRAY
+            return obj
+        if t is _np_ndarray:
+            hdr = _array_header(obj)
+            if hdr is not None:
+                data = obj
+                if not cnp.PyArray_IS_C_CONTIGUOUS(<cnp.ndarray>data):
+                    data = (<cnp.ndarray>obj).copy(order="C")
+                m.a = PyBytes_AS_STRING(hdr)
+                m.alen = PyBytes_GET_SIZE(hdr)
+                m.b = <const char *>cnp.PyArray_DATA(<cnp.ndarray>data)
+                m.blen = <uint64_t>cnp.PyArray_NBYTES(<cnp.ndarray>data)
+                m.meta = TAG_NDARRAY
+                return (hdr, data)
+        data = self.dumps(obj)
+        if type(data) is not bytes:
+            data = bytes(data)
+        m.a = PyBytes_AS_STRING(data)
+        m.alen = PyBytes_GET_SIZE(data)
+        m.meta = TAG_PICKLE
+        return data
+
+    cdef object _decode(self, const char *rec):
+        cdef uint32_t n = (<const uint32_t *>rec)[0]
+        cdef uint32_t tag = (<const uint32_t *>rec)[1]
+        cdef const char *p = rec + 8
+        if tag == TAG_BYTES:
+            return PyBytes_FromStringAndSize(p, n)
+        if tag == TAG_NDARRAY:
+            return _decode_array(p, n)
+        if tag == TAG_BYTEARRAY:
+            return PyByteArray_FromStringAndSize(p, n)
+        if tag == TAG_PICKLE:
+            return self.loads(PyBytes_FromStringAndSize(p, n))
+        raise ValueError(f"corrupt message: unknown type tag {tag}")
+
+    # -- core calls -----------------------------------------------------------------------
+    cdef int _put(self, gq_msg *msgs, size_t n, uint64_t payload, bint block,
+                  object timeout) except -1:
+        cdef int st = GQ_BUSY
+        cdef int64_t deadline = _deadline(block, timeout)
+        if payload <= FAST_PATH_MAX_BYTES:
+            st = gq_put_try(self.mem, msgs, n)
+            if st == GQ_OK:
+                return 0
+        if st == GQ_BUSY or (st == GQ_FULL and deadline != 0):
+            while True:
+                with nogil:
+                    st = gq_put_wait(self.mem, msgs, n, deadline)
+                if st != GQ_AGAIN:
+                    break
+                PyErr_CheckSignals()
+        if st == GQ_OK:
+            return 0
+        if st == GQ_FULL:
+            raise _stdqueue.Full
+        if st == GQ_TOO_BIG:
+            self._raise_too_big(msgs, n)
+        raise OSError(f"shared queue failure (status {st})")
+
+    cdef int _raise_too_big(self, gq_msg *msgs, size_t n) except -1:
+        cdef gq_stats_t s
+        cdef uint64_t need = 0
+        cdef size_t i
+        gq_stats(self.mem, &s)
+        for i in range(n):
+            need += 8 + ((msgs[i].alen + msgs[i].blen + 7) & ~(<uint64_t>7))
+        if s.maxsize and n > s.maxsize:
+            raise ValueError(
+                f"put_many of {n} messages can never fit a queue with maxsize={s.maxsize}"
+            )
+        if n == 1:
+            raise ValueError(
+                f"message of {msgs[0].alen + msgs[0].blen} bytes ({need} with its record "
+                f"header) can never fit this queue's {s.capacity}-byte buffer; "
+                "create the queue with a larger max_size_bytes"
+            )
+        raise ValueError(
+            f"put_many batch of {n} messages needs {need} bytes and can never fit this "
+            f"queue's {s.capacity}-byte buffer; split it or raise max_size_bytes"
+        )
+
+    cdef int _get(self, uint64_t max_msgs, bint block, object timeout, char **out,
+                  uint64_t *out_bytes, uint64_t *out_n) except -1:
+        cdef int64_t deadline = _deadline(block, timeout)
+        cdef int st = gq_get_try(self.mem, max_msgs, 0, out, out_bytes, out_n)
+        if st == GQ_OK:
+            return 0
+        if st == GQ_BUSY or (st == GQ_EMPTY and deadline != 0):
+            while True:
+                with nogil:
+                    st = gq_get_wait(self.mem, max_msgs, 0, deadline, out, out_bytes, out_n)
+                if st != GQ_AGAIN:
+                    break
+                PyErr_CheckSignals()
+        if st == GQ_OK:
+            return 0
+        if st == GQ_EMPTY:
+            raise _stdqueue.Empty
+        if st == GQ_NOMEM:
+            raise MemoryError("shared queue: cannot grow the receive buffer")
+        raise OSError(f"shared queue failure (status {st})")
+
+    # -- public API -----------------------------------------------------------------------
+    def put(self, obj, bint block=True, timeout=None):
+        """Put ``obj``; block (up to ``timeout`` s; None = forever) while the queue is full.
+
+        Raises ``queue.Full`` when it stays full, ``ValueError`` at once if the message can
+        never fit.
+        """
+        cdef gq_msg m
+        self._check()
+        keep = self._encode(obj, &m)
+        self._put(&m, 1, m.alen + m.blen, block, timeout)
+
+    def put_nowait(self, obj):
+        """``put(obj, block=False)``."""
+        self.put(obj, False)
+
+    def put_many(self, msgs, bint block=True, timeout=None):
+        """Put every message of ``msgs`` atomically (all or none, in order)."""
+        cdef list items = list(msgs)
+        cdef size_t n = len(items), i
+        cdef uint64_t payload = 0
+        cdef gq_msg *arr
+        self._check()
+        if n == 0:
+            return
+        arr = <gq_msg *>malloc(n * sizeof(gq_msg))
+        if arr == NULL:
+            raise MemoryError()
+        try:
+            keep = [self._encode(items[i], &arr[i]) for i in range(n)]
+            for i in range(n):
+                payload += arr[i].alen + arr[i].blen
+            self._put(arr, n, payload, block, timeout)
+        finally:
+            free(arr)
+
+    def put_many_nowait(self, msgs):
+        self.put_many(msgs, False)
+
+    def get(self, bint block=True, timeout=None):
+        """Remove and return the oldest message; block (up to ``timeout`` s) while empty.
+
+        Raises ``queue.Empty`` when it stays empty.
+        """
+        cdef char *buf
+        cdef uint64_t nbytes, n
+        self._check()
+        self._get(1, block, timeout, &buf, &nbytes, &n)
+        return self._decode(buf)
+
+    def get_nowait(self):
+        """``get(block=False)``."""
+        return self.get(False)
+
+    def get_many(self, bint block=True, timeout=None, max_messages=1_000_000_000,
+                 max_messages_to_get=None):
+        """Remove and return up to ``max_messages`` messages (at least one) as a list.
+
+        Blocks (up to ``timeout`` s) only while the queue is empty; takes whatever is there
+        under one lock. ``max_messages_to_get`` is faster-fifo's spelling of the cap.
+        """
+        cdef char *buf
+        cdef uint64_t nbytes, n, i, off = 0, cap
+        cdef uint32_t ln
+        cdef list out
+        self._check()
+        if max_messages_to_get is not None:
+            max_messages = max_messages_to_get
+        if max_messages < 1:
+            raise ValueError(f"max_messages must be >= 1, got {max_messages}")
+        cap = max_messages
+        self._get(cap, block, timeout, &buf, &nbytes, &n)
+        out = []
+        for i in range(n):
+            out.append(self._decode(buf + off))
+            ln = (<const uint32_t *>(buf + off))[0]
+            off += 8 + ((ln + 7) & ~(<uint64_t>7))
+        return out
+
+    def get_many_nowait(self, max_messages=1_000_000_000):
+        return self.get_many(False, None, max_messages)
+
+    # -- inspection -----------------------------------------------------------------------
+    def _stats(self):
+        cdef gq_stats_t s
+        if self.mem == NULL:
+            raise ValueError("queue handle is not bound")
+        if gq_stats(self.mem, &s) != GQ_OK:
+            raise OSError("shared queue: lock failure")
+        return {
+            "count": s.count, "used_bytes": s.used_bytes, "capacity": s.capacity,
+            "maxsize": s.maxsize, "recoveries": s.recoveries, "total_put": s.total_put,
+            "total_got": s.total_got, "waiting_getters": s.waiting_getters,
+            "waiting_putters": s.waiting_putters,
+        }
+
+    def qsize(self):
+        """Number of messages in the queue (approximate, as in the stdlib)."""
+        cdef gq_stats_t s
+        self._check()
+        gq_stats(self.mem, &s)
+        return s.count
+
+    def data_size(self):
+        """Bytes of the ring in use (records incl. their 8-byte headers and padding)."""
+        cdef gq_stats_t s
+        self._check()
+        gq_stats(self.mem, &s)
+        return s.used_bytes
+
+    def empty(self):
+        return self.qsize() == 0
+
+    def full(self):
+        """True if not even an empty message would fit right now."""
+        cdef gq_stats_t s
+        self._check()
+        gq_stats(self.mem, &s)
+        if s.maxsize and s.count >= s.maxsize:
+            return True
+        return s.capacity - s.used_bytes < 8
+
+    @property
+    def capacity(self):
+        """Ring size in bytes; a message of n bytes takes 8 + n rounded up to 8."""
+        cdef gq_stats_t s
+        gq_stats(self.mem, &s)
+        return s.capacity
+
+    @property
+    def maxsize(self):
+        cdef gq_stats_t s
+        gq_stats(self.mem, &s)
+        return s.maxsize
+
+    def _debug_holder(self):
+        """Test hook: pid paused inside put's critical section, or 0."""
+        return gq_debug_holder(self.mem)
+
+
+def _default_dumps(obj):
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
