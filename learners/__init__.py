@@ -1,3 +1,31 @@
-"""gristmill.learners."""
+"""gristmill.learners: models, loss functions and learners (torch; no gymnasium, no envs).
 
-__all__: list[str] = []
+- :mod:`.models` -- Sample Factory's conv encoder / Nature CNN / MLP, GRU/LSTM core, heads.
+- :mod:`.distributions` -- :class:`ActionSpec` and the action distribution.
+- :mod:`.losses` -- APPO (Sample Factory) and CleanRL PPO loss terms as plain functions.
+- :mod:`.advantages` -- Sample Factory's GAE / V-trace over gristmill's kernels.
+- :mod:`.normalize` -- running mean/std for observations and returns.
+- :mod:`.appo`, :mod:`.ppo` -- the learner classes.
+"""
+
+from gristmill.learners.appo import APPOConfig, APPOLearner
+from gristmill.learners.device import select_device
+from gristmill.learners.distributions import ActionDistribution, ActionSpec
+from gristmill.learners.models import ActorCritic, ModelConfig
+from gristmill.learners.normalize import RunningMeanStd, RunningMeanStdDict
+from gristmill.learners.ppo import PPOConfig, PPOLearner, cleanrl_atari_model_config
+
+__all__ = [
+    "APPOConfig",
+    "APPOLearner",
+    "ActionDistribution",
+    "ActionSpec",
+    "ActorCritic",
+    "ModelConfig",
+    "PPOConfig",
+    "PPOLearner",
+    "RunningMeanStd",
+    "RunningMeanStdDict",
+    "cleanrl_atari_model_config",
+    "select_device",
+]

@@ -1,0 +1,121 @@
+"""Running mean/std normalisers for observations and returns (Sample Factory / rl_games).
+
+Statistics are merged with the parallel-variance formula (Chan et al. 1979): for a batch of
+``n`` samples with mean ``m_b`` and (unbiased) variance ``v_b``,
+``mean += d * n / (c + n)``, ``var = (var * c + v_b * n + d^2 * c * n / (c + n)) / (c + n)``,
+``count += n``, starting from ``mean = 0, var = 1, count = 1`` in float64 — Sample Factory's
+``RunningMeanStdInPlace`` exactly. Normalising computes ``clip((x - mean) / sqrt(var + eps))``
+with ``eps = 1e-5`` and ``clip = 5``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["RunningMeanStd", "RunningMeanStdDict"]
+
+NORM_EPS = 1e-5
+DEFAULT_CLIP = 5.0
+
+
+class RunningMeanStd(nn.Module):
+    """Per-element running statistics of tensors shaped ``[N, *shape]``.
+
+    Args:
+      shape: the per-sample shape (``()`` or ``(1,)`` for scalars such as returns).
+      eps, clip: Sample Factory's 1e-5 and 5.0.
+      per_channel: one statistic per channel (dim 1) instead of per element.
+
+    ``update(x)`` merges a batch; ``normalize(x)`` / ``denormalize(x)`` return new tensors and
+    never update; ``forward(x)`` updates when in training mode, then normalises (as the
+    in-place Sample Factory module does, minus the in-place write).
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, ...] = (),
+        eps: float = NORM_EPS,
+        clip: float = DEFAULT_CLIP,
+        per_channel: bool = False,
+    ):
+        super().__init__()
+        self.shape = tuple(shape)
+        self.eps = float(eps)
+        self.clip = float(clip)
+        self.per_channel = per_channel
+        stat_shape = self.shape[:1] if per_channel else self.shape
+        self.register_buffer("mean", torch.zeros(stat_shape, dtype=torch.float64))
+        self.register_buffer("var", torch.ones(stat_shape, dtype=torch.float64))
+        self.register_buffer("count", torch.ones((), dtype=torch.float64))
+
+    def _check(self, x: Tensor) -> None:
+        if tuple(x.shape[1:]) != self.shape and not (self.shape == (1,) and x.dim() == 1):
+            raise ValueError(f"RunningMeanStd expects [N, *{self.shape}], got {tuple(x.shape)}")
+
+    def _axes(self, x: Tensor) -> list[int]:
+        if self.per_channel:
+            return [0] + list(range(2, x.dim()))
+        return [0]
+
+    def _view(self, stat: Tensor, x: Tensor) -> Tensor:
+        if self.per_channel:
+            return stat.view((1, -1) + (1,) * (x.dim() - 2))
+        if self.shape == (1,) and x.dim() == 1:
+            return stat.view(())
+        return stat
+
+    @torch.no_grad()
+    def update(self, x: Tensor) -> None:
+        self._check(x)
+        n = x.shape[0]
+        if n == 0:
+            return
+        xd = x.detach().to(torch.float64)
+        axes = self._axes(x)
+        if self.shape == (1,) and x.dim() == 1:
+            xd = xd.unsqueeze(1)
+        batch_mean = xd.mean(axes)
+        # Sample Factory uses the unbiased batch variance (torch.var default); 0 for n == 1.
+        batch_var = (
+            xd.var(axes)
+            if xd.numel() // max(1, batch_mean.numel()) > 1
+            else torch.zeros_like(batch_mean)
+        )
+        delta = batch_mean - self.mean
+        total = self.count + n
+        self.mean += delta * n / total
+        m2 = self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total
+        self.var.copy_(m2 / total)
+        self.count.copy_(total)
+
+    def normalize(self, x: Tensor) -> Tensor:
+        mean = self._view(self.mean, x).to(x.dtype if x.is_floating_point() else torch.float32)
+        std = torch.sqrt(self._view(self.var, x) + self.eps).to(mean.dtype)
+        return ((x - mean) / std).clamp(-self.clip, self.clip)
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        mean = self._view(self.mean, x).to(x.dtype)
+        std = torch.sqrt(self._view(self.var, x) + self.eps).to(x.dtype)
+        return x.clamp(-self.clip, self.clip) * std + mean
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            self.update(x)
+        return self.normalize(x)
+
+
+class RunningMeanStdDict(nn.Module):
+    """One :class:`RunningMeanStd` per key of a dict observation (``{key: per-sample shape}``)."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], keys: list[str] | None = None, **kw):
+        super().__init__()
+        self.norms = nn.ModuleDict(
+            {k: RunningMeanStd(s, **kw) for k, s in shapes.items() if keys is None or k in keys}
+        )
+
+    def forward(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {k: (self.norms[k](v) if k in self.norms else v) for k, v in obs.items()}
+
+    def normalize(self, obs: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {k: (self.norms[k].normalize(v) if k in self.norms else v) for k, v in obs.items()}
