@@ -1,0 +1,368 @@
+"""Scripted Generals.io bots, batched in Numba over the engine's compact observations.
+
+Each bot reads ``obs [N, 2, S, S]`` (compact cells, see :mod:`.encoding`), ``masks
+[N, 2, S, S, 4]`` and ``scalars [N, 2, 5]`` and writes ``actions [N, 2, 5]`` for the players
+selected by ``seats`` (a bool [2] array; the other rows are left untouched), so a bot can fill
+the opponent's seat of a learner, or both seats in bot-vs-bot play.
+
+- ``random``: generals-bots' ``RandomAgent``: a uniformly random valid move; pass with p = 0.05,
+  split (half) with p = 0.25; pass when no move is valid.
+- ``expander``: generals-bots' ``ExpanderAgent``: a random move that captures an enemy cell if
+  any (source army > target army + 1), else one that captures a neutral cell, else random.
+- ``general``: a stronger scripted bot. It remembers the enemy general once seen; grabs a
+  neutral city when a neighbouring stack can take it; otherwise takes the largest stack outside
+  its garrison (the general keeps ``army // 3`` once the game is past tick 50) and convoys it
+  along a BFS path towards the enemy general (or, until found, the nearest enemy/fog cell),
+  capturing on the way; early on (and with nothing to convoy) it expands like ``expander``,
+  preferring cells far from its own general.
+
+All bots draw from a per-(board, player) xorshift RNG ``rng`` uint64 [N, 2] and keep their
+memory in :class:`BotMemory` (enemy general position per board and player), which callers
+reset when a board's game restarts (``scalars[..., 4] == 0``).
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .encoding import (
+    C_ENEMY,
+    C_ENEMY_CITY,
+    C_ENEMY_GENERAL,
+    C_FOG,
+    C_FOG_OBSTACLE,
+    C_MOUNTAIN,
+    C_NEUTRAL,
+    C_NEUTRAL_CITY,
+    C_OWN,
+    C_OWN_CITY,
+    C_OWN_GENERAL,
+    CODE_BITS,
+    CODE_MASK,
+)
+
+BOTS = ("random", "expander", "general")
+DR = np.array([-1, 1, 0, 0], dtype=np.int64)
+DC = np.array([0, 0, -1, 1], dtype=np.int64)
+
+__all__ = ["BOTS", "Bot", "bot_actions"]
+
+_jit = nb.njit(cache=True, nogil=True)
+
+
+@_jit
+def _rand(rng, b, p):
+    x = rng[b, p]
+    x ^= x >> np.uint64(12)
+    x ^= x << np.uint64(25)
+    x ^= x >> np.uint64(27)
+    rng[b, p] = x
+    y = x * np.uint64(2685821657736338717)
+    return (y >> np.uint64(11)) * (1.0 / 9007199254740992.0)
+
+
+@_jit
+def _randint(rng, b, p, n):
+    return min(np.int64(_rand(rng, b, p) * n), n - 1)
+
+
+@_jit
+def _pass(out):
+    out[0] = 1
+    out[1] = 0
+    out[2] = 0
+    out[3] = 0
+    out[4] = 0
+
+
+@_jit
+def _move(out, r, c, d, split):
+    out[0] = 0
+    out[1] = r
+    out[2] = c
+    out[3] = d
+    out[4] = split
+
+
+@_jit
+def _random_one(m4, rng, b, p, out, pass_prob, split_prob):
+    """Uniform valid move (reservoir sampling over the packed per-cell mask words)."""
+    S0, S1 = m4.shape[0], m4.shape[1]
+    count = 0
+    pick = -1
+    for i in range(S0):
+        for j in range(S1):
+            if m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]:
+                for d in range(4):
+                    if m4[i, j, d]:
+                        count += 1
+                        if _randint(rng, b, p, count) == 0:
+                            pick = (i * S1 + j) * 4 + d
+    if pick < 0:
+        _pass(out)
+        return
+    to_pass = 1 if _rand(rng, b, p) <= pass_prob else 0
+    split = 1 if _rand(rng, b, p) <= split_prob else 0
+    cell, d = divmod(pick, 4)
+    r, c = divmod(cell, S1)
+    _move(out, r, c, d, split)
+    out[0] = to_pass
+
+
+@_jit
+def _expander_one(obs, m4, rng, b, p, out):
+    S0, S1 = obs.shape
+    n_opp = 0
+    n_neu = 0
+    n_all = 0
+    pick_opp = -1
+    pick_neu = -1
+    pick_all = -1
+    for i in range(S0):
+        for j in range(S1):
+            if not (m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]):
+                continue
+            a = obs[i, j] >> CODE_BITS
+            for d in range(4):
+                if not m4[i, j, d]:
+                    continue
+                key = (i * S1 + j) * 4 + d
+                n_all += 1
+                if _randint(rng, b, p, n_all) == 0:
+                    pick_all = key
+                v = obs[i + DR[d], j + DC[d]]
+                code = v & CODE_MASK
+                if a > (v >> CODE_BITS) + 1:
+                    if code == C_ENEMY or code == C_ENEMY_CITY or code == C_ENEMY_GENERAL:
+                        n_opp += 1
+                        if _randint(rng, b, p, n_opp) == 0:
+                            pick_opp = key
+                    elif code == C_NEUTRAL or code == C_NEUTRAL_CITY:
+                        n_neu += 1
+                        if _randint(rng, b, p, n_neu) == 0:
+                            pick_neu = key
+    pick = pick_opp if pick_opp >= 0 else (pick_neu if pick_neu >= 0 else pick_all)
+    if pick < 0:
+        _pass(out)
+        return
+    cell, d = divmod(pick, 4)
+    r, c = divmod(cell, S1)
+    _move(out, r, c, d, 0)
+
+
+@_jit
+def _bfs(obs, sources_r, sources_c, n_src, dist, queue):
+    """Multi-source BFS over cells that are not (visible or fogged) obstacles."""
+    S0, S1 = obs.shape
+    dist[:, :] = 1 << 30
+    head = 0
+    tail = 0
+    for k in range(n_src):
+        dist[sources_r[k], sources_c[k]] = 0
+        queue[tail] = sources_r[k] * S1 + sources_c[k]
+        tail += 1
+    while head < tail:
+        cell = queue[head]
+        head += 1
+        i, j = divmod(cell, S1)
+        nd = dist[i, j] + 1
+        for d in range(4):
+            a = i + DR[d]
+            c = j + DC[d]
+            if a < 0 or a >= S0 or c < 0 or c >= S1 or dist[a, c] <= nd:
+                continue
+            code = obs[a, c] & CODE_MASK
+            if code == C_MOUNTAIN or code == C_FOG_OBSTACLE:
+                continue
+            # neutral cities and enemy cities are passable but costly: only as last steps
+            dist[a, c] = nd
+            queue[tail] = a * S1 + c
+            tail += 1
+
+
+@_jit
+def _general_one(obs, m4, t, rng, b, p, out, mem, dist, queue, src_r, src_c):
+    S0, S1 = obs.shape
+    # remember the enemy general; find own general
+    gr = -1
+    gc = -1
+    for i in range(S0):
+        for j in range(S1):
+            code = obs[i, j] & CODE_MASK
+            if code == C_ENEMY_GENERAL:
+                mem[b, p, 0] = i
+                mem[b, p, 1] = j
+            elif code == C_OWN_GENERAL and gr < 0:
+                gr = i
+                gc = j
+    # 1. capture the enemy general or a city if a neighbouring stack can
+    best = -1
+    best_score = -1.0
+    for i in range(S0):
+        for j in range(S1):
+            if not (m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]):
+                continue
+            a = obs[i, j] >> CODE_BITS
+            for d in range(4):
+                if not m4[i, j, d]:
+                    continue
+                v = obs[i + DR[d], j + DC[d]]
+                code = v & CODE_MASK
+                if a - 1 > (v >> CODE_BITS):
+                    s = -1.0
+                    if code == C_ENEMY_GENERAL:
+                        s = 1e9
+                    elif code == C_NEUTRAL_CITY or code == C_ENEMY_CITY:
+                        s = 1e6 - (v >> CODE_BITS)
+                    if s > best_score:
+                        best_score = s
+                        best = (i * S1 + j) * 4 + d
+    if best >= 0:
+        cell, d = divmod(best, 4)
+        r, c = divmod(cell, S1)
+        _move(out, r, c, d, 0)
+        return
+    # 2. target: the enemy general if known, else visible enemy cells, else fog cells
+    n_src = 0
+    if mem[b, p, 0] >= 0:
+        src_r[0] = mem[b, p, 0]
+        src_c[0] = mem[b, p, 1]
+        n_src = 1
+    else:
+        for want in range(2):
+            for i in range(S0):
+                for j in range(S1):
+                    code = obs[i, j] & CODE_MASK
+                    ok = (code == C_ENEMY or code == C_ENEMY_CITY) if want == 0 else code == C_FOG
+                    if ok:
+                        src_r[n_src] = i
+                        src_c[n_src] = j
+                        n_src += 1
+            if n_src > 0:
+                break
+    expand_phase = t < 50 or (t % 50) < 14
+    if n_src > 0 and not expand_phase:
+        _bfs(obs, src_r, src_c, n_src, dist, queue)
+        # 3. convoy: the largest movable stack outside the garrison steps towards the target
+        bi = -1
+        bj = -1
+        ba = 1
+        for i in range(S0):
+            for j in range(S1):
+                code = obs[i, j] & CODE_MASK
+                if code < C_OWN or code > C_OWN_GENERAL:
+                    continue
+                if not (m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]):
+                    continue
+                a = obs[i, j] >> CODE_BITS
+                if code == C_OWN_GENERAL:
+                    a = a - a // 3  # garrison
+                if a > ba and dist[i, j] < (1 << 30):
+                    ba = a
+                    bi = i
+                    bj = j
+        if bi >= 0 and ba >= 4:
+            bd = -1
+            bdist = dist[bi, bj]
+            for d in range(4):
+                if m4[bi, bj, d]:
+                    a2 = bi + DR[d]
+                    c2 = bj + DC[d]
+                    if dist[a2, c2] < bdist:
+                        v = obs[a2, c2]
+                        code = v & CODE_MASK
+                        own = code >= C_OWN and code <= C_OWN_GENERAL
+                        if own or ba - 1 > (v >> CODE_BITS) or code == C_FOG:
+                            bdist = dist[a2, c2]
+                            bd = d
+            if bd >= 0:
+                is_gen = (obs[bi, bj] & CODE_MASK) == C_OWN_GENERAL
+                _move(out, bi, bj, bd, 1 if is_gen else 0)
+                return
+    # 4. expand: capture the neutral/enemy plain cell reachable with the smallest stack,
+    # preferring cells far from the own general
+    best = -1
+    best_score = -1e18
+    for i in range(S0):
+        for j in range(S1):
+            if not (m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]):
+                continue
+            a = obs[i, j] >> CODE_BITS
+            for d in range(4):
+                if not m4[i, j, d]:
+                    continue
+                a2 = i + DR[d]
+                c2 = j + DC[d]
+                v = obs[a2, c2]
+                code = v & CODE_MASK
+                s = -1e17
+                if (code == C_NEUTRAL or code == C_ENEMY) and a - 1 > (v >> CODE_BITS):
+                    s = 1e6 - 10.0 * a + abs(a2 - gr) + abs(c2 - gc) + (5e5 if code == C_ENEMY
+                                                                         else 0.0)
+                elif code == C_OWN or code == C_OWN_CITY:
+                    # gather: move stacks onto own land (towards bigger stacks)
+                    s = a + (obs[a2, c2] >> CODE_BITS) * 0.01
+                s += _rand(rng, b, p)
+                if s > best_score:
+                    best_score = s
+                    best = (i * S1 + j) * 4 + d
+    if best < 0:
+        _pass(out)
+        return
+    cell, d = divmod(best, 4)
+    r, c = divmod(cell, S1)
+    _move(out, r, c, d, 0)
+
+
+@nb.njit(cache=True, nogil=True)
+def bot_actions(kind, obs, masks, scalars, seats, rng, mem, out, pass_prob=0.05, split_prob=0.25):
+    """Fill ``out[b, p]`` for every board ``b`` and seated player ``p`` (``seats[p]``).
+
+    ``kind`` 0 random, 1 expander, 2 general; ``mem`` int32 [N, 2, 2] bot memory (the enemy
+    general's position, -1 when unknown; reset here when the tick scalar is 0).
+    """
+    n = obs.shape[0]
+    S0, S1 = obs.shape[2], obs.shape[3]
+    dist = np.empty((S0, S1), np.int64)
+    queue = np.empty(S0 * S1, np.int64)
+    src_r = np.empty(S0 * S1, np.int64)
+    src_c = np.empty(S0 * S1, np.int64)
+    for b in range(n):
+        for p in range(2):
+            if not seats[p]:
+                continue
+            if scalars[b, p, 4] == 0:
+                mem[b, p, 0] = -1
+                mem[b, p, 1] = -1
+            if kind == 0:
+                _random_one(masks[b, p], rng, b, p, out[b, p], pass_prob, split_prob)
+            elif kind == 1:
+                _expander_one(obs[b, p], masks[b, p], rng, b, p, out[b, p])
+            else:
+                _general_one(obs[b, p], masks[b, p], scalars[b, p, 4], rng, b, p, out[b, p],
+                             mem, dist, queue, src_r, src_c)
+
+
+class Bot:
+    """A named bot for N boards: ``Bot("general", n).act(obs, masks, scalars, seats, out)``."""
+
+    def __init__(self, name: str, num_boards: int, seed: int | None = None):
+        if name not in BOTS:
+            raise ValueError(f"unknown bot {name!r}; choose from {BOTS}")
+        self.name = name
+        self.kind = BOTS.index(name)
+        self.num_boards = num_boards
+        st = np.random.SeedSequence(seed).generate_state(2 * num_boards, np.uint64)
+        self.rng = st.reshape(num_boards, 2).copy()
+        self.rng[self.rng == 0] = 1
+        self.mem = np.full((num_boards, 2, 2), -1, np.int32)
+
+    def act(self, obs, masks, scalars, seats=(True, True), out=None):
+        """Write (and return) actions int32 [N, 2, 5] for the seated players."""
+        if out is None:
+            out = np.zeros((self.num_boards, 2, 5), np.int32)
+            out[:, :, 0] = 1
+        bot_actions(self.kind, obs, masks, scalars, np.asarray(seats, np.bool_), self.rng,
+                    self.mem, out)
+        return out
