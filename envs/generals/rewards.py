@@ -40,8 +40,9 @@ class RewardFn(Protocol):
 
 
 def potential(x: RewardInput) -> float:
-    """The paper's Phi for one player (0 at the end of the game)."""
-    if x.done:
+    """The paper's Phi for one player (0 once the game is won or lost; a truncated game keeps
+    its potential, as it did not end)."""
+    if x.outcome != 0:
         return 0.0
     land, army, eland, earmy = (int(v) for v in x.scalars[:4])
     cities = int(np.count_nonzero((x.obs & CODE_MASK) == C_OWN_CITY))
