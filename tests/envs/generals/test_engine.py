@@ -190,7 +190,7 @@ def test_autoreset(autoreset):
     e.reset()
     a = np.zeros((3, 2, 5), np.int32)
     a[:, :, 0] = 1
-    for t in range(1, 8):
+    for _ in range(1, 8):
         e.step(a)
     assert e.truncated.all() and not e.terminated.any() and (e.episode_length == 7).all()
     if autoreset == "same_step":
