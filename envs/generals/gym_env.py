@@ -40,7 +40,7 @@ __all__ = ["GeneralsEnv", "action_space", "make_generator", "planes_space"]
 def planes_space(pad_to: int, players: int | None = None) -> spaces.Box:
     shape = (NUM_PLANES, pad_to, pad_to) if players is None else (players, NUM_PLANES, pad_to,
                                                                    pad_to)
-    return spaces.Box(0.0, np.inf, shape, np.float32)
+    return spaces.Box(0.0, float(2**31), shape, np.float32)
 
 
 def action_space(pad_to: int, players: int | None = None) -> spaces.MultiDiscrete:
