@@ -73,7 +73,7 @@ def test_reset_options_grid_and_custom_reward():
     env = G.GeneralsEnv(opponent="expander", reward=reward)
     obs, _ = env.reset(options={"grid": "A.....\n......\n.....B"})
     assert (obs[3, 3:, :] == 1).all()  # rows beyond the 3-row board are padding mountains
-    for t in range(4):
+    for _t in range(4):
         env.step(np.array([1, 0, 0, 0, 0]))
     assert calls == [1, 1, 2, 2, 3, 3, 4, 4]  # once per player and tick
 
@@ -102,7 +102,7 @@ def test_vector_env_matches_single_envs_and_autoresets():
     assert obs.shape == (4, 15, 24, 24) and obs in v.observation_space
     assert info["action_mask"].shape == (4, 24, 24, 4)
     ends = 0
-    for t in range(80):
+    for _t in range(80):
         a = np.zeros((4, 5), np.int64)
         a[:, 0] = 1
         obs, r, term, trunc, info = v.step(a)
@@ -123,8 +123,8 @@ def test_vector_env_matches_single_envs_and_autoresets():
 
 
 def test_gym_make_vec_uses_the_batched_env():
-    envs = gym.make_vec("gristmill/Generals-v0", num_envs=3, vectorization_mode="vector_entry_point",
-                        opponent="random", truncation=20)
+    envs = gym.make_vec("gristmill/Generals-v0", num_envs=3,
+                        vectorization_mode="vector_entry_point", opponent="random", truncation=20)
     obs, _ = envs.reset(seed=0)
     assert obs.shape == (3, 15, 24, 24)
     assert isinstance(envs.unwrapped, G.GeneralsVectorEnv)
