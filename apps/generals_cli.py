@@ -1,0 +1,111 @@
+"""``gristmill-generals``: play Generals.io bots against each other, write and render replays.
+
+Examples::
+
+    gristmill-generals play general expander --games 200 --replays runs/replays --keep 2
+    gristmill-generals table --games 200            # win-rate table of every pair of bots
+    gristmill-generals render runs/replays/game_000.npz --out game.gif [--view 0]
+    gristmill-generals render runs/replays/game_000.npz --ansi --tick 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gristmill.envs.generals import BOTS, Replay
+from gristmill.envs.generals.engine import PRIORITY_RULES
+from gristmill.envs.generals.tournament import play_match
+
+
+def _add_rules(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--games", type=int, default=200, help="games per pairing (default 200)")
+    p.add_argument("--maps", choices=("uniform", "generalsio"), default="generalsio")
+    p.add_argument("--truncation", type=int, default=1000, help="ticks before a draw")
+    p.add_argument("--priority", choices=sorted(PRIORITY_RULES), default="priority")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _row(r) -> str:
+    return (f"| {r.bot_a} | {r.bot_b} | {r.games} | {r.wins_a} | {r.wins_b} | {r.draws} | "
+            f"{100 * r.score_a:.1f} % | {r.mean_length:.0f} |")
+
+
+HEADER = ("| bot A | bot B | games | A wins | B wins | draws | A score | mean ticks |\n"
+          "|---|---|---:|---:|---:|---:|---:|---:|")
+
+
+def cmd_play(args) -> int:
+    r = play_match(args.bot_a, args.bot_b, args.games, args.maps, args.truncation, args.priority,
+                   args.seed, keep_replays=args.keep if args.replays else 0)
+    print(HEADER)
+    print(_row(r))
+    if args.replays:
+        out = Path(args.replays)
+        out.mkdir(parents=True, exist_ok=True)
+        for k, rep in enumerate(r.replays):
+            path = rep.save(out / f"game_{k:03d}.npz")
+            print(f"replay: {path} ({rep.num_ticks} ticks, {path.stat().st_size} bytes)")
+    return 0
+
+
+def cmd_table(args) -> int:
+    print(f"maps={args.maps} truncation={args.truncation} priority={args.priority} "
+          f"seed={args.seed}; seats alternate between games; draw = truncated")
+    print(HEADER)
+    names = args.bots or list(BOTS)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            r = play_match(a, b, args.games, args.maps, args.truncation, args.priority,
+                           args.seed)
+            print(_row(r), flush=True)
+    return 0
+
+
+def cmd_render(args) -> int:
+    rep = Replay.load(args.replay)
+    if args.ansi:
+        frames = list(rep.ansi(args.view))
+        tick = min(args.tick if args.tick is not None else len(frames) - 1, len(frames) - 1)
+        print(frames[tick])
+        return 0
+    if not args.out:
+        print("render: give --out FILE.gif|FILE.mp4 or --ansi", file=sys.stderr)
+        return 2
+    path = rep.export(args.out, fps=args.fps, view=args.view)
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="gristmill-generals", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("play", help="play two bots against each other")
+    p.add_argument("bot_a", choices=BOTS)
+    p.add_argument("bot_b", choices=BOTS)
+    _add_rules(p)
+    p.add_argument("--replays", help="folder to write replays (.npz) into")
+    p.add_argument("--keep", type=int, default=1, help="replays to write (default 1)")
+    p.set_defaults(fn=cmd_play)
+    p = sub.add_parser("table", help="win-rate table of every pair of bots")
+    _add_rules(p)
+    p.add_argument("--bots", nargs="+", choices=BOTS)
+    p.set_defaults(fn=cmd_table)
+    p = sub.add_parser("render", help="render a replay to GIF/MP4 or ANSI text")
+    p.add_argument("replay")
+    p.add_argument("--out", help="output .gif or .mp4")
+    p.add_argument("--fps", type=int, default=8)
+    p.add_argument("--view", type=int, choices=(0, 1), help="a player's fogged view")
+    p.add_argument("--ansi", action="store_true", help="print one tick as ANSI text")
+    p.add_argument("--tick", type=int, help="tick for --ansi (default: the last)")
+    p.set_defaults(fn=cmd_render)
+    args = ap.parse_args(argv)
+    if getattr(args, "games", 1) < 1:
+        ap.error("--games must be >= 1")
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
