@@ -212,8 +212,10 @@ class DoomEnv(gym.Env):
     def _configure(self) -> vzd.DoomGame:
         spec = self.spec_doom
         game = vzd.DoomGame()
-        cfg = spec.config if os.path.isabs(spec.config) else os.path.join(
-            vzd.scenarios_path, spec.config
+        cfg = (
+            spec.config
+            if os.path.isabs(spec.config)
+            else os.path.join(vzd.scenarios_path, spec.config)
         )
         if not os.path.isfile(cfg):
             raise DoomEnvError(f"{spec.name}: scenario config {cfg} not found")
@@ -223,9 +225,7 @@ class DoomEnv(gym.Env):
         if spec.buttons is not None:
             game.set_available_buttons([_enum(vzd.Button, b) for b in spec.buttons])
         if spec.variables is not None:
-            game.set_available_game_variables(
-                [_enum(vzd.GameVariable, v) for v in spec.variables]
-            )
+            game.set_available_game_variables([_enum(vzd.GameVariable, v) for v in spec.variables])
         w, h = self.game_resolution.lower().split("x")
         game.set_screen_resolution(_enum(vzd.ScreenResolution, f"RES_{w}X{h}"))
         game.set_screen_format(vzd.ScreenFormat.GRAY8 if self.grayscale else vzd.ScreenFormat.RGB24)

@@ -1,0 +1,110 @@
+"""`gristmill-doom eval`: run a checkpoint's policy and render episodes to a video.
+
+As in Sample Factory's ``enjoy``, the game runs with frame skip 1 and each action repeats for
+the training frame skip, so every game frame lands in the video (35 fps) while the policy
+sees what it saw in training.
+"""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import torch
+from gristmill.apps.doom.checkpoints import latest_checkpoint, load_checkpoint
+from gristmill.apps.doom.config import TrainConfig
+from gristmill.apps.doom.trainer import build_model
+from gristmill.envs.doom import DoomEnv
+
+__all__ = ["evaluate"]
+
+
+def _resolve(path: str) -> str:
+    if os.path.isdir(path):
+        for candidate in (path, os.path.join(path, "checkpoints")):
+            found = latest_checkpoint(candidate)
+            if found:
+                return found
+        raise FileNotFoundError(f"no checkpoint under {path}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    return path
+
+
+def evaluate(
+    checkpoint: str,
+    episodes: int = 1,
+    video: str | None = None,
+    deterministic: bool = False,
+    max_steps: int = 10_000,
+    seed: int = 0,
+) -> dict:
+    """Play ``episodes`` episodes; returns rewards/true objectives and writes ``video``."""
+    path = _resolve(checkpoint)
+    state = load_checkpoint(path)
+    cfg = TrainConfig(**state["config"])
+    skip = cfg.env_frameskip
+    env = DoomEnv(
+        cfg.env,
+        resolution=(cfg.res_w, cfg.res_h),
+        grayscale=cfg.grayscale,
+        channels_first=True,
+        frame_skip=1,
+        render_mode="rgb_array",
+    )
+    writer = None
+    rewards, objectives, lengths = [], [], []
+    try:
+        model = build_model(cfg, env.observation_space, env.action_space)
+        model.load_state_dict(state["learner"]["model"])
+        model.eval()
+        from gristmill.samplers.rollout import action_from_row  # noqa: PLC0415
+
+        for ep in range(episodes):
+            obs, _ = env.reset(seed=seed + ep)
+            h = model.initial_state(1)
+            total, steps, done, info = 0.0, 0, False, {}
+            while not done and steps < max_steps:
+                batch = {k: torch.from_numpy(np.asarray(v))[None] for k, v in _as_dict(obs).items()}
+                out = model.act(batch, h, deterministic=deterministic)
+                h = out["state"]
+                action = action_from_row(env.action_space, out["actions"][0].numpy())
+                for _ in range(skip):
+                    frame = env.render()
+                    if video is not None and frame is not None:
+                        if writer is None:
+                            writer = _open_video(video, frame.shape[1], frame.shape[0])
+                        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                    obs, r, term, trunc, info = env.step(action)
+                    total += r
+                    if term or trunc:
+                        done = True
+                        break
+                steps += 1
+            rewards.append(total)
+            lengths.append(steps)
+            objectives.append(float(info.get("true_objective", total)))
+    finally:
+        env.close()
+        if writer is not None:
+            writer.release()
+    return {
+        "checkpoint": path,
+        "episode_rewards": rewards,
+        "true_objectives": objectives,
+        "lengths": lengths,
+        "video": video,
+    }
+
+
+def _as_dict(obs):
+    return obs if isinstance(obs, dict) else {"obs": obs}
+
+
+def _open_video(path: str, width: int, height: int):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 35.0, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError(f"could not open a video writer for {path}")
+    return writer

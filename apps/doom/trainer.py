@@ -1,0 +1,438 @@
+"""The Doom APPO trainer: rollout worker processes + in-process inference and learner.
+
+Layout (chosen by measurement on a 2-core box, see BENCHMARKS.md "Doom trainer"):
+
+- ``num_workers`` rollout processes (:mod:`gristmill.samplers.rollout_worker`) each step
+  ``num_envs_per_worker`` VizDoom games in two splits, writing observations into
+  shared-memory trajectory slots;
+- the main thread serves batched inference for every pending split (one forward pass for all
+  of them) and writes actions back into the slots;
+- a learner thread takes completed slots, trains with :class:`~gristmill.learners.APPOLearner`
+  (Sample Factory's APPO) and publishes weights to the inference copy with a new version.
+
+torch runs its kernels without the GIL, so inference and learning overlap with each other and
+with the game processes; nothing is pickled per step. On a GPU box the same pieces run with the
+models on CUDA (``--device cuda``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import threading
+import time
+from collections import deque
+from queue import Empty
+
+import numpy as np
+import torch
+from gristmill.apps.doom.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from gristmill.apps.doom.config import TrainConfig
+from gristmill.apps.doom.env_factory import DoomEnvFactory
+from gristmill.envs.doom import game_processes
+from gristmill.learners import (
+    ActionSpec,
+    ActorCritic,
+    APPOConfig,
+    APPOLearner,
+    ModelConfig,
+    select_device,
+)
+from gristmill.samplers.rollout import (
+    RolloutChannels,
+    RolloutLayout,
+    action_spec_of,
+    obs_spec_of,
+)
+from gristmill.samplers.rollout_worker import RolloutWorkerPool, become_subreaper
+from rich.console import Console
+
+__all__ = ["DoomTrainer", "build_model", "appo_config"]
+
+MAX_WORKER_RESTARTS = 20
+
+
+def build_model(cfg: TrainConfig, obs_space, action_space) -> ActorCritic:
+    obs = {k: shape for k, (shape, _) in obs_spec_of(obs_space).items()}
+    discrete, continuous = action_spec_of(action_space)
+    mcfg = ModelConfig(
+        encoder=cfg.encoder,
+        core=cfg.rnn_type if cfg.use_rnn else "none",
+        rnn_size=cfg.rnn_size,
+        nonlinearity=cfg.nonlinearity,
+        obs_scale=cfg.obs_scale,
+        normalize_input=cfg.normalize_input,
+        normalize_returns=cfg.normalize_returns,
+    )
+    return ActorCritic(obs, ActionSpec(discrete, continuous), mcfg)
+
+
+def appo_config(cfg: TrainConfig) -> APPOConfig:
+    return APPOConfig(
+        gamma=cfg.gamma,
+        gae_lambda=cfg.gae_lambda,
+        with_vtrace=cfg.with_vtrace,
+        vtrace_rho=cfg.vtrace_rho,
+        vtrace_c=cfg.vtrace_c,
+        value_bootstrap=cfg.value_bootstrap,
+        ppo_clip_ratio=cfg.ppo_clip_ratio,
+        ppo_clip_value=cfg.ppo_clip_value,
+        value_loss_coeff=cfg.value_loss_coeff,
+        exploration_loss=cfg.exploration_loss,
+        exploration_loss_coeff=cfg.exploration_loss_coeff,
+        kl_loss_coeff=cfg.kl_loss_coeff,
+        learning_rate=cfg.learning_rate,
+        adam_eps=cfg.adam_eps,
+        max_grad_norm=cfg.max_grad_norm,
+        batch_size=cfg.batch_size,
+        num_batches_per_epoch=cfg.num_batches_per_epoch,
+        num_epochs=cfg.num_epochs,
+        shuffle_minibatches=cfg.shuffle_minibatches,
+        max_policy_lag=cfg.max_policy_lag,
+    )
+
+
+class _Stop(Exception):
+    pass
+
+
+class DoomTrainer:
+    """One training run; ``run()`` returns a summary dict. See the module docstring."""
+
+    def __init__(self, cfg: TrainConfig, console: Console | None = None):
+        self.cfg = cfg
+        self.console = console or Console(stderr=True)
+        self.exp_dir = os.path.join(cfg.train_dir, cfg.experiment_name)
+        self.ckpt_dir = os.path.join(self.exp_dir, "checkpoints")
+        if cfg.torch_threads > 0:
+            torch.set_num_threads(cfg.torch_threads)
+        torch.manual_seed(cfg.seed)
+
+        self.env_fn = DoomEnvFactory(
+            cfg.env, cfg.res_w, cfg.res_h, cfg.grayscale, cfg.env_frameskip
+        )
+        probe = self.env_fn(0)
+        try:
+            self.obs_space, self.action_space = probe.observation_space, probe.action_space
+        finally:
+            probe.close()
+        self.device = select_device(cfg.device)
+        model = build_model(cfg, self.obs_space, self.action_space)
+        self.learner = APPOLearner(model, appo_config(cfg), self.device)
+        self.infer_model = copy.deepcopy(self.learner.model).eval()
+        self.infer_version = 0
+        self.weights_lock = threading.Lock()
+
+        self.trajs_per_batch = cfg.batch_size // cfg.rollout
+        num_envs = cfg.num_workers * cfg.num_envs_per_worker
+        slots = 2 * num_envs + cfg.num_batches_to_accumulate * self.trajs_per_batch
+        self.layout = RolloutLayout(
+            num_workers=cfg.num_workers,
+            envs_per_worker=cfg.num_envs_per_worker,
+            num_splits=cfg.worker_num_splits,
+            rollout=cfg.rollout,
+            num_slots=slots,
+            obs=obs_spec_of(self.obs_space),
+            action_dim=model.action_spec.action_dim,
+            num_logits=model.action_spec.num_logits,
+            state_size=model.state_size,
+        )
+        self.channels: RolloutChannels | None = None
+        self.pool: RolloutWorkerPool | None = None
+        self.writer = None
+
+        self.stop_event = threading.Event()
+        self.learner_error: BaseException | None = None
+        self.stats_lock = threading.Lock()
+        self.train_stats: dict = {}
+        self.episodes = {k: deque(maxlen=100) for k in ("reward", "length", "true_objective")}
+        self.num_episodes = 0
+        self.sampled_steps = 0
+        self.last_save = time.time()
+        self.frames_at_start = 0
+
+    # ------------------------------------------------------------------ persistence
+    @property
+    def env_frames(self) -> int:
+        return self.learner.env_steps * self.cfg.env_frameskip
+
+    def _resume(self) -> None:
+        path = None if self.cfg.restart else latest_checkpoint(self.ckpt_dir)
+        if path is None:
+            return
+        state = load_checkpoint(path, self.device)
+        self.learner.load_state_dict(state["learner"])
+        self._publish_weights()
+        self.frames_at_start = self.env_frames
+        self.console.print(
+            f"resumed from {path}: version {self.learner.train_step}, {self.env_frames:,} frames"
+        )
+
+    def save(self) -> str:
+        state = {
+            "learner": self.learner.state_dict(),
+            "config": json.loads(self.cfg.to_json()),
+            "obs_spec": {k: list(s) for k, s in self.learner.model.obs_spec.items()},
+            "action_spec": [
+                list(self.learner.model.action_spec.discrete),
+                self.learner.model.action_spec.continuous,
+            ],
+        }
+        path = save_checkpoint(
+            self.ckpt_dir,
+            state,
+            self.learner.train_step,
+            self.env_frames,
+            keep=self.cfg.keep_checkpoints,
+        )
+        self.last_save = time.time()
+        return path
+
+    # ------------------------------------------------------------------ learner thread
+    def _gather(self, slots: list[int]) -> dict:
+        a = self.channels.arrays
+        idx = np.asarray(slots, dtype=np.int64)
+        t = lambda key: torch.from_numpy(a[key][idx])  # noqa: E731 - fancy index = copy
+        return {
+            "obs": {k: t(f"obs_{k}") for k in self.layout.obs},
+            "rnn_states": t("rnn_states"),
+            "actions": t("actions"),
+            "log_prob_actions": t("log_probs"),
+            "action_logits": t("logits"),
+            "values": t("values"),
+            "rewards": t("rewards"),
+            "dones": t("dones").bool(),
+            "time_outs": t("time_outs").bool(),
+            "policy_version": t("policy_version"),
+            "policy_id": t("policy_id").long(),
+            "valids": t("valids").bool(),
+        }
+
+    def _publish_weights(self) -> None:
+        with self.weights_lock:
+            self.infer_model.load_state_dict(self.learner.model.state_dict())
+            self.infer_version = self.learner.train_step
+
+    def _learner_loop(self) -> None:
+        ch = self.channels
+        pending: list[int] = []
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    got = ch.trajectories.get_many(
+                        timeout=0.1, max_messages=self.trajs_per_batch - len(pending)
+                    )
+                except Empty:
+                    continue
+                pending += [int(s) for s in got]
+                if len(pending) < self.trajs_per_batch:
+                    continue
+                batch = self._gather(pending)
+                for s in pending:
+                    ch.free_slots.put(s)
+                pending = []
+                stats = self.learner.train(batch)
+                self._publish_weights()
+                if stats is not None:
+                    with self.stats_lock:
+                        self.train_stats = stats
+                if time.time() - self.last_save > self.cfg.save_every_sec:
+                    self.save()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.learner_error = exc
+            self.stop_event.set()
+
+    # ------------------------------------------------------------------ inference
+    def _serve_inference(self, timeout: float) -> None:
+        ch, a, pool = self.channels, self.channels.arrays, self.pool
+        try:
+            msgs = ch.requests.get_many(timeout=timeout)
+        except Empty:
+            return
+        msgs = [m for m in msgs if m[1] == pool.generation[m[0]]]  # drop dead workers' asks
+        if not msgs:
+            return
+        slots = np.concatenate([np.asarray(m[4], dtype=np.int64) for m in msgs])
+        ts = np.concatenate([np.full(len(m[4]), m[3], dtype=np.int64) for m in msgs])
+        obs = {
+            k: torch.from_numpy(a[f"obs_{k}"][slots, ts]).to(self.device) for k in self.layout.obs
+        }
+        state = torch.from_numpy(a["rnn_states"][slots, ts]).to(self.device)
+        with self.weights_lock:
+            out = self.infer_model.act(obs, state)
+            version = self.infer_version
+        a["actions"][slots, ts] = out["actions"].cpu().numpy()
+        a["log_probs"][slots, ts] = out["log_probs"].cpu().numpy()
+        a["logits"][slots, ts] = out["logits"].cpu().numpy()
+        a["values"][slots, ts] = out["values"].cpu().numpy()
+        a["rnn_states"][slots, ts + 1] = out["state"].cpu().numpy()
+        a["policy_version"][slots, ts] = version
+        a["policy_id"][slots, ts] = 0
+        self.sampled_steps += len(slots)
+        for w, _gen, split, _t, _s in msgs:
+            ch.actions[w].put(split)
+
+    # ------------------------------------------------------------------ housekeeping
+    def _drain_reports(self) -> None:
+        try:
+            reports = self.channels.reports.get_many_nowait()
+        except Empty:
+            return
+        for r in reports:
+            kind = r.get("kind")
+            if kind == "episode":
+                self.num_episodes += 1
+                for key in self.episodes:
+                    if key in r:
+                        self.episodes[key].append(r[key])
+            elif kind == "env_error":
+                self.console.print(
+                    f"[red]env {r['env']} (worker {r['worker']}) crashed: {r['error']}; "
+                    "re-created it[/red]"
+                )
+            elif kind == "worker_error":
+                self.console.print(f"[red]worker {r['worker']} failed: {r['error']}[/red]")
+
+    def _reap_orphan_games(self) -> None:
+        """End game processes re-parented to us (their worker died)."""
+        pids = game_processes(os.getpid())
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+
+    def _check_workers(self) -> None:
+        for w, reason in self.pool.check():
+            envs = self.pool.env_indices(w)
+            self.console.print(
+                f"[red]rollout worker {w} (envs {envs[0]}-{envs[-1]} of {self.cfg.env}) "
+                f"{reason}; restarting it[/red]"
+            )
+            if self.pool.restarts >= MAX_WORKER_RESTARTS:
+                raise RuntimeError(f"rollout workers failed {self.pool.restarts} times; stopping")
+            self._reap_orphan_games()
+            self.pool.restart(w)
+
+    def _log(self, now: float, t0: float, last: dict) -> None:
+        cfg = self.cfg
+        dt = max(1e-6, now - last["time"])
+        fps = (self.env_frames - last["frames"]) / dt
+        sample_fps = (self.sampled_steps - last["sampled"]) * cfg.env_frameskip / dt
+        last.update(time=now, frames=self.env_frames, sampled=self.sampled_steps)
+        with self.stats_lock:
+            stats = dict(self.train_stats)
+        ep = {k: (float(np.mean(v)) if v else float("nan")) for k, v in self.episodes.items()}
+        lag = stats.get("version_diff_avg", float("nan"))
+        self.console.print(
+            f"[{now - t0:7.1f}s] frames {self.env_frames:>11,} | fps {fps:6.0f} "
+            f"(sampling {sample_fps:6.0f}) | reward {ep['reward']:7.3f} | true_obj "
+            f"{ep['true_objective']:7.3f} | lag {lag:5.1f} | version {self.learner.train_step}"
+        )
+        if self.writer is not None:
+            step = self.env_frames
+            w = self.writer
+            w.add_scalar("perf/fps", fps, step)
+            w.add_scalar("perf/sample_fps", sample_fps, step)
+            for key in ("reward", "length", "true_objective"):
+                if self.episodes[key]:
+                    w.add_scalar(f"episode/{key}", ep[key], step)
+            for key, value in stats.items():
+                group = "policy_lag" if key.startswith("version_diff") else "train"
+                w.add_scalar(f"{group}/{key}", value, step)
+            w.flush()
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> dict:
+        cfg = self.cfg
+        os.makedirs(self.exp_dir, exist_ok=True)
+        with open(os.path.join(self.exp_dir, "config.json"), "w") as f:
+            f.write(cfg.to_json())
+        self._resume()
+        from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - slow import
+
+        self.writer = SummaryWriter(os.path.join(self.exp_dir, "tb"))
+        become_subreaper()
+        previous_term = signal.getsignal(signal.SIGTERM)
+
+        def on_term(signum, frame):
+            raise _Stop(f"signal {signum}")
+
+        signal.signal(signal.SIGTERM, on_term)
+        self.channels = RolloutChannels(self.layout)
+        self.pool = RolloutWorkerPool(
+            self.env_fn,
+            self.channels,
+            seed=cfg.seed,
+            reward_scale=cfg.reward_scale,
+            reward_clip=cfg.reward_clip,
+            heartbeat_timeout=cfg.heartbeat_timeout,
+        )
+        learner_thread = threading.Thread(target=self._learner_loop, name="learner", daemon=True)
+        t0 = time.time()
+        reason = "done"
+        try:
+            self.pool.start()
+            learner_thread.start()
+            last = {"time": t0, "frames": self.env_frames, "sampled": 0}
+            last_house = t0
+            self.console.print(
+                f"training {cfg.env}: {cfg.num_workers} workers x {cfg.num_envs_per_worker} envs, "
+                f"batch {cfg.batch_size}, device {self.device}, dir {self.exp_dir}"
+            )
+            while True:
+                self._serve_inference(0.02)
+                now = time.time()
+                if now - last_house < 0.5:
+                    continue
+                last_house = now
+                self._drain_reports()
+                if self.learner_error is not None:
+                    raise RuntimeError("learner failed") from self.learner_error
+                self._check_workers()
+                if now - last["time"] >= cfg.stats_every_sec:
+                    self._log(now, t0, last)
+                if self.env_frames >= cfg.train_for_env_steps:
+                    break
+                if cfg.train_for_seconds and now - t0 >= cfg.train_for_seconds:
+                    reason = "time limit"
+                    break
+        except (KeyboardInterrupt, _Stop) as exc:
+            reason = f"interrupted ({type(exc).__name__})"
+        finally:
+            self.stop_event.set()
+            if learner_thread.is_alive():
+                learner_thread.join(timeout=120)
+            if self.pool is not None:
+                self.pool.stop()
+            self._reap_orphan_games()
+            try:
+                if self.learner_error is None and self.learner.train_step > 0:
+                    path = self.save()
+                    self.console.print(f"saved {path}")
+            finally:
+                self.channels.close()
+                self.writer.close()
+                signal.signal(signal.SIGTERM, previous_term)
+        elapsed = time.time() - t0
+        ep = {k: (float(np.mean(v)) if v else None) for k, v in self.episodes.items()}
+        summary = {
+            "reason": reason,
+            "env_frames": self.env_frames,
+            "seconds": elapsed,
+            "fps": (self.env_frames - self.frames_at_start) / max(elapsed, 1e-6),
+            "version": self.learner.train_step,
+            "episodes": self.num_episodes,
+            "reward_mean_100": ep["reward"],
+            "true_objective_mean_100": ep["true_objective"],
+            "worker_restarts": self.pool.restarts if self.pool else 0,
+        }
+        self.console.print(f"finished ({reason}): {summary}")
+        return summary

@@ -1,0 +1,204 @@
+"""Trajectory buffers and the protocol between rollout workers and an inference/learner side.
+
+This is Sample Factory's sampling design (Petrenko et al. 2020, arXiv:2006.11751, §3) without
+torch: rollout workers step environments and write observations straight into
+shared-memory *trajectory slots*; whoever runs the policy (inference) reads them by index,
+writes actions, log-probs, logits, values, recurrent states and the policy version back into
+the same slot, and the learner takes completed slots as training data and returns them to the
+free list. Only small index messages cross :class:`gristmill.kernels.shmqueue.Queue` s.
+
+Slot layout (``S`` slots, rollout ``T``; ``[S, T + 1]`` entries hold the bootstrap step):
+
+==================  ====================  =================================================
+array               shape, dtype          written by
+==================  ====================  =================================================
+obs_<key>           [S, T+1, *shape]      worker (step t's observation)
+rnn_states          [S, T+1, state]       inference (state before step t+1); worker zeroes
+                                          it after an episode end
+actions             [S, T, A] float32     inference
+log_probs           [S, T] float32        inference
+logits              [S, T, L] float32     inference
+values              [S, T+1] float32      inference (the last one by the learner)
+policy_version      [S, T] int64          inference
+policy_id           [S, T] int16          inference (the policy that acted)
+rewards             [S, T] float32        worker (scaled and clipped)
+dones, time_outs    [S, T] uint8          worker (episode ended / was truncated after t)
+valids              [S, T] uint8          worker (0 for a step lost to an env crash)
+==================  ====================  =================================================
+
+Messages: a worker asks for actions with ``(worker, generation, split, t, slots)`` on the
+request queue and waits for ``split`` on its own action queue; a finished slot goes on the
+trajectory queue; free slots circulate on the free queue (a worker that finds none waits:
+back-pressure when the learner falls behind). Episode statistics and env errors travel on
+the report queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from gristmill.kernels.shm import SharedArrays
+from gristmill.kernels.shmqueue import Queue
+from gymnasium import spaces
+
+__all__ = [
+    "RolloutLayout",
+    "RolloutChannels",
+    "action_spec_of",
+    "action_from_row",
+    "obs_spec_of",
+]
+
+
+def obs_spec_of(space: spaces.Space) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """Per-key ``(shape, dtype)`` of a Box or Dict-of-Box observation space (Box -> ``"obs"``)."""
+    if isinstance(space, spaces.Box):
+        return {"obs": (tuple(space.shape), np.dtype(space.dtype))}
+    if isinstance(space, spaces.Dict):
+        out = {}
+        for key, sub in space.spaces.items():
+            if not isinstance(sub, spaces.Box):
+                raise TypeError(f"observation {key!r} must be a Box, got {sub}")
+            out[key] = (tuple(sub.shape), np.dtype(sub.dtype))
+        return out
+    raise TypeError(f"observation space must be Box or Dict of Box, got {space}")
+
+
+def action_spec_of(space: spaces.Space) -> tuple[tuple[int, ...], int]:
+    """``(categorical sizes, continuous dims)`` of Discrete / MultiDiscrete / Box / Tuple."""
+    if isinstance(space, spaces.Discrete):
+        return (int(space.n),), 0
+    if isinstance(space, spaces.MultiDiscrete):
+        return tuple(int(n) for n in np.asarray(space.nvec).ravel()), 0
+    if isinstance(space, spaces.Box):
+        return (), int(np.prod(space.shape))
+    if isinstance(space, spaces.Tuple):
+        discrete: list[int] = []
+        continuous = 0
+        for sub in space.spaces:
+            d, c = action_spec_of(sub)
+            if d and continuous:
+                raise TypeError(f"Box sub-actions must come last in {space}")
+            discrete += d
+            continuous += c
+        return tuple(discrete), continuous
+    raise TypeError(f"unsupported action space {space}")
+
+
+def action_from_row(space: spaces.Space, row: np.ndarray):
+    """The env action encoded by a float row ``[*categorical indices, *continuous values]``."""
+    if isinstance(space, spaces.Discrete):
+        return int(row[0])
+    if isinstance(space, spaces.MultiDiscrete):
+        return row.astype(np.int64).reshape(np.asarray(space.nvec).shape)
+    if isinstance(space, spaces.Box):
+        return row.astype(space.dtype).reshape(space.shape)
+    if isinstance(space, spaces.Tuple):
+        out, i = [], 0
+        for sub in space.spaces:
+            if isinstance(sub, spaces.Box):
+                n = int(np.prod(sub.shape))
+                out.append(row[i : i + n].astype(sub.dtype).reshape(sub.shape))
+                i += n
+            else:
+                out.append(int(row[i]))
+                i += 1
+        return tuple(out)
+    raise TypeError(f"unsupported action space {space}")
+
+
+@dataclass(frozen=True)
+class RolloutLayout:
+    """Sizes of the sampling system.
+
+    Args:
+      num_workers, envs_per_worker, num_splits: ``envs_per_worker`` envs per worker process,
+        stepped in ``num_splits`` groups so stepping one overlaps inference for another
+        (Sample Factory's double buffering, ``worker_num_splits=2``).
+      rollout: steps per trajectory slot (``T``).
+      num_slots: trajectory slots; at least every env's slot plus room for the batches.
+      obs: per-key ``(shape, dtype)``.
+      action_dim, num_logits, state_size: widths of the policy outputs.
+    """
+
+    num_workers: int
+    envs_per_worker: int
+    rollout: int
+    num_slots: int
+    obs: dict = field(default_factory=dict)
+    action_dim: int = 1
+    num_logits: int = 1
+    state_size: int = 1
+    num_splits: int = 2
+
+    def __post_init__(self):
+        if self.envs_per_worker % self.num_splits:
+            raise ValueError(
+                f"envs_per_worker ({self.envs_per_worker}) must be divisible by num_splits "
+                f"({self.num_splits})"
+            )
+        if self.num_slots < self.num_envs + 1:
+            raise ValueError(f"num_slots {self.num_slots} < envs {self.num_envs} + 1")
+
+    @property
+    def num_envs(self) -> int:
+        return self.num_workers * self.envs_per_worker
+
+    @property
+    def envs_per_split(self) -> int:
+        return self.envs_per_worker // self.num_splits
+
+    def arrays_spec(self) -> dict:
+        s, t = self.num_slots, self.rollout
+        spec = {f"obs_{k}": ((s, t + 1, *shape), dt) for k, (shape, dt) in self.obs.items()}
+        spec.update(
+            rnn_states=((s, t + 1, self.state_size), np.float32),
+            actions=((s, t, self.action_dim), np.float32),
+            log_probs=((s, t), np.float32),
+            logits=((s, t, self.num_logits), np.float32),
+            values=((s, t + 1), np.float32),
+            policy_version=((s, t), np.int64),
+            policy_id=((s, t), np.int16),
+            rewards=((s, t), np.float32),
+            dones=((s, t), np.uint8),
+            time_outs=((s, t), np.uint8),
+            valids=((s, t), np.uint8),
+            slot_owner=((s,), np.int32),
+            worker_heartbeat=((self.num_workers,), np.float64),
+            stop=((1,), np.uint8),
+        )
+        return spec
+
+
+class RolloutChannels:
+    """The shared arrays and queues of one sampling system (created by the owner; pickles to
+    workers as attached handles). ``close()`` on the owner unlinks everything."""
+
+    def __init__(self, layout: RolloutLayout):
+        self.layout = layout
+        self.arrays = SharedArrays.create(layout.arrays_spec())
+        try:
+            msg = 64 + 8 * max(layout.envs_per_split, 1)
+            self.requests = Queue(max(1 << 16, 4 * layout.num_workers * layout.num_splits * msg))
+            self.actions = [Queue(1 << 12) for _ in range(layout.num_workers)]
+            self.trajectories = Queue(max(1 << 16, 32 * layout.num_slots))
+            self.free_slots = Queue(max(1 << 16, 32 * layout.num_slots))
+            self.reports = Queue(1 << 20)
+        except BaseException:
+            self.arrays.close()
+            raise
+        self.arrays["slot_owner"][:] = -1
+        for slot in range(layout.num_slots):
+            self.free_slots.put(slot)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self.arrays[key]
+
+    def queues(self) -> list[Queue]:
+        return [self.requests, *self.actions, self.trajectories, self.free_slots, self.reports]
+
+    def close(self) -> None:
+        for q in self.queues():
+            q.close()
+        self.arrays.close()

@@ -1,0 +1,342 @@
+"""Rollout worker process: steps ``envs_per_worker`` envs in splits, writing into slots.
+
+Run by :class:`RolloutWorkerPool`. While inference computes actions for one split, the worker
+steps the other (double buffering). An env that raises is reported (worker, env index,
+error), closed and re-created; the lost step is marked invalid and ends the episode, so the
+run goes on. The worker exits when the stop flag is set, when its parent dies (Linux
+``PR_SET_PDEATHSIG``) or on SIGTERM, always closing its envs (and so their game processes).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from queue import Empty
+
+import numpy as np
+from gristmill.samplers.rollout import RolloutChannels, action_from_row
+
+__all__ = ["RolloutWorkerPool", "run_rollout_worker", "become_subreaper", "EnvFactory"]
+
+EnvFactory = Callable[[int], object]
+"""``env_fn(env_index) -> gymnasium.Env``; must pickle (spawned processes)."""
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+MAX_ENV_RESTARTS = 5
+
+
+def _prctl(option: int, value: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        return libc.prctl(option, value, 0, 0, 0) == 0
+    except OSError:
+        return False
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants (game processes of a killed worker) re-parent to this process,
+    so it can find and end them. Linux only; returns whether it worked."""
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def _on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+class _Worker:
+    def __init__(
+        self, worker_id, generation, env_fn, ch: RolloutChannels, seed, reward_scale, reward_clip
+    ):
+        self.w, self.gen, self.env_fn, self.ch = worker_id, generation, env_fn, ch
+        self.layout = lay = ch.layout
+        self.seed = seed
+        self.reward_scale, self.reward_clip = reward_scale, reward_clip
+        self.a = ch.arrays
+        self.obs_keys = list(lay.obs)
+        self.first = worker_id * lay.envs_per_worker
+        self.envs: list = [None] * lay.envs_per_worker
+        self.slots = np.full(lay.envs_per_worker, -1, dtype=np.int64)
+        self.t = [0] * lay.num_splits
+        self.ep_return = np.zeros(lay.envs_per_worker)
+        self.ep_len = np.zeros(lay.envs_per_worker, dtype=np.int64)
+        self.restarts = [0] * lay.envs_per_worker
+
+    # -------------------------------------------------------------- helpers
+    def stopping(self) -> bool:
+        return bool(self.a["stop"][0])
+
+    def report(self, kind: str, **payload) -> None:
+        payload.update(kind=kind, worker=self.w)
+        try:
+            self.ch.reports.put(payload, timeout=5.0)
+        except Exception:  # noqa: BLE001 - reporting must never kill the worker
+            pass
+
+    def write_obs(self, slot: int, t: int, obs) -> None:
+        if isinstance(obs, dict):
+            for key in self.obs_keys:
+                self.a[f"obs_{key}"][slot, t] = obs[key]
+        else:
+            self.a[f"obs_{self.obs_keys[0]}"][slot, t] = obs
+
+    def take_slot(self) -> int:
+        while True:
+            try:
+                slot = self.ch.free_slots.get(timeout=0.5)
+                break
+            except Empty:
+                self.heartbeat()
+                if self.stopping():
+                    raise SystemExit(0) from None
+        self.a["slot_owner"][slot] = self.w
+        return int(slot)
+
+    def heartbeat(self) -> None:
+        self.a["worker_heartbeat"][self.w] = time.time()
+
+    def make_env(self, i: int):
+        index = self.first + i
+        env = self.env_fn(index)
+        obs, _ = env.reset(seed=self.seed + index + 1000 * self.restarts[i])
+        self.envs[i] = env
+        return obs
+
+    def restart_env(self, i: int, exc: BaseException):
+        index = self.first + i
+        self.report(
+            "env_error",
+            env=index,
+            error=f"{type(exc).__name__}: {exc}",
+            traceback=traceback.format_exc(limit=5),
+        )
+        try:
+            self.envs[i].close()
+        except Exception:  # noqa: BLE001 - the env is already broken
+            pass
+        self.restarts[i] += 1
+        if self.restarts[i] > MAX_ENV_RESTARTS:
+            raise RuntimeError(f"env {index} crashed {self.restarts[i]} times; giving up") from exc
+        return self.make_env(i)
+
+    def request(self, split: int) -> None:
+        lo = split * self.layout.envs_per_split
+        slots = self.slots[lo : lo + self.layout.envs_per_split].tolist()
+        self.ch.requests.put((self.w, self.gen, split, self.t[split], slots))
+
+    # -------------------------------------------------------------- main loop
+    def step_split(self, split: int) -> None:
+        lay, a = self.layout, self.a
+        t = self.t[split]
+        lo = split * lay.envs_per_split
+        for i in range(lo, lo + lay.envs_per_split):
+            slot = self.slots[i]
+            env = self.envs[i]
+            valid = 1
+            try:
+                action = action_from_row(env.action_space, a["actions"][slot, t])
+                obs, reward, term, trunc, info = env.step(action)
+            except Exception as exc:  # noqa: BLE001 - reported and survived
+                obs = self.restart_env(i, exc)
+                reward, term, trunc, info, valid = 0.0, False, True, {}, 0
+            done = bool(term or trunc)
+            self.ep_return[i] += reward
+            self.ep_len[i] += 1
+            r = float(np.clip(reward * self.reward_scale, -self.reward_clip, self.reward_clip))
+            a["rewards"][slot, t] = r
+            a["dones"][slot, t] = done
+            a["time_outs"][slot, t] = bool(trunc)
+            a["valids"][slot, t] = valid
+            if done:
+                if valid:
+                    stats = {"reward": float(self.ep_return[i]), "length": int(self.ep_len[i])}
+                    if "true_objective" in info:
+                        stats["true_objective"] = float(info["true_objective"])
+                    self.report("episode", env=self.first + i, **stats)
+                self.ep_return[i] = 0.0
+                self.ep_len[i] = 0
+                if valid:
+                    try:
+                        obs, _ = env.reset()
+                    except Exception as exc:  # noqa: BLE001
+                        obs = self.restart_env(i, exc)
+                a["rnn_states"][slot, t + 1] = 0.0
+            self.write_obs(slot, t + 1, obs)
+        t += 1
+        if t == lay.rollout:
+            for i in range(lo, lo + lay.envs_per_split):
+                old = int(self.slots[i])
+                new = self.take_slot()
+                for key in self.obs_keys:
+                    a[f"obs_{key}"][new, 0] = a[f"obs_{key}"][old, lay.rollout]
+                a["rnn_states"][new, 0] = a["rnn_states"][old, lay.rollout]
+                self.slots[i] = new
+                a["slot_owner"][old] = -1
+                self.ch.trajectories.put(old)
+            t = 0
+        self.t[split] = t
+
+    def run(self) -> None:
+        lay = self.layout
+        self.heartbeat()
+        for i in range(lay.envs_per_worker):
+            obs = self.make_env(i)
+            slot = self.take_slot()
+            self.slots[i] = slot
+            self.write_obs(slot, 0, obs)
+            self.a["rnn_states"][slot, 0] = 0.0
+        for split in range(lay.num_splits):
+            self.request(split)
+        queue = self.ch.actions[self.w]
+        while not self.stopping():
+            try:
+                split = queue.get(timeout=0.5)
+            except Empty:
+                self.heartbeat()
+                continue
+            self.heartbeat()
+            self.step_split(int(split))
+            self.request(int(split))
+
+    def close(self) -> None:
+        for env in self.envs:
+            if env is not None:
+                try:
+                    env.close()
+                except Exception:  # noqa: BLE001 - best effort on the way out
+                    pass
+
+
+def run_rollout_worker(
+    worker_id, generation, env_fn, channels, seed=0, reward_scale=1.0, reward_clip=1000.0
+):
+    """Entry point of a rollout worker process (see the module docstring)."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    worker = _Worker(worker_id, generation, env_fn, channels, seed, reward_scale, reward_clip)
+    code = 0
+    try:
+        worker.run()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 0
+    except BaseException as exc:  # noqa: BLE001 - reported, then the process exits non-zero
+        worker.report(
+            "worker_error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
+        )
+        code = 1
+    finally:
+        worker.close()
+    os._exit(code)
+
+
+class RolloutWorkerPool:
+    """Starts, watches and restarts the rollout worker processes of one sampling system.
+
+    Args:
+      env_fn: picklable ``env_fn(env_index) -> env``.
+      channels: the owner's :class:`~gristmill.samplers.rollout.RolloutChannels`.
+      seed: base seed; env ``i`` resets with ``seed + i`` first.
+      reward_scale, reward_clip: applied to rewards before they are stored.
+      heartbeat_timeout: seconds without a heartbeat after which a worker counts as hung.
+    """
+
+    def __init__(
+        self,
+        env_fn: EnvFactory,
+        channels: RolloutChannels,
+        seed: int = 0,
+        reward_scale: float = 1.0,
+        reward_clip: float = 1000.0,
+        heartbeat_timeout: float = 120.0,
+    ):
+        self.env_fn, self.ch, self.seed = env_fn, channels, seed
+        self.reward_scale, self.reward_clip = reward_scale, reward_clip
+        self.heartbeat_timeout = heartbeat_timeout
+        self.ctx = mp.get_context("spawn")
+        n = channels.layout.num_workers
+        self.procs: list = [None] * n
+        self.generation = [0] * n
+        self.restarts = 0
+
+    def start(self, worker_id: int | None = None) -> None:
+        ids = range(len(self.procs)) if worker_id is None else [worker_id]
+        for w in ids:
+            self.ch.arrays["worker_heartbeat"][w] = time.time()
+            p = self.ctx.Process(
+                target=run_rollout_worker,
+                args=(
+                    w,
+                    self.generation[w],
+                    self.env_fn,
+                    self.ch,
+                    self.seed,
+                    self.reward_scale,
+                    self.reward_clip,
+                ),
+                name=f"gristmill-rollout-{w}",
+                daemon=True,
+            )
+            p.start()
+            self.procs[w] = p
+
+    def check(self) -> list[tuple[int, str]]:
+        """Workers that died or hung since the last check: ``[(worker, reason)]``."""
+        now = time.time()
+        bad = []
+        for w, p in enumerate(self.procs):
+            if p is None:
+                continue
+            if not p.is_alive():
+                bad.append((w, f"exited with code {p.exitcode}"))
+            elif now - self.ch.arrays["worker_heartbeat"][w] > self.heartbeat_timeout:
+                bad.append(
+                    (w, f"no heartbeat for {now - self.ch.arrays['worker_heartbeat'][w]:.0f} s")
+                )
+        return bad
+
+    def env_indices(self, worker_id: int) -> list[int]:
+        e = self.ch.layout.envs_per_worker
+        return list(range(worker_id * e, (worker_id + 1) * e))
+
+    def restart(self, worker_id: int) -> list[int]:
+        """Kill (if needed) and restart a worker; returns the slots it held, now free again."""
+        p = self.procs[worker_id]
+        if p is not None and p.is_alive():
+            p.terminate()
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join(5)
+        owner = self.ch.arrays["slot_owner"]
+        lost = [int(s) for s in np.flatnonzero(owner == worker_id)]
+        for s in lost:
+            owner[s] = -1
+            self.ch.free_slots.put(s)
+        self.generation[worker_id] += 1
+        self.restarts += 1
+        self.start(worker_id)
+        return lost
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Set the stop flag, wait for workers to close their envs, then terminate/kill."""
+        self.ch.arrays["stop"][0] = 1
+        deadline = time.time() + timeout
+        for p in self.procs:
+            if p is not None:
+                p.join(max(0.1, deadline - time.time()))
+        for p in self.procs:
+            if p is not None and p.is_alive():
+                p.terminate()
+                p.join(5)
+            if p is not None and p.is_alive():
+                p.kill()
+                p.join(5)
