@@ -247,6 +247,8 @@ class RolloutWorkerPool:
       seed: base seed; env ``i`` resets with ``seed + i`` first.
       reward_scale, reward_clip: applied to rewards before they are stored.
       heartbeat_timeout: seconds without a heartbeat after which a worker counts as hung.
+      start_method: ``fork`` (default on Linux: fast, and no resource-tracker process left
+        behind) or ``spawn`` (``env_fn`` and its module must then be importable by name).
     """
 
     def __init__(
@@ -257,11 +259,14 @@ class RolloutWorkerPool:
         reward_scale: float = 1.0,
         reward_clip: float = 1000.0,
         heartbeat_timeout: float = 120.0,
+        start_method: str | None = None,
     ):
         self.env_fn, self.ch, self.seed = env_fn, channels, seed
         self.reward_scale, self.reward_clip = reward_scale, reward_clip
         self.heartbeat_timeout = heartbeat_timeout
-        self.ctx = mp.get_context("spawn")
+        if start_method is None:
+            start_method = "fork" if sys.platform.startswith("linux") else "spawn"
+        self.ctx = mp.get_context(start_method)
         n = channels.layout.num_workers
         self.procs: list = [None] * n
         self.generation = [0] * n

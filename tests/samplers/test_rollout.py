@@ -1,0 +1,207 @@
+"""Rollout workers + shared-memory trajectory slots, driven by a NumPy 'inference' side.
+
+Checks the protocol end to end with real worker processes: actions land in the env that asked,
+slots chain (bootstrap obs = next slot's first obs), episode ends, back-pressure, env crashes
+survived, a killed worker detected and restarted, and nothing left in /dev/shm.
+"""
+
+import os
+import signal
+import time
+from queue import Empty
+
+import numpy as np
+import pytest
+from gristmill.kernels.shm import PREFIX
+from gristmill.samplers.rollout import (
+    RolloutChannels,
+    RolloutLayout,
+    action_from_row,
+    action_spec_of,
+    obs_spec_of,
+)
+from gristmill.samplers.rollout_testing import EchoEnvFactory
+from gristmill.samplers.rollout_worker import RolloutWorkerPool
+from gymnasium import spaces
+
+T = 4
+
+
+def shm_entries():
+    return {p for p in os.listdir("/dev/shm") if PREFIX in p}
+
+
+def make(num_workers=2, envs=4, slots=None, **factory):
+    layout = RolloutLayout(
+        num_workers=num_workers,
+        envs_per_worker=envs,
+        rollout=T,
+        num_slots=slots or 2 * num_workers * envs + 8,
+        obs={"obs": ((3,), np.float32)},
+        action_dim=1,
+        num_logits=4,
+        state_size=2,
+    )
+    ch = RolloutChannels(layout)
+    pool = RolloutWorkerPool(EchoEnvFactory(**factory), ch, seed=0, heartbeat_timeout=30)
+    return layout, ch, pool
+
+
+def serve(ch, pool, rng, version=7):
+    """One round of fake inference: action = random, state = [slot, t + 1]."""
+    try:
+        msgs = ch.requests.get_many(timeout=0.5)
+    except Empty:
+        return 0
+    a = ch.arrays
+    n = 0
+    for w, gen, split, t, slots in msgs:
+        if gen != pool.generation[w]:
+            continue
+        for s in slots:
+            a["actions"][s, t] = rng.integers(0, 4)
+            a["policy_version"][s, t] = version
+            a["rnn_states"][s, t + 1] = [s, t + 1]
+        ch.actions[w].put(split)
+        n += len(slots)
+    return n
+
+
+KEYS = (
+    "obs_obs",
+    "actions",
+    "rewards",
+    "dones",
+    "time_outs",
+    "valids",
+    "rnn_states",
+    "policy_version",
+)
+
+
+def collect(ch, pool, count, timeout=60, free=True):
+    """Serve inference until ``count`` slots complete; snapshot them (and free them, as a
+    learner would, unless ``free`` is False). Returns the snapshots."""
+    rng = np.random.default_rng(0)
+    done, deadline = [], time.time() + timeout
+    while len(done) < count:
+        assert time.time() < deadline, f"only {len(done)} of {count} trajectories in {timeout}s"
+        serve(ch, pool, rng)
+        try:
+            slots = ch.trajectories.get_many_nowait()
+        except Empty:
+            slots = []
+        for s in slots:
+            done.append({k: ch.arrays[k][s].copy() for k in KEYS} | {"slot": s})
+            if free:
+                ch.free_slots.put(s)
+        assert not pool.check(), pool.check()
+    return done
+
+
+def test_spaces_to_specs_and_rows():
+    t = spaces.Tuple((spaces.Discrete(3), spaces.Discrete(2), spaces.Box(-1, 1, (2,))))
+    assert action_spec_of(t) == ((3, 2), 2)
+    assert action_from_row(t, np.array([2, 1, 0.5, -0.5], np.float32))[:2] == (2, 1)
+    assert action_spec_of(spaces.MultiDiscrete([3, 4])) == ((3, 4), 0)
+    with pytest.raises(TypeError, match="must come last"):
+        action_spec_of(spaces.Tuple((spaces.Box(-1, 1, (1,)), spaces.Discrete(2))))
+    d = spaces.Dict({"obs": spaces.Box(0, 255, (3, 8, 8), np.uint8), "m": spaces.Box(0, 1, (5,))})
+    assert obs_spec_of(d) == {
+        "obs": ((3, 8, 8), np.dtype(np.uint8)),
+        "m": ((5,), np.dtype(np.float32)),
+    }
+    with pytest.raises(ValueError, match="divisible"):
+        RolloutLayout(num_workers=1, envs_per_worker=3, rollout=4, num_slots=10)
+
+
+def test_trajectories_are_consistent():
+    before = shm_entries()
+    layout, ch, pool = make()
+    try:
+        pool.start()
+        trajs = collect(ch, pool, 24)
+        for a in trajs:
+            obs, acts, rew = a["obs_obs"], a["actions"][:, 0], a["rewards"]
+            env = int(obs[0, 0])
+            assert np.all(obs[:, 0] == env), "one env per slot"
+            # the env echoes the action it received: it is the one inference wrote
+            # (after an episode end the next obs is a reset: last action -1)
+            echoed = np.where(a["dones"] == 1, -1.0, acts)
+            assert np.array_equal(obs[1:, 2], echoed) and np.array_equal(rew, acts)
+            assert np.all(a["policy_version"] == 7) and np.all(a["valids"] == 1)
+            for t in range(T):
+                if a["dones"][t]:  # episode of 5 steps: truncated, next obs is a reset
+                    assert a["time_outs"][t] == 1 and obs[t + 1, 1] == 0
+                    assert np.all(a["rnn_states"][t + 1] == 0), "state reset after an end"
+                else:
+                    assert obs[t + 1, 1] == obs[t, 1] + 1
+    finally:
+        pool.stop()
+        ch.close()
+    assert shm_entries() == before
+
+
+def test_back_pressure_stops_workers_without_free_slots():
+    layout, ch, pool = make(num_workers=1, envs=2, slots=3)
+    try:
+        pool.start()
+        got = collect(ch, pool, 1, free=False)  # one env finished a slot, took the last free one
+        rng = np.random.default_rng(1)
+        for _ in range(6):
+            serve(ch, pool, rng)
+        # Nobody returns slots: at most 3 - 2 + 1 trajectories can ever complete.
+        try:
+            more = ch.trajectories.get_many_nowait()
+        except Empty:
+            more = []
+        assert 1 <= len(got) + len(more) <= 2
+        for s in [g["slot"] for g in got] + more:
+            ch.free_slots.put(s)
+        got2 = collect(ch, pool, 2)  # returning slots lets them go on
+        assert len(got2) >= 2
+    finally:
+        pool.stop()
+        ch.close()
+
+
+def test_env_crash_is_reported_and_survived():
+    layout, ch, pool = make(num_workers=1, envs=2, crash_env=1, crash_at=3)
+    try:
+        pool.start()
+        trajs = collect(ch, pool, 6)
+        reports = []
+        deadline = time.time() + 10
+        while not any(r["kind"] == "env_error" for r in reports) and time.time() < deadline:
+            try:
+                reports += ch.reports.get_many(timeout=0.5)
+            except Empty:
+                pass
+        err = [r for r in reports if r["kind"] == "env_error"]
+        assert err and err[0]["env"] == 1 and "crashed on purpose" in err[0]["error"]
+        lost = [(a, t) for a in trajs for t in range(T) if a["valids"][t] == 0]
+        assert len(lost) == 1
+        a, t = lost[0]
+        assert a["dones"][t] == 1 and a["obs_obs"][0, 0] == 1
+    finally:
+        pool.stop()
+        ch.close()
+
+
+def test_killed_worker_is_detected_and_restarted():
+    layout, ch, pool = make(num_workers=2, envs=2)
+    try:
+        pool.start()
+        collect(ch, pool, 4)
+        os.kill(pool.procs[1].pid, signal.SIGKILL)
+        pool.procs[1].join(10)
+        bad = pool.check()
+        assert bad and bad[0][0] == 1 and "-9" in bad[0][1]
+        freed = pool.restart(1)
+        assert len(freed) >= 2  # the dead worker's slots came back
+        assert pool.generation[1] == 1
+        collect(ch, pool, 8)
+        assert not pool.check()
+    finally:
+        pool.stop()
+        ch.close()
