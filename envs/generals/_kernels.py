@@ -191,27 +191,72 @@ def tick_board(rule, terrain, owner, army, h, w, gens, t, acts, status):
     return t, winner
 
 
+def _code_tables():
+    code = np.zeros((4, 3, 2), np.int32)  # [terrain, owner + 1, player]
+    fog = np.zeros(4, np.int32)
+    for t in range(4):
+        fog[t] = C_FOG_OBSTACLE if t in (MOUNTAIN, CITY) else C_FOG
+        for o in (-1, 0, 1):
+            for p in range(2):
+                if t == MOUNTAIN:
+                    c = C_MOUNTAIN
+                elif o < 0:
+                    c = C_NEUTRAL_CITY if t == CITY else C_NEUTRAL
+                elif o == p:
+                    c = C_OWN if t < CITY else (C_OWN_CITY if t == CITY else C_OWN_GENERAL)
+                else:
+                    c = C_ENEMY if t < CITY else (C_ENEMY_CITY if t == CITY else C_ENEMY_GENERAL)
+                code[t, o + 1, p] = c
+    return code, fog
+
+
+CODE_TABLE, FOG_TABLE = _code_tables()
+
+
 @_jit
-def observe_board(terrain, owner, army, h, w, t, scratch, obs, masks, scalars, totals):
+def neighbour_mask(terrain, h, w, nbr):
+    """Per cell, the 4 mask bytes (little-endian uint32: up, down, left, right) of the moves
+    whose target is on the board and not a mountain; terrain never changes within a game."""
+    nbr[:, :] = 0
+    for i in range(h):
+        for j in range(w):
+            v = np.uint32(0)
+            if i > 0 and terrain[i - 1, j] != MOUNTAIN:
+                v |= np.uint32(1)
+            if i + 1 < h and terrain[i + 1, j] != MOUNTAIN:
+                v |= np.uint32(1 << 8)
+            if j > 0 and terrain[i, j - 1] != MOUNTAIN:
+                v |= np.uint32(1 << 16)
+            if j + 1 < w and terrain[i, j + 1] != MOUNTAIN:
+                v |= np.uint32(1 << 24)
+            nbr[i, j] = v
+
+
+@_jit
+def observe_board(terrain, owner, army, nbr, h, w, t, scratch, obs, masks, scalars, totals):
     """Both players' compact observations, move masks and scalars of one board, in place.
 
-    ``obs`` int32 [2, S, S] (``code | army << CODE_BITS``, see encoding), ``masks`` uint8
-    [2, S, S, 4], ``scalars`` int32 [2, 5] (own land, own army, enemy land, enemy army, time),
-    ``totals`` int64 [2, 3] (land, army, cities) per player. Only the h x w board is written;
-    the padding keeps what :func:`write_padding` put there.
+    ``obs`` int32 [2, S, S] (``code | army << CODE_BITS``, see encoding), ``masks`` the uint32
+    view [2, S, S] of the uint8 [2, S, S, 4] masks, ``scalars`` int32 [2, 5] (own land, own army,
+    enemy land, enemy army, time), ``totals`` int64 [2, 3] (land, army, cities) per player.
+    Only the h x w board is written; the padding keeps what :func:`write_padding` put there.
     """
     for p in range(2):
         for k in range(3):
             totals[p, k] = 0
     # horizontal 1x3 dilation of the ownership bits (bit p = owned by p)
     for i in range(h):
+        prev = 0
+        cur = owner[i, 0]
+        cur = (1 << cur) if cur >= 0 else 0
         for j in range(w):
-            v = 0
-            for jj in range(max(j - 1, 0), min(j + 2, w)):
-                o = owner[i, jj]
-                if o >= 0:
-                    v |= 1 << o
-            scratch[i, j] = v
+            nxt = 0
+            if j + 1 < w:
+                o = owner[i, j + 1]
+                nxt = (1 << o) if o >= 0 else 0
+            scratch[i, j] = prev | cur | nxt
+            prev = cur
+            cur = nxt
     for i in range(h):
         for j in range(w):
             vis = scratch[i, j]
@@ -227,32 +272,17 @@ def observe_board(terrain, owner, army, h, w, t, scratch, obs, masks, scalars, t
                 totals[o, 1] += a
                 if tt == CITY:
                     totals[o, 2] += 1
-            for p in range(2):
-                if vis & (1 << p):
-                    if tt == MOUNTAIN:
-                        code = C_MOUNTAIN
-                    elif o < 0:
-                        code = C_NEUTRAL_CITY if tt == CITY else C_NEUTRAL
-                    elif o == p:
-                        code = C_OWN if tt < CITY else (C_OWN_CITY if tt == CITY else C_OWN_GENERAL)
-                    else:
-                        code = C_ENEMY if tt < CITY else (
-                            C_ENEMY_CITY if tt == CITY else C_ENEMY_GENERAL
-                        )
-                    obs[p, i, j] = code | (a << CODE_BITS)
-                else:
-                    obs[p, i, j] = C_FOG_OBSTACLE if (tt == MOUNTAIN or tt == CITY) else C_FOG
-                m = masks[p, i, j]
-                if o == p and a >= 2:
-                    m[0] = i > 0 and terrain[i - 1, j] != MOUNTAIN
-                    m[1] = i + 1 < h and terrain[i + 1, j] != MOUNTAIN
-                    m[2] = j > 0 and terrain[i, j - 1] != MOUNTAIN
-                    m[3] = j + 1 < w and terrain[i, j + 1] != MOUNTAIN
-                else:
-                    m[0] = 0
-                    m[1] = 0
-                    m[2] = 0
-                    m[3] = 0
+            if vis & 1:
+                obs[0, i, j] = CODE_TABLE[tt, o + 1, 0] | (a << CODE_BITS)
+            else:
+                obs[0, i, j] = FOG_TABLE[tt]
+            if vis & 2:
+                obs[1, i, j] = CODE_TABLE[tt, o + 1, 1] | (a << CODE_BITS)
+            else:
+                obs[1, i, j] = FOG_TABLE[tt]
+            movable = a >= 2
+            masks[0, i, j] = nbr[i, j] if (o == 0 and movable) else 0
+            masks[1, i, j] = nbr[i, j] if (o == 1 and movable) else 0
     for p in range(2):
         scalars[p, 0] = totals[p, 0]
         scalars[p, 1] = totals[p, 1]
@@ -266,7 +296,7 @@ def write_padding(obs, masks):
     """Whole S x S: visible mountains, no moves (the board then overwrites its h x w part)."""
     for p in range(2):
         obs[p, :, :] = C_MOUNTAIN
-        masks[p, :, :, :] = 0
+        masks[p, :, :] = 0
 
 
 @_jit
@@ -314,9 +344,10 @@ def reset_board(b, S, pool_t, pool_a, pool_d, pool_g, map_id, rng, obs, masks, s
 
 @_jit
 def first_observation(b, S, obs, masks, scalars, totals, scratch, phi):
+    neighbour_mask(S.terrain[b], S.dims[b, 0], S.dims[b, 1], S.nbr[b])
     write_padding(obs[b], masks[b])
-    observe_board(S.terrain[b], S.owner[b], S.army[b], S.dims[b, 0], S.dims[b, 1], S.time[b],
-                  scratch[b], obs[b], masks[b], scalars[b], totals[b])
+    observe_board(S.terrain[b], S.owner[b], S.army[b], S.nbr[b], S.dims[b, 0], S.dims[b, 1],
+                  S.time[b], scratch[b], obs[b], masks[b], scalars[b], totals[b])
     for p in range(2):
         phi[b, p] = potential(totals[b], p)
         S.invalid_count[b, p] = 0
@@ -348,7 +379,7 @@ def step_one(b, S, actions, rule, truncation, reward_kind, same_step, pool_t, po
     for p in range(2):
         if status[b, p] == MOVE_INVALID:
             S.invalid_count[b, p] += 1
-    observe_board(S.terrain[b], S.owner[b], S.army[b], h, w, t, scratch[b], obs[b],
+    observe_board(S.terrain[b], S.owner[b], S.army[b], S.nbr[b], h, w, t, scratch[b], obs[b],
                   masks[b], scalars[b], totals[b])
     term = win >= 0
     trunc = (not term) and truncation > 0 and t >= truncation

@@ -86,28 +86,35 @@ def _move(out, r, c, d, split):
 
 
 @_jit
-def _random_one(m4, rng, b, p, out, pass_prob, split_prob):
-    """Uniform valid move (reservoir sampling over the packed per-cell mask words)."""
-    S0, S1 = m4.shape[0], m4.shape[1]
+def _random_one(m32, rng, b, p, out, pass_prob, split_prob):
+    """Uniform valid move: count the set mask bytes, draw k, find the k-th."""
+    S0, S1 = m32.shape
     count = 0
-    pick = -1
     for i in range(S0):
         for j in range(S1):
-            if m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]:
-                for d in range(4):
-                    if m4[i, j, d]:
-                        count += 1
-                        if _randint(rng, b, p, count) == 0:
-                            pick = (i * S1 + j) * 4 + d
-    if pick < 0:
+            v = m32[i, j]
+            if v:
+                # numba widens the product, so mask the byte sum explicitly
+                count += (((v & np.uint32(0x01010101)) * np.uint32(0x01010101)) >> np.uint32(24)) \
+                    & np.uint32(0xFF)
+    if count == 0:
         _pass(out)
         return
+    k = _randint(rng, b, p, count)
     to_pass = 1 if _rand(rng, b, p) <= pass_prob else 0
     split = 1 if _rand(rng, b, p) <= split_prob else 0
-    cell, d = divmod(pick, 4)
-    r, c = divmod(cell, S1)
-    _move(out, r, c, d, split)
-    out[0] = to_pass
+    for i in range(S0):
+        for j in range(S1):
+            v = m32[i, j]
+            if v:
+                for d in range(4):
+                    if (v >> np.uint32(8 * d)) & np.uint32(1):
+                        if k == 0:
+                            _move(out, i, j, d, split)
+                            out[0] = to_pass
+                            return
+                        k -= 1
+    _pass(out)  # unreachable when count is right
 
 
 @_jit
@@ -316,9 +323,11 @@ def _general_one(obs, m4, t, rng, b, p, out, mem, dist, queue, src_r, src_c):
 
 
 @nb.njit(cache=True, nogil=True)
-def bot_actions(kind, obs, masks, scalars, seats, rng, mem, out, pass_prob=0.05, split_prob=0.25):
+def bot_actions(kind, obs, masks, masks32, scalars, seats, rng, mem, out, pass_prob=0.05,
+                split_prob=0.25):
     """Fill ``out[b, p]`` for every board ``b`` and seated player ``p`` (``seats[p]``).
 
+    ``masks32`` is the uint32 [N, 2, S, S] view of ``masks`` (one word per cell).
     ``kind`` 0 random, 1 expander, 2 general; ``mem`` int32 [N, 2, 2] bot memory (the enemy
     general's position, -1 when unknown; reset here when the tick scalar is 0).
     """
@@ -336,7 +345,7 @@ def bot_actions(kind, obs, masks, scalars, seats, rng, mem, out, pass_prob=0.05,
                 mem[b, p, 0] = -1
                 mem[b, p, 1] = -1
             if kind == 0:
-                _random_one(masks[b, p], rng, b, p, out[b, p], pass_prob, split_prob)
+                _random_one(masks32[b, p], rng, b, p, out[b, p], pass_prob, split_prob)
             elif kind == 1:
                 _expander_one(obs[b, p], masks[b, p], rng, b, p, out[b, p])
             else:
@@ -363,6 +372,11 @@ class Bot:
         if out is None:
             out = np.zeros((self.num_boards, 2, 5), np.int32)
             out[:, :, 0] = 1
-        bot_actions(self.kind, obs, masks, scalars, np.asarray(seats, np.bool_), self.rng,
+        masks = np.ascontiguousarray(masks, dtype=np.uint8)
+        if masks.ndim != 5 or masks.shape[-1] != 4 or masks.shape[0] != self.num_boards:
+            raise ValueError(f"masks must be uint8 [{self.num_boards}, 2, S, S, 4], got "
+                             f"{masks.shape}")
+        m32 = masks.view(np.uint32)[..., 0]
+        bot_actions(self.kind, obs, masks, m32, scalars, np.asarray(seats, np.bool_), self.rng,
                     self.mem, out)
         return out

@@ -27,6 +27,7 @@ flags, ``episode_length`` and ``episode_winner`` describe the game that ended).
 
 from __future__ import annotations
 
+import sys
 from collections import namedtuple
 from collections.abc import Sequence
 
@@ -36,7 +37,7 @@ from . import _kernels as K
 from .maps import DEFAULT_PAD, MapArrays, MapGenerator, parse_map
 
 State = namedtuple(
-    "State", "terrain owner army dims gens time winner pending invalid_count"
+    "State", "terrain owner army dims gens time winner pending invalid_count nbr"
 )
 
 PRIORITY_RULES = {
@@ -162,9 +163,13 @@ class GeneralsEngine:
             winner=np.full(n, -1, np.int8),
             pending=np.zeros(n, np.uint8),
             invalid_count=np.zeros((n, 2), np.int32),
+            nbr=np.zeros((n, S, S), np.uint32),
         )
         self.obs = np.zeros((n, 2, S, S), np.int32)
         self.masks = np.zeros((n, 2, S, S, 4), np.uint8)
+        if sys.byteorder != "little":
+            raise RuntimeError("the engine packs move masks as little-endian uint32 words")
+        self._masks32 = self.masks.view(np.uint32).reshape(n, 2, S, S)
         self.scalars = np.zeros((n, 2, 5), np.int32)
         self.rewards = np.zeros((n, 2), np.float32)
         self.terminated = np.zeros(n, bool)
@@ -190,7 +195,7 @@ class GeneralsEngine:
             self._rng[:] = st
             self._rng[self._rng == 0] = 1
         K.reset_all(self.state, *self._pool_arrays(), self.map_id, self._rng, self.obs,
-                    self.masks, self.scalars, self._totals, self._scratch, self._phi)
+                    self._masks32, self.scalars, self._totals, self._scratch, self._phi)
         self.rewards[:] = 0
         self.terminated[:] = False
         self.truncated[:] = False
@@ -211,7 +216,7 @@ class GeneralsEngine:
                      np.asarray(game_map.generals, np.int32))
         s.pending[board] = 0
         self.map_id[board] = -1
-        K.first_observation(board, s, self.obs, self.masks, self.scalars, self._totals,
+        K.first_observation(board, s, self.obs, self._masks32, self.scalars, self._totals,
                             self._scratch, self._phi)
         self.rewards[board] = 0
         self.terminated[board] = False
@@ -271,7 +276,7 @@ class GeneralsEngine:
         a = self.check_actions(actions) if check else actions
         self._step(self.state, a, self._rule, 0 if self.truncation is None else self.truncation,
                    self._reward_kind, self.autoreset == "same_step", *self._pool_arrays(),
-                   self.map_id, self._rng, self.obs, self.masks, self.scalars, self.rewards,
+                   self.map_id, self._rng, self.obs, self._masks32, self.scalars, self.rewards,
                    self.terminated, self.truncated, self.status, self._scratch, self._totals,
                    self._phi, self.episode_length, self.episode_winner)
         return self.obs, self.scalars, self.masks, self.rewards, self.terminated, self.truncated
