@@ -1,0 +1,160 @@
+"""`gristmill-doom` in subprocesses on a tiny budget: train, resume, eval to video, Ctrl-C and
+a killed rollout worker — each leaving no game process and nothing in /dev/shm."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from gristmill.envs.doom import game_processes
+
+TINY = [
+    "--env",
+    "doom_basic",
+    "--num_workers",
+    "1",
+    "--num_envs_per_worker",
+    "2",
+    "--rollout",
+    "8",
+    "--batch_size",
+    "32",
+    "--rnn_size",
+    "32",
+    "--res_w",
+    "64",
+    "--res_h",
+    "48",
+    "--stats_every_sec",
+    "1",
+    "--torch_threads",
+    "1",
+]
+
+
+def cli(*args, **kw):
+    return [sys.executable, "-m", "gristmill.apps.doom", *args]
+
+
+def shm_of(pid):
+    return [p for p in os.listdir("/dev/shm") if f"gristmill_{pid}_" in p]
+
+
+def children(pid):
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return out
+
+
+def last_json(stdout: str) -> dict:
+    return json.loads([ln for ln in stdout.splitlines() if ln.startswith("{")][-1])
+
+
+@pytest.fixture
+def no_new_games():
+    before = set(game_processes())
+    yield
+    deadline = time.time() + 10
+    while set(game_processes()) - before and time.time() < deadline:
+        time.sleep(0.2)
+    assert not set(game_processes()) - before, "VizDoom processes outlived the trainer"
+
+
+def test_help_lists_options():
+    out = subprocess.run(cli("train", "--help"), capture_output=True, text=True, check=True)
+    assert "--train_for_env_steps" in out.stdout and "--with_vtrace" in out.stdout
+
+
+def test_train_resume_and_eval(tmp_path, no_new_games):
+    args = [*TINY, "--train_dir", str(tmp_path), "--experiment", "smoke"]
+    run = subprocess.run(
+        cli("train", *args, "--train_for_env_steps", "1000"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = last_json(run.stdout)
+    assert summary["env_frames"] >= 1000 and summary["version"] >= 1
+    exp = tmp_path / "smoke"
+    assert json.loads((exp / "config.json").read_text())["batch_size"] == 32
+    ckpts = sorted((exp / "checkpoints").glob("checkpoint_*.pt"))
+    assert ckpts and not list((exp / "checkpoints").glob("*.tmp*"))
+    assert list((exp / "tb").glob("events.out.tfevents.*"))
+    assert "frames" in run.stderr and "fps" in run.stderr  # the console progress line
+
+    again = subprocess.run(
+        cli("train", *args, "--train_for_env_steps", "2000"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed from" in again.stderr
+    resumed = last_json(again.stdout)
+    assert resumed["version"] > summary["version"] and resumed["env_frames"] >= 2000
+    assert len(list((exp / "checkpoints").glob("checkpoint_*.pt"))) <= 2  # keep_checkpoints
+
+    video = tmp_path / "basic.mp4"
+    ev = subprocess.run(
+        cli("eval", "--checkpoint", str(exp), "--video", str(video), "--max_steps", "40"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    result = json.loads(ev.stdout)
+    assert len(result["episode_rewards"]) == 1 and video.stat().st_size > 1000
+
+
+def test_ctrl_c_and_killed_worker(tmp_path, no_new_games):
+    proc = subprocess.Popen(
+        cli(
+            "train",
+            *TINY,
+            "--train_dir",
+            str(tmp_path),
+            "--experiment",
+            "intr",
+            "--train_for_env_steps",
+            "100000000",
+            "--save_every_sec",
+            "1000",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 120
+        workers = []
+        while time.time() < deadline and not workers:
+            time.sleep(0.5)
+            workers = [
+                c
+                for c in children(proc.pid)
+                if b"python" in Path(f"/proc/{c}/cmdline").read_bytes()
+            ]
+            if workers and not game_processes(workers[0]):
+                workers = []  # not started its games yet
+        assert workers, "no rollout worker appeared"
+        os.kill(workers[0], signal.SIGKILL)
+        time.sleep(4)  # detection and restart happen within a housekeeping tick
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert "rollout worker 0" in err and "restarting" in err, err[-3000:]
+    assert proc.returncode == 130, err[-3000:]
+    assert "interrupted" in err
+    assert not shm_of(proc.pid), "shared memory left behind"
