@@ -1,0 +1,275 @@
+"""Doom trainer throughput: gristmill-doom vs Sample Factory 2.1.1, plus the pipeline limit.
+
+Subcommands (run each under ``flock /tmp/gristmill-bench.lock``):
+
+- ``components``: CPU cost per env frame of the three stages on this box — VizDoom stepping
+  (one core), the learner (APPO train on a 1024-sample batch) and batched inference, each
+  with torch on one thread — and the pipeline limit ``cores / sum(core-seconds per frame)``:
+  the best any layout can do when every stage shares the same cores.
+- ``gristmill``: run ``gristmill-doom train`` for ``--seconds`` and report steady env frames/s
+  (frames trained after the first 25% of the run, divided by the time).
+- ``sf``: the same for Sample Factory (``--sf_python``: the interpreter of its own venv), with
+  the settings of /work/shared/notes/sample_factory.md §6.
+- ``compare``: sf, gristmill, sf, gristmill (back to back) and the ratio of medians.
+
+Results print as JSON lines; BENCHMARKS.md quotes them with the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run_timed(cmd: list[str], seconds: float, pattern: re.Pattern, cwd: str, env=None) -> dict:
+    """Run ``cmd``; every output line matching ``pattern`` (group 'frames') is stamped with the
+    wall time it was read. Steady fps = frame delta over the last 75% of the samples."""
+    samples: list[tuple[float, int]] = []
+    proc = subprocess.Popen(
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    t0 = time.time()
+    tail: list[str] = []
+
+    def read():
+        for line in proc.stdout:
+            tail.append(line)
+            del tail[:-40]
+            m = pattern.search(line)
+            if m:
+                samples.append((time.time() - t0, int(m.group("frames").replace(",", ""))))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        proc.wait(timeout=seconds + 300)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    reader.join(10)
+    wall = time.time() - t0
+    steady = None
+    if len(samples) >= 3:
+        start = next((s for s in samples if s[0] >= 0.25 * samples[-1][0]), samples[0])
+        end = samples[-1]
+        if end[0] > start[0]:
+            steady = (end[1] - start[1]) / (end[0] - start[0])
+    return {
+        "steady_fps": steady,
+        "frames": samples[-1][1] if samples else 0,
+        "wall_s": wall,
+        "returncode": proc.returncode,
+        "samples": len(samples),
+        "tail": "".join(tail[-5:]) if steady is None else "",
+    }
+
+
+def run_gristmill(args) -> dict:
+    work = tempfile.mkdtemp(prefix="gm-doom-bench-")
+    cmd = [
+        sys.executable,
+        "-m",
+        "gristmill.apps.doom",
+        "train",
+        "--env",
+        args.env,
+        "--train_dir",
+        work,
+        "--experiment",
+        "bench",
+        "--restart",
+        "true",
+        "--num_workers",
+        str(args.workers),
+        "--num_envs_per_worker",
+        str(args.envs),
+        "--train_for_seconds",
+        str(args.seconds),
+        "--stats_every_sec",
+        "5",
+        "--save_every_sec",
+        "100000",
+        *args.extra,
+    ]
+    pat = re.compile(r"\]\s+frames\s+(?P<frames>[\d,]+)\s+\|")
+    try:
+        res = _run_timed(cmd, args.seconds, pat, ROOT)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "system": "gristmill",
+        "env": args.env,
+        "workers": args.workers,
+        "envs": args.envs,
+        "extra": args.extra,
+        **res,
+    }
+
+
+def run_sf(args) -> dict:
+    work = tempfile.mkdtemp(prefix="sf-doom-bench-")
+    cmd = [
+        args.sf_python,
+        "-m",
+        "sf_examples.vizdoom.train_vizdoom",
+        f"--env={args.env}",
+        "--device=cpu",
+        f"--num_workers={args.workers}",
+        f"--num_envs_per_worker={args.envs}",
+        "--env_frameskip=4",
+        "--use_rnn=True",
+        "--wide_aspect_ratio=False",
+        "--decorrelate_envs_on_one_worker=False",
+        f"--train_for_seconds={int(args.seconds)}",
+        f"--train_dir={work}",
+        "--experiment=bench",
+        "--save_every_sec=100000",
+        "--with_wandb=False",
+    ]
+    pat = re.compile(r"Total num frames: (?P<frames>\d+)")
+    try:
+        res = _run_timed(cmd, args.seconds, pat, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {
+        "system": "sample-factory 2.1.1",
+        "env": args.env,
+        "workers": args.workers,
+        "envs": args.envs,
+        **res,
+    }
+
+
+def components(args) -> dict:
+    import numpy as np
+    import torch
+    from gristmill.apps.doom.config import TrainConfig
+    from gristmill.apps.doom.env_factory import DoomEnvFactory
+    from gristmill.apps.doom.trainer import appo_config, build_model
+    from gristmill.learners import APPOLearner
+
+    torch.set_num_threads(1)
+    cfg = TrainConfig(env=args.env)
+    factory = DoomEnvFactory(cfg.env, cfg.res_w, cfg.res_h, False, cfg.env_frameskip)
+    # Env: 4 games stepped in turn from one thread ~ one core (Python side + game process).
+    envs = [factory(i) for i in range(4)]
+    rng = np.random.default_rng(0)
+    for e in envs:
+        e.reset(seed=0)
+    steps = 0
+    w0 = time.time()
+    while time.time() - w0 < args.component_seconds:
+        for e in envs:
+            _, _, term, trunc, _ = e.step(e.action_space.sample())
+            steps += 1
+            if term or trunc:
+                e.reset()
+    env_wall = time.time() - w0
+    env_fps = steps * cfg.env_frameskip / env_wall
+    space, obs_space = envs[0].action_space, envs[0].observation_space
+    for e in envs:
+        e.close()
+
+    model = build_model(cfg, obs_space, space)
+    learner = APPOLearner(model, appo_config(cfg))
+    n, t = cfg.batch_size // cfg.rollout, cfg.rollout
+    obs = torch.from_numpy(
+        rng.integers(0, 255, (n, t + 1, 3, cfg.res_h, cfg.res_w), dtype=np.uint8)
+    )
+    a = model.action_spec
+    batch = {
+        "obs": {"obs": obs},
+        "rnn_states": torch.zeros(n, t + 1, model.state_size),
+        "actions": torch.zeros(n, t, a.action_dim),
+        "log_prob_actions": torch.full((n, t), -1.4),
+        "action_logits": torch.zeros(n, t, a.num_logits),
+        "values": torch.zeros(n, t + 1),
+        "rewards": torch.zeros(n, t),
+        "dones": torch.zeros(n, t, dtype=torch.bool),
+        "time_outs": torch.zeros(n, t, dtype=torch.bool),
+        "policy_version": torch.zeros(n, t, dtype=torch.long),
+    }
+    learner.train(batch)  # warm-up
+    w0, reps = time.time(), 0
+    while time.time() - w0 < args.component_seconds:
+        batch["policy_version"].fill_(learner.train_step)
+        learner.train(batch)
+        reps += 1
+    learn_fps = reps * n * t * cfg.env_frameskip / (time.time() - w0)
+
+    infer_batch = args.workers * args.envs // 2
+    x = {"obs": obs[:infer_batch, 0]}
+    h = model.initial_state(infer_batch)
+    model.act(x, h)
+    w0, reps = time.time(), 0
+    while time.time() - w0 < args.component_seconds:
+        model.act(x, h)
+        reps += 1
+    infer_fps = reps * infer_batch * cfg.env_frameskip / (time.time() - w0)
+    cores = os.cpu_count() or 1
+    cost = 1 / env_fps + 1 / learn_fps + 1 / infer_fps
+    return {
+        "system": "components",
+        "env": args.env,
+        "env_frames_per_core_s": env_fps,
+        "learner_frames_per_core_s": learn_fps,
+        "inference_frames_per_core_s": infer_fps,
+        "inference_batch": infer_batch,
+        "cores": cores,
+        "pipeline_limit_fps": cores / cost,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("what", choices=["components", "gristmill", "sf", "compare"])
+    p.add_argument("--env", default="doom_basic")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--envs", type=int, default=4)
+    p.add_argument("--seconds", type=float, default=120)
+    p.add_argument("--component_seconds", type=float, default=15)
+    p.add_argument("--sf_python", default="/work/sf-venv/bin/python")
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("extra", nargs="*", help="extra gristmill-doom flags (after --)")
+    args = p.parse_args()
+    if args.what == "components":
+        print(json.dumps(components(args)), flush=True)
+    elif args.what == "gristmill":
+        print(json.dumps(run_gristmill(args)), flush=True)
+    elif args.what == "sf":
+        print(json.dumps(run_sf(args)), flush=True)
+    else:
+        gm, sf = [], []
+        for _ in range(args.repeat):
+            r = run_sf(args)
+            print(json.dumps(r), flush=True)
+            sf.append(r["steady_fps"] or 0.0)
+            r = run_gristmill(args)
+            print(json.dumps(r), flush=True)
+            gm.append(r["steady_fps"] or 0.0)
+        med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
+        print(
+            json.dumps(
+                {
+                    "system": "ratio",
+                    "env": args.env,
+                    "gristmill_median": med(gm),
+                    "sf_median": med(sf),
+                    "ratio": med(gm) / max(med(sf), 1e-9),
+                }
+            ),
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()
