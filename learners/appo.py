@@ -302,11 +302,14 @@ class APPOLearner:
         for _epoch in range(cfg.num_epochs):
             actor_losses = []
             for rows in self._minibatches(n, t):
-                idx = torch.as_tensor(rows, device=self.device)
-                mb = {
-                    k: ({kk: vv[idx] for kk, vv in v.items()} if k == "nobs" else v[idx])
-                    for k, v in buf.items()
-                }
+                if len(rows) == n and not cfg.shuffle_minibatches:
+                    mb = buf  # one minibatch: the whole buffer, no copy (as Sample Factory)
+                else:
+                    idx = torch.as_tensor(rows, device=self.device)
+                    mb = {
+                        k: ({kk: vv[idx] for kk, vv in v.items()} if k == "nobs" else v[idx])
+                        for k, v in buf.items()
+                    }
                 loss, stats = self.losses(mb, num_invalid)
                 actor_losses.append(float(stats["actor_loss"]))
                 for p in self.model.parameters():

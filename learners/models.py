@@ -119,7 +119,8 @@ class Encoder(nn.Module):
     def forward(self, obs: dict[str, Tensor]) -> Tensor:
         parts = []
         if self.image_key is not None:
-            parts.append(self.conv_mlp(self.conv(obs[self.image_key])))
+            x = obs[self.image_key].contiguous(memory_format=torch.channels_last)
+            parts.append(self.conv_mlp(self.conv(x)))
         for key in self.vector_keys:
             parts.append(self.vector_mlps[key](obs[key]))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
@@ -160,6 +161,9 @@ class ActorCritic(nn.Module):
             if isinstance(m, (nn.Linear, nn.Conv2d)):
                 nn.init.orthogonal_(m.weight, gain=cfg.init_gain)
                 nn.init.zeros_(m.bias)
+        if self.encoder.image_key is not None:
+            # channels_last: oneDNN's fast layout (~25% faster conv training on CPU).
+            self.encoder.conv.to(memory_format=torch.channels_last)
         if cfg.policy_head_gain is not None:
             nn.init.orthogonal_(self.policy_head.weight, gain=cfg.policy_head_gain)
         if cfg.value_head_gain is not None:
@@ -195,15 +199,24 @@ class ActorCritic(nn.Module):
     def normalize_obs(self, obs: dict[str, Tensor], update: bool = False) -> dict[str, Tensor]:
         """Scale, then normalise with the running statistics (merging ``obs`` when ``update``).
 
-        Tensors are ``[N, *shape]``.
+        Tensors are ``[N, *shape]``. Scaling and normalisation run as one fused pass.
         """
-        scaled = self.scale_obs(obs)
-        if self.obs_normalizer is None:
-            return scaled
-        if update:
-            for k, norm in self.obs_normalizer.norms.items():
-                norm.update(scaled[k])
-        return self.obs_normalizer.normalize(scaled)
+        norms = self.obs_normalizer.norms if self.obs_normalizer is not None else {}
+        out = {}
+        for k, v in obs.items():
+            if len(self.obs_spec[k]) == 3:
+                sub, scale = self.cfg.obs_subtract_mean, 1.0 / self.cfg.obs_scale
+            else:
+                sub, scale = 0.0, 1.0
+            if k not in norms:
+                vf = v.float()
+                out[k] = (vf - sub) * scale if (sub or scale != 1.0) else vf
+                continue
+            vf = v.float()  # one conversion shared by the update and the normalisation
+            if update:
+                norms[k].update(vf, sub, scale)
+            out[k] = norms[k].affine(vf, sub, scale)
+        return out
 
     # ---------------------------------------------------------------- forward pieces
     def forward_head(self, nobs: dict[str, Tensor]) -> Tensor:
