@@ -115,7 +115,7 @@ def test_train_resume_and_eval(tmp_path, no_new_games):
     assert len(result["episode_rewards"]) == 1 and video.stat().st_size > 1000
 
 
-def test_ctrl_c_and_killed_worker(tmp_path, no_new_games):
+def test_crashed_game_killed_worker_and_ctrl_c(tmp_path, no_new_games):
     proc = subprocess.Popen(
         cli(
             "train",
@@ -146,6 +146,10 @@ def test_ctrl_c_and_killed_worker(tmp_path, no_new_games):
             if workers and not game_processes(workers[0]):
                 workers = []  # not started its games yet
         assert workers, "no rollout worker appeared"
+        # A game process dies: the worker reports its env and re-creates it.
+        os.kill(game_processes(workers[0])[0], signal.SIGKILL)
+        time.sleep(3)
+        # The whole worker dies: the trainer reports it, reaps its games and restarts it.
         os.kill(workers[0], signal.SIGKILL)
         time.sleep(4)  # detection and restart happen within a housekeeping tick
         proc.send_signal(signal.SIGINT)
@@ -154,6 +158,7 @@ def test_ctrl_c_and_killed_worker(tmp_path, no_new_games):
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+    assert "crashed" in err and "re-created" in err, err[-3000:]
     assert "rollout worker 0" in err and "restarting" in err, err[-3000:]
     assert proc.returncode == 130, err[-3000:]
     assert "interrupted" in err
