@@ -8,6 +8,8 @@ Import only what you need; each module is independent and none needs torch or gy
   cleaned up.
 - :mod:`gristmill.kernels.shmqueue` -- a multi-producer multi-consumer shared-memory queue
   (Cython) with the stdlib ``queue`` semantics.
+- :mod:`gristmill.kernels.shmsignal` -- process-shared semaphores and atomic counters in a
+  shared buffer (Cython); the env pool's hand-off.
 """
 
-__all__ = ["advantage", "shm", "shmqueue"]
+__all__ = ["advantage", "shm", "shmqueue", "shmsignal"]

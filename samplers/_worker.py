@@ -1,0 +1,176 @@
+"""The env pool's worker process: step its envs, write results straight into shared memory.
+
+Protocol (all in one :class:`~gristmill.kernels.shm.SharedArrays` segment, see
+``pool._Layout``): the main process appends ``(env_id, cmd, block, pos)`` items to this
+worker's ring, bumps ``head[w]`` and posts semaphore ``w``. The worker takes items in order
+(FIFO), runs the env, writes obs/reward/flags/info into output slot ``(block, pos)``, then adds
+1 to the block's fill counter (atomic ``fetch_add``); whoever fills the block's last slot posts
+the block's semaphore, on which ``recv`` sleeps. Envs are dealt to workers round-robin, so
+every batch is spread evenly over the workers, and since each worker serves its ring in order,
+batches complete in the order they were sent.
+
+No pickling, no pipes on the hot path: the pipe only carries "ready" and error reports.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import traceback
+
+import numpy as np
+from gristmill.kernels.shmsignal import SignalSet
+
+__all__ = ["CMD_CLOSE", "CMD_RESET", "CMD_RESET_TRUNC", "CMD_STEP", "worker_main"]
+
+CMD_STEP, CMD_RESET, CMD_CLOSE, CMD_RESET_TRUNC = 0, 1, 2, 3
+# progress[w] fields
+P_TAIL, P_ENV, P_BLOCK, P_POS = 0, 1, 2, 3
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when its parent dies (no orphans after a SIGKILL)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not Linux
+        pass
+
+
+class _Slot:
+    """Writes one env's result into the output arrays (views built once per worker)."""
+
+    __slots__ = ("obs", "rew", "term", "trunc", "env_id", "elapsed", "infos")
+
+    def __init__(self, arrays, info_keys):
+        self.obs = arrays["obs"]
+        self.rew = arrays["rew"]
+        self.term = arrays["term"]
+        self.trunc = arrays["trunc"]
+        self.env_id = arrays["env_id"]
+        self.elapsed = arrays["elapsed_step"]
+        self.infos = [arrays["info_" + k] for k in info_keys]
+
+
+def worker_main(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid,
+                recovery=None):
+    """Entry point of worker ``w`` (fork or spawn). ``recovery`` (after a restart): the
+    requests the dead worker left unfinished, redone as resets reporting ``truncated``; the
+    other envs report ``truncated`` on their first step too (their episodes were lost)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
+    _die_with_parent()
+    try:
+        _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recovery)
+    except BaseException:  # noqa: BLE001 - report everything, then die
+        try:
+            conn.send(("error", w, list(env_ids), traceback.format_exc()))
+        except (OSError, ValueError):
+            pass
+        os._exit(1)
+    os._exit(0)
+
+
+def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recovery):
+    n_workers, n_blocks, batch, cap, sync = layout
+    sig = SignalSet(arrays["signals"], n_workers + n_blocks, n_blocks)
+    ring = arrays["ring"][w]
+    head = arrays["head"][w]
+    progress = arrays["progress"][w]
+    expected = arrays["expected"]
+    act = arrays["act"]
+    seeds = arrays["seeds"]
+    local = {int(e): k for k, e in enumerate(env_ids)}
+    current = [env_ids[0]]  # env being stepped, for error reports
+
+    envs = []
+    for i in env_ids:
+        current[0] = i
+        envs.append(factory())
+    fast = [hasattr(e, "step_into") and hasattr(e, "reset_into") for e in envs]
+    info_keys = list(getattr(envs[0], "info_spec", {}) or {})
+    info_keys = [k for k in info_keys if ("info_" + k) in arrays]
+    slot = _Slot(arrays, info_keys)
+    needs_reset = [True] * len(envs)
+    report_trunc = [recovery is not None] * len(envs)
+    first_reset = [True] * len(envs)
+    elapsed = [0] * len(envs)
+    sem_w = w
+    blk0 = n_workers
+    conn.send(("ready", w))
+
+    def run_item(env_id, cmd, block, pos):
+        k = local[env_id]
+        e = envs[k]
+        current[0] = env_id
+        progress[P_POS] = -1
+        progress[P_ENV] = env_id
+        progress[P_BLOCK] = block
+        progress[P_POS] = pos
+        obs_row = slot.obs[block, pos]
+        if cmd != CMD_STEP or needs_reset[k]:
+            s = int(seeds[env_id])
+            if s < 0:
+                seed = base_seed + env_id if first_reset[k] and base_seed is not None else None
+            else:
+                seed = s
+                seeds[env_id] = -1
+            first_reset[k] = False
+            if fast[k]:
+                e.reset_into(obs_row, seed=seed)
+            else:
+                o, info = e.reset(seed=seed)
+                slot.obs[block, pos] = o
+            needs_reset[k] = False
+            elapsed[k] = 0
+            rew, term = 0.0, False
+            trunc = cmd == CMD_RESET_TRUNC or report_trunc[k]
+            report_trunc[k] = False
+        else:
+            if fast[k]:
+                rew, term, trunc = e.step_into(act[env_id], obs_row)
+            else:
+                o, rew, term, trunc, info = e.step(act[env_id].copy())
+                slot.obs[block, pos] = o
+            elapsed[k] += 1
+            if term or trunc:
+                needs_reset[k] = True
+        slot.rew[block, pos] = rew
+        slot.term[block, pos] = term
+        slot.trunc[block, pos] = trunc
+        slot.env_id[block, pos] = env_id
+        slot.elapsed[block, pos] = elapsed[k]
+        if info_keys:
+            if fast[k]:
+                for arr, v in zip(slot.infos, e.info_values(), strict=False):
+                    arr[block, pos] = v
+            else:
+                for arr, key in zip(slot.infos, info_keys, strict=True):
+                    if key in info:
+                        arr[block, pos] = info[key]
+        if sig.fetch_add(block, 1) + 1 == expected[block]:
+            sig.post(blk0 + block)
+        progress[P_POS] = -1
+
+    for env_id, cmd, block, pos in recovery or ():
+        run_item(env_id, cmd, block, pos)
+
+    tail = int(progress[P_TAIL])
+    while True:
+        if tail == head[0]:
+            if not sig.wait(sem_w, timeout=1.0):
+                if os.getppid() != parent_pid:
+                    return  # orphaned
+            continue
+        env_id, cmd, block, pos = (int(x) for x in ring[tail % cap])
+        if cmd == CMD_CLOSE:
+            return
+        run_item(env_id, cmd, block, pos)
+        tail += 1
+        progress[P_TAIL] = tail
+
+
+def split_envs(num_envs: int, num_workers: int) -> list[np.ndarray]:
+    """Env ids dealt round-robin to workers: worker ``w`` owns ``w, w + W, w + 2W, ...``, so a
+    batch of consecutive ids loads every worker equally."""
+    return [np.arange(w, num_envs, num_workers) for w in range(num_workers)]

@@ -1,0 +1,585 @@
+"""An EnvPool-compatible, asynchronous env pool built from worker processes and shared memory.
+
+``make(task_id, num_envs=..., batch_size=..., num_workers=...)`` starts ``num_workers``
+processes (one per core by default), each owning a contiguous range of envs. Results go
+straight from the envs into one shared-memory segment; actions come back the same way;
+process-shared semaphores and atomic counters (:mod:`gristmill.kernels.shmsignal`) do the
+hand-off, with blocking waits (no spinning threads to starve when cores are busy).
+
+API (EnvPool's, ``env_type="gymnasium"``)::
+
+    pool = make("Pong-v5", num_envs=16, batch_size=8)      # async: batch_size < num_envs
+    pool.async_reset()
+    while True:
+        obs, rew, term, trunc, info = pool.recv()          # the first 8 envs to finish
+        pool.send(policy(obs), info["env_id"])             # those same envs step again
+
+    pool = make("Ant-v5", num_envs=8)                      # sync: batch_size == num_envs
+    obs, info = pool.reset()
+    obs, rew, term, trunc, info = pool.step(actions)       # ordered by env id
+
+Semantics, as EnvPool:
+
+* **Next-step auto-reset.** An episode's last step returns its true final observation with
+  ``terminated``/``truncated``; the next ``send`` to that env resets it instead of stepping
+  (the action is ignored) and returns the first observation with reward 0, both flags False
+  and ``info["elapsed_step"] == 0`` (Gymnasium's ``AutoresetMode.NEXT_STEP``).
+* **Seeds.** Env ``i`` is seeded with ``seed + i`` at its first reset; ``reset(seed=s)``
+  reseeds (``s + i``, or a list of per-env seeds).
+* **Zero copy.** ``recv`` returns numpy views of the shared output block. They stay valid
+  until ``len(ring) - 1`` further ``recv`` calls (at least the next ``send``/``recv`` cycle;
+  ``pool.num_blocks`` says how many); copy what you keep longer.
+* ``info`` holds ``env_id`` and ``elapsed_step`` plus the env's own per-step fields
+  (Atari: ``lives``, ``reward`` (unclipped), ``terminated``).
+* Async mode (``batch_size < num_envs``): ``recv`` returns the first ``batch_size`` results
+  in completion order, named by ``info["env_id"]``; sync mode returns them in request order.
+
+Improvements over EnvPool: any Gymnasium id or Python factory runs in the pool; misuse raises
+:class:`~gristmill.samplers.errors.APIUsageError` instead of hanging or crashing (``recv``
+with nothing outstanding, a second ``send`` to a busy env, ``async_reset`` with results
+pending); a worker that raises or dies is reported with its env ids and traceback and either
+raises (``on_error="raise"``) or is restarted (``on_error="restart"``: its in-flight envs come
+back reset with ``truncated=True``); ``close()``, garbage collection, Ctrl-C and SIGTERM leave
+no process and no ``/dev/shm`` entry.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+import warnings
+import weakref
+from collections import deque
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gristmill.kernels.shm import SharedArrays
+from gristmill.kernels.shmsignal import SignalSet, nbytes
+from gymnasium import spaces
+
+from . import _worker
+from ._worker import CMD_CLOSE, CMD_RESET, CMD_RESET_TRUNC, CMD_STEP, split_envs
+from .errors import APIUsageError, WorkerError
+from .registry import EnvFactory, resolve
+
+__all__ = ["EnvPool", "make"]
+
+
+def _space_layout(space: gym.Space, what: str) -> tuple[tuple[int, ...], np.dtype]:
+    if isinstance(space, spaces.Discrete):
+        return (), np.dtype(np.int64)
+    if isinstance(space, (spaces.Box, spaces.MultiDiscrete, spaces.MultiBinary)):
+        return tuple(space.shape), np.dtype(space.dtype)
+    raise ValueError(
+        f"unsupported {what} space {space!r}: the pool handles Box, Discrete, MultiDiscrete "
+        f"and MultiBinary (flatten Dict/Tuple spaces with gymnasium.wrappers.FlattenObservation)"
+    )
+
+
+def default_num_workers() -> int:
+    """One worker per core this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class _Resources:
+    """What must be released when the pool goes away; held by a ``weakref.finalize``."""
+
+    def __init__(self):
+        self.procs: list = []
+        self.conns: list = []
+        self.arrays: SharedArrays | None = None
+        self.sig: SignalSet | None = None
+        self.n_workers = 0
+        self.cap = 0
+
+    def shutdown(self) -> None:
+        arrays, sig = self.arrays, self.sig
+        if arrays is not None and sig is not None:
+            for w, p in enumerate(self.procs):
+                if p is not None and p.is_alive():
+                    try:
+                        h = int(arrays["head"][w, 0])
+                        arrays["ring"][w, h % self.cap] = (0, CMD_CLOSE, 0, 0)
+                        arrays["head"][w, 0] = h + 1
+                        sig.post(w)
+                    except Exception:  # noqa: BLE001 - best effort, then terminate
+                        pass
+        deadline = time.monotonic() + 2.0
+        for p in self.procs:
+            if p is None:
+                continue
+            p.join(max(0.0, deadline - time.monotonic()))
+            if p.is_alive():
+                p.terminate()
+                p.join(1.0)
+            if p.is_alive():
+                p.kill()
+                p.join(1.0)
+        self.procs = []
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+        self.conns = []
+        if sig is not None:
+            sig.destroy()
+            self.sig = None
+        if arrays is not None:
+            arrays.close()
+            self.arrays = None
+
+
+class EnvPool:
+    """A pool of ``num_envs`` envs stepped by ``num_workers`` processes; see the module
+    docstring. Build it with :func:`make`.
+
+    Attributes: ``num_envs``, ``batch_size``, ``num_workers``, ``is_async``,
+    ``all_env_ids``, ``observation_space``/``single_observation_space`` (one env's),
+    ``action_space``/``single_action_space``, ``num_blocks``, ``restarts``.
+    """
+
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP}
+
+    def __init__(self, factory: EnvFactory, num_envs: int, batch_size: int | None = None,
+                 num_workers: int | None = None, seed: int | None = 42, *,
+                 start_method: str | None = None, on_error: str = "raise",
+                 max_restarts: int = 3, spin: int = 0, step_timeout: float | None = None,
+                 startup_timeout: float = 120.0, env_type: str = "gymnasium"):
+        num_envs = int(num_envs)
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        batch_size = num_envs if batch_size is None else int(batch_size)
+        if not 1 <= batch_size <= num_envs:
+            raise ValueError(f"batch_size must be in [1, num_envs={num_envs}], got {batch_size}")
+        num_workers = min(num_envs, default_num_workers()) if num_workers is None else int(
+            num_workers)
+        if not 1 <= num_workers <= num_envs:
+            raise ValueError(f"num_workers must be in [1, num_envs={num_envs}], got "
+                             f"{num_workers}")
+        if on_error not in ("raise", "restart"):
+            raise ValueError(f"on_error must be 'raise' or 'restart', got {on_error!r}")
+        if env_type not in ("gymnasium", "gym"):
+            raise ValueError(f"env_type must be 'gymnasium' (or its alias 'gym'), got "
+                             f"{env_type!r}")
+        self.factory = factory
+        self.task_id = factory.task_id
+        self.env_type = env_type
+        self.num_envs = num_envs
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.is_async = batch_size < num_envs
+        self.all_env_ids = np.arange(num_envs, dtype=np.int32)
+        self.seed = seed
+        self.on_error = on_error
+        self.max_restarts = int(max_restarts)
+        self.spin = int(spin)
+        self.step_timeout = step_timeout
+        self.restarts = 0
+        self.errors: list[WorkerError] = []
+        self._ctx = mp.get_context(start_method)
+        self._closed = False
+        self._res = _Resources()
+        self._finalizer = weakref.finalize(self, self._res.shutdown)
+
+        # One env in this process tells the spaces and info fields.
+        probe = factory()
+        try:
+            self.single_observation_space = probe.observation_space
+            self.single_action_space = probe.action_space
+            info_spec = dict(getattr(probe, "info_spec", {}) or {})
+        finally:
+            probe.close()
+        self.observation_space = self.single_observation_space
+        self.action_space = self.single_action_space
+        obs_shape, obs_dtype = _space_layout(self.single_observation_space, "observation")
+        act_shape, act_dtype = _space_layout(self.single_action_space, "action")
+        self._act_shape, self._act_dtype = act_shape, act_dtype
+        self._act_kind = "f" if isinstance(self.single_action_space, spaces.Box) else "iu"
+
+        W = num_workers
+        B = batch_size
+        if self.is_async and num_envs % B:
+            raise ValueError(
+                f"async mode needs num_envs ({num_envs}) to be a multiple of batch_size ({B}): "
+                f"envs cycle in fixed batches (EnvPool's guidance is num_envs = 2-3 x batch)")
+        # Output ring of blocks, one per outstanding send, plus the block the user holds.
+        R = num_envs // B + 2 if self.is_async else 4
+        self.num_blocks = R
+        self._envs_of = split_envs(num_envs, W)
+        self._worker_of = np.empty(num_envs, np.int64)
+        for w, ids in enumerate(self._envs_of):
+            self._worker_of[ids] = w
+        cap = max(len(ids) for ids in self._envs_of) + 2
+        spec: dict[str, tuple] = {
+            "obs": ((R, B) + obs_shape, obs_dtype),
+            "rew": ((R, B), np.float32),
+            "term": ((R, B), np.bool_),
+            "trunc": ((R, B), np.bool_),
+            "env_id": ((R, B), np.int32),
+            "elapsed_step": ((R, B), np.int32),
+            "act": ((num_envs,) + act_shape, act_dtype),
+            "seeds": ((num_envs,), np.int64),
+            "ring": ((W, cap, 4), np.int64),
+            "head": ((W, 8), np.int64),
+            "progress": ((W, 8), np.int64),
+            "expected": ((R,), np.int64),
+            "signals": ((nbytes(W + R, R),), np.uint8),
+        }
+        for k, (shape, dtype) in info_spec.items():
+            spec["info_" + k] = ((R, B) + tuple(shape), np.dtype(dtype))
+        self._info_keys = list(info_spec)
+        self._res.arrays = a = SharedArrays.create(spec)
+        self._res.sig = SignalSet(a["signals"], W + R, R, init=True)
+        self._res.n_workers, self._res.cap = W, cap
+        self._a, self._sig = a, self._res.sig
+        a["seeds"][:] = -1
+        a["progress"][:, _worker.P_POS] = -1
+        self._obs, self._rew, self._term, self._trunc = a["obs"], a["rew"], a["term"], a["trunc"]
+        self._env_id, self._elapsed = a["env_id"], a["elapsed_step"]
+        self._info_arrays = {k: a["info_" + k] for k in self._info_keys}
+        self._act, self._ring, self._head = a["act"], a["ring"], a["head"]
+        self._layout = (W, R, B, cap, not self.is_async)
+        self._cap = cap
+
+        self._outstanding = np.zeros(num_envs, np.bool_)
+        self._n_outstanding = 0
+        self._started = False
+        self._pending: deque = deque()  # (block, n) per request batch, oldest first
+        self._next_block = 0
+
+        self._res.procs = [None] * W
+        self._res.conns = [None] * W
+        try:
+            for w in range(W):
+                self._start_worker(w, base_seed=seed)
+            self._await_ready(range(W), startup_timeout)
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- processes ------------------------------------------------------------------------------
+    def _start_worker(self, w: int, base_seed, recovery=()) -> None:
+        recv_conn, send_conn = self._ctx.Pipe(duplex=False)
+        ids = [int(i) for i in self._envs_of[w]]
+        p = self._ctx.Process(
+            target=_worker.worker_main,
+            args=(w, ids, self.factory, self._a, self._layout, base_seed, send_conn,
+                  os.getpid(), list(recovery)),
+            name=f"gristmill-pool-{w}",
+            daemon=True,
+        )
+        p.start()
+        send_conn.close()
+        self._res.procs[w] = p
+        self._res.conns[w] = recv_conn
+
+    def _await_ready(self, workers, timeout: float) -> None:
+        waiting = set(workers)
+        deadline = time.monotonic() + timeout
+        while waiting:
+            for w in list(waiting):
+                conn, p = self._res.conns[w], self._res.procs[w]
+                if conn.poll(0.02):
+                    try:
+                        msg = conn.recv()
+                    except EOFError:
+                        msg = None
+                    if msg and msg[0] == "ready":
+                        waiting.discard(w)
+                        continue
+                    if msg and msg[0] == "error":
+                        raise WorkerError(
+                            f"worker {w} failed while creating envs {msg[2]} of "
+                            f"{self.task_id!r}", w, msg[2], msg[3])
+                if p.exitcode is not None:
+                    raise WorkerError(f"worker {w} exited with code {p.exitcode} during "
+                                      f"startup", w, list(self._envs_of[w]))
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"workers {sorted(waiting)} not ready after {timeout} s")
+
+    def _check_workers(self) -> None:
+        """Raise (or restart) for every worker that reported an error or died."""
+        for w in range(self.num_workers):
+            p, conn = self._res.procs[w], self._res.conns[w]
+            err = None
+            try:
+                if conn.poll():
+                    msg = conn.recv()
+                    if msg and msg[0] == "error":
+                        err = WorkerError(
+                            f"worker {w} (envs {msg[2][0]}..{msg[2][-1]}) of {self.task_id!r} "
+                            f"raised", w, msg[2], msg[3])
+            except (EOFError, OSError):
+                pass
+            if err is None and p.exitcode is not None:
+                p.join(0.2)
+                ids = [int(i) for i in self._envs_of[w]]
+                err = WorkerError(f"worker {w} (envs {ids[0]}..{ids[-1]}) died with exit code "
+                                  f"{p.exitcode}", w, ids)
+            if err is None:
+                continue
+            if p.exitcode is None:
+                p.join(2.0)
+            self.errors.append(err)
+            if self.on_error == "raise" or self.restarts >= self.max_restarts:
+                self.close()
+                raise err
+            self._restart(w, err)
+
+    def _restart(self, w: int, err: WorkerError) -> None:
+        """Replace worker ``w``; its unfinished requests come back as truncating resets."""
+        a = self._a
+        p = self._res.procs[w]
+        if p.is_alive():
+            p.kill()
+        p.join(1.0)
+        self._res.conns[w].close()
+        prog = a["progress"][w]
+        tail, head = int(prog[_worker.P_TAIL]), int(a["head"][w, 0])
+        items = [tuple(int(x) for x in self._ring[w, t % self._cap]) for t in range(tail, head)]
+        recovery = [(e, CMD_RESET_TRUNC, b, pos) for e, cmd, b, pos in items if cmd != CMD_CLOSE]
+        prog[_worker.P_TAIL] = head
+        prog[_worker.P_POS] = -1
+        self.restarts += 1
+        warnings.warn(f"{err.args[0]}; restarting it (restart {self.restarts}/"
+                      f"{self.max_restarts}); envs {err.env_ids} restart their episodes",
+                      RuntimeWarning, stacklevel=3)
+        self._start_worker(w, base_seed=None, recovery=recovery)
+        self._await_ready([w], 120.0)
+
+    # ---- EnvPool API ----------------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise APIUsageError("the pool is closed")
+
+    def _ids(self, env_id) -> np.ndarray:
+        if env_id is None:
+            return self.all_env_ids
+        ids = np.asarray(env_id)
+        if ids.ndim == 0:
+            ids = ids.reshape(1)
+        if ids.ndim != 1 or ids.dtype.kind not in "iu":
+            raise ValueError(f"env_id must be a 1-D array of integer env ids, got dtype "
+                             f"{ids.dtype} shape {ids.shape}")
+        if len(ids) == 0:
+            raise ValueError("env_id is empty")
+        if ids.min() < 0 or ids.max() >= self.num_envs:
+            raise ValueError(f"env_id out of range [0, {self.num_envs}): {ids}")
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError(f"env_id has duplicates: {ids}")
+        return ids.astype(np.int64, copy=False)
+
+    def _enqueue(self, ids: np.ndarray, cmd: int) -> None:
+        """Hand ``ids`` to their workers, ``batch_size`` at a time; each chunk gets an output
+        block with results in ``ids`` order."""
+        B = self.batch_size
+        if len(ids) > B:
+            for i in range(0, len(ids), B):
+                self._enqueue(ids[i:i + B], cmd)
+            return
+        n = len(ids)
+        if len(self._pending) >= self.num_blocks - 1:
+            raise APIUsageError(f"{len(self._pending)} batches requested and not received; "
+                                f"recv first")
+        block = self._next_block
+        self._next_block = (block + 1) % self.num_blocks
+        self._a["expected"][block] = n
+        self._pending.append((block, n))
+        self._outstanding[ids] = True
+        self._n_outstanding += n
+        ring, head, cap = self._ring, self._head, self._cap
+        if self.num_workers == 1:
+            groups = ((0, ids, np.arange(n)),)
+        else:
+            wof = self._worker_of[ids]
+            groups = []
+            for w in range(self.num_workers):
+                sel = np.flatnonzero(wof == w)
+                if len(sel):
+                    groups.append((w, ids[sel], sel))
+        for w, mine, pos in groups:
+            k = len(mine)
+            h = int(head[w, 0])
+            slots = (h + np.arange(k)) % cap
+            r = ring[w]
+            r[slots, 0] = mine
+            r[slots, 1] = cmd
+            r[slots, 2] = block
+            r[slots, 3] = pos
+            head[w, 0] = h + k
+            self._sig.post(w)
+
+    def async_reset(self) -> None:
+        """Reset every env without waiting; results come from :meth:`recv`."""
+        self._check_open()
+        if self._n_outstanding:
+            raise APIUsageError(
+                f"async_reset with {self._n_outstanding} results still outstanding: recv them "
+                f"first, or call reset() (which drains them)")
+        self._started = True
+        self._enqueue(self.all_env_ids, CMD_RESET)
+
+    def _drain(self) -> None:
+        """Wait until no worker has work left, then forget all outstanding results."""
+        a, sig = self._a, self._sig
+        deadline = time.monotonic() + (self.step_timeout or 600.0)
+        while True:
+            busy = any(int(a["progress"][w, _worker.P_TAIL]) != int(a["head"][w, 0])
+                       for w in range(self.num_workers))
+            if not busy:
+                break
+            self._check_workers()
+            if time.monotonic() > deadline:
+                raise TimeoutError("workers did not finish their work while draining")
+            time.sleep(0.001)
+        for b in range(self.num_blocks):
+            while sig.trywait(self.num_workers + b):
+                pass
+            sig.store(b, 0)
+        self._next_block = 0
+        self._pending.clear()
+        self._outstanding[:] = False
+        self._n_outstanding = 0
+
+    def reset(self, env_id=None, seed: int | list[int] | None = None,
+              options: dict | None = None) -> tuple[np.ndarray, dict]:
+        """Reset ``env_id`` (default: all) and return ``(obs, info)``.
+
+        Results still outstanding are drained (discarded) first. Sync mode returns the reset
+        envs in ``env_id`` order; async mode returns the first ``batch_size`` to finish (as
+        EnvPool). ``seed``: an int (env ``i`` gets ``seed + i``) or one seed per env.
+        ``options={"reset_mask": mask}`` (Gymnasium) selects envs by a boolean mask.
+        """
+        self._check_open()
+        if options and "reset_mask" in options:
+            if env_id is not None:
+                raise ValueError("give env_id or options['reset_mask'], not both")
+            env_id = np.flatnonzero(np.asarray(options["reset_mask"]))
+        ids = self._ids(env_id)
+        if self._n_outstanding:
+            self._drain()
+        if seed is not None:
+            s = np.asarray(seed, dtype=np.int64)
+            self._a["seeds"][ids] = s + ids if s.ndim == 0 else s
+        self._started = True
+        self._enqueue(ids, CMD_RESET)
+        obs, _, _, _, info = self.recv()
+        return obs, info
+
+    def send(self, actions, env_id=None) -> None:
+        """Send ``actions[i]`` to env ``env_id[i]`` (default: all envs); returns at once."""
+        self._check_open()
+        if not self._started:
+            raise APIUsageError("send before reset: call reset() or async_reset() first")
+        ids = self._ids(env_id)
+        a = actions if isinstance(actions, np.ndarray) else np.asarray(actions)
+        want = (len(ids),) + self._act_shape
+        if a.shape != want:
+            raise ValueError(f"actions have shape {a.shape}, expected {want} for "
+                             f"{len(ids)} envs with action space {self.single_action_space}")
+        if a.dtype.kind not in self._act_kind:
+            kind = "floating" if self._act_kind == "f" else "integer"
+            raise ValueError(f"actions have dtype {a.dtype}, expected a {kind} dtype for "
+                             f"action space {self.single_action_space}")
+        busy = self._outstanding[ids]
+        if busy.any():
+            raise APIUsageError(f"send to envs {ids[busy].tolist()} whose previous results "
+                                f"were not received yet (recv first)")
+        if len(ids) == self.num_envs:
+            self._act[...] = a
+        else:
+            self._act[ids] = a
+        self._enqueue(ids, CMD_STEP)
+
+    def recv(self):
+        """Wait for the next batch; returns ``(obs, rew, terminated, truncated, info)`` views."""
+        self._check_open()
+        if not self._started:
+            raise APIUsageError("recv before reset: call reset() or async_reset() first")
+        if not self._pending:
+            raise APIUsageError("recv with nothing outstanding: send (or step) first")
+        b, n = self._pending[0]
+        sem = self.num_workers + b
+        deadline = None if self.step_timeout is None else time.monotonic() + self.step_timeout
+        while not self._sig.wait(sem, timeout=0.25, spin=self.spin):
+            self._check_workers()
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"no batch within step_timeout={self.step_timeout} s; outstanding envs: "
+                    f"{np.flatnonzero(self._outstanding).tolist()}")
+        self._sig.store(b, 0)
+        self._pending.popleft()
+        ids = self._env_id[b, :n]
+        self._outstanding[ids] = False
+        self._n_outstanding -= n
+        info: dict[str, Any] = {"env_id": ids, "elapsed_step": self._elapsed[b, :n]}
+        for k, arr in self._info_arrays.items():
+            info[k] = arr[b, :n]
+        return self._obs[b, :n], self._rew[b, :n], self._term[b, :n], self._trunc[b, :n], info
+
+    def step(self, actions, env_id=None):
+        """``send(actions, env_id)`` then ``recv()``."""
+        self.send(actions, env_id)
+        return self.recv()
+
+    def close(self) -> None:
+        """Stop the workers and release the shared memory (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finalizer()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def worker_pids(self) -> list[int]:
+        return [p.pid for p in self._res.procs if p is not None]
+
+    def __enter__(self) -> EnvPool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self.num_envs
+
+    def __repr__(self) -> str:
+        mode = f"async batch {self.batch_size}" if self.is_async else "sync"
+        return (f"EnvPool({self.task_id!r}, num_envs={self.num_envs}, {mode}, "
+                f"num_workers={self.num_workers})")
+
+
+def make(task_id, env_type: str = "gymnasium", num_envs: int = 1, batch_size: int | None = None,
+         num_workers: int | None = None, seed: int | None = 42, *,
+         start_method: str | None = None, on_error: str = "raise", max_restarts: int = 3,
+         spin: int = 0, step_timeout: float | None = None, **task_kwargs) -> EnvPool:
+    """Make an :class:`EnvPool`; a drop-in for ``envpool.make``.
+
+    Args:
+        task_id: ``"Pong-v5"`` (any ALE game, EnvPool's options as ``task_kwargs``:
+            ``episodic_life``, ``reward_clip``, ``noop_max``, ``stack_num``, ...),
+            ``"Ant-v5"`` (MuJoCo), any Gymnasium id, ``"module:factory"``, or a callable.
+        env_type: ``"gymnasium"`` (``"gym"`` is an alias; both return 5-tuples).
+        num_envs: envs in the pool.
+        batch_size: results per ``recv``; ``< num_envs`` makes the pool asynchronous.
+        num_workers: worker processes (default: one per core, at most ``num_envs``).
+        seed: env ``i`` is seeded ``seed + i``.
+        start_method: multiprocessing start method (default: the platform's; Linux ``fork``).
+        on_error: ``"raise"`` or ``"restart"`` (up to ``max_restarts`` times).
+        spin: semaphore polls before sleeping in ``recv`` (0: sleep at once; helps only
+            with idle cores and sub-millisecond steps).
+        step_timeout: seconds ``recv`` waits before raising ``TimeoutError`` (None: forever;
+            dead workers are detected regardless).
+    """
+    factory = resolve(task_id, task_kwargs)
+    return EnvPool(factory, num_envs, batch_size, num_workers, seed, start_method=start_method,
+                   on_error=on_error, max_restarts=max_restarts, spin=spin,
+                   step_timeout=step_timeout, env_type=env_type)

@@ -1,0 +1,305 @@
+"""gristmill.samplers.pool: EnvPool API, semantics, misuse, crashes and cleanup."""
+
+import gc
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gristmill.samplers import APIUsageError, WorkerError, make
+
+
+def _own_shm() -> set[str]:
+    # Only this process's segments: other helpers' test runs share /dev/shm on this box.
+    prefix = f"gristmill_{os.getpid()}_"
+    return {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
+
+
+@pytest.fixture(autouse=True)
+def own_shm_clean():
+    """Each test leaves no /dev/shm entry of this process behind."""
+    before = _own_shm()
+    yield
+    assert _own_shm() - before == set()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+def _assert_gone(pids):
+    deadline = time.monotonic() + 5
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_alive(p) for p in pids), "worker processes survived"
+
+
+def test_sync_matches_gymnasium_with_next_step_autoreset():
+    """Env i seeded seed+i; the step after an episode's end resets (action ignored)."""
+    n, seed = 4, 7
+    refs = [gym.make("CartPole-v1") for _ in range(n)]
+    ref_obs = [r.reset(seed=seed + i)[0] for i, r in enumerate(refs)]
+    ref_done = [False] * n
+    with make("CartPole-v1", num_envs=n, num_workers=2, seed=seed) as pool:
+        assert pool.observation_space == refs[0].observation_space
+        assert pool.action_space == refs[0].action_space
+        obs, info = pool.reset()
+        np.testing.assert_array_equal(obs, np.stack(ref_obs))
+        np.testing.assert_array_equal(info["env_id"], np.arange(n))
+        rng = np.random.default_rng(0)
+        resets = 0
+        for _ in range(120):
+            acts = rng.integers(0, 2, n)
+            obs, rew, term, trunc, info = pool.step(acts)
+            for i, r in enumerate(refs):
+                if ref_done[i]:
+                    o, _ = r.reset()
+                    ro, rr, rt, rtr = o, 0.0, False, False
+                    assert info["elapsed_step"][i] == 0
+                    resets += 1
+                else:
+                    ro, rr, rt, rtr, _ = r.step(int(acts[i]))
+                np.testing.assert_allclose(obs[i], ro, rtol=1e-6)
+                assert (rew[i], term[i], trunc[i]) == (rr, rt, rtr)
+                ref_done[i] = rt or rtr
+        assert resets > 0
+
+
+def test_async_returns_batches_and_zero_copy_views():
+    with make("Pong-v5", num_envs=4, batch_size=2, num_workers=2) as pool:
+        assert pool.is_async
+        pool.async_reset()
+        seen = set()
+        for _ in range(8):
+            obs, rew, term, trunc, info = pool.recv()
+            assert obs.shape == (2, 4, 84, 84) and obs.dtype == np.uint8
+            assert np.shares_memory(obs, pool._obs)  # a view of shared memory, no copy
+            assert set(info) >= {"env_id", "elapsed_step", "lives", "reward", "terminated"}
+            seen.update(info["env_id"].tolist())
+            pool.send(np.ones(2, np.int64), info["env_id"])
+        assert seen == {0, 1, 2, 3}
+
+
+def test_mujoco_pool_equals_direct_env():
+    from gristmill.envs.mujoco import make_env
+
+    n = 2
+    with make("Hopper-v5", num_envs=n, num_workers=2, seed=3) as pool:
+        refs = [make_env("Hopper-v5") for _ in range(n)]
+        ref_obs = np.stack([r.reset(seed=3 + i)[0] for i, r in enumerate(refs)])
+        obs, _ = pool.reset()
+        np.testing.assert_array_equal(obs, ref_obs)
+        rng = np.random.default_rng(2)
+        for _ in range(10):
+            a = rng.uniform(-1, 1, (n, 3)).astype(np.float32)
+            obs, rew, term, trunc, _ = pool.step(a)
+            for i, r in enumerate(refs):
+                o, rr, t, tr, _ = r.step(a[i])
+                if not (term[i] or trunc[i]):
+                    np.testing.assert_array_equal(obs[i], o)
+                    assert rew[i] == np.float32(rr)
+
+
+def test_partial_reset_and_subset_step_in_sync_mode():
+    with make("CartPole-v1", num_envs=4, num_workers=2) as pool:
+        pool.reset()
+        obs, info = pool.reset(env_id=np.array([3, 1]))
+        assert obs.shape == (2, 4)
+        np.testing.assert_array_equal(info["env_id"], [3, 1])
+        obs, rew, *_ , info = pool.step(np.zeros(2, np.int64), env_id=np.array([2, 0]))
+        np.testing.assert_array_equal(info["env_id"], [2, 0])
+        obs, info = pool.reset(seed=5)
+        ref = gym.make("CartPole-v1").reset(seed=7)[0]
+        np.testing.assert_array_equal(obs[2], ref)
+
+
+def test_misuse_raises_clear_errors():
+    with pytest.raises(ValueError, match="unknown task"):
+        make("NoSuchEnv-v0", num_envs=2)
+    with pytest.raises(ValueError, match="batch_size"):
+        make("CartPole-v1", num_envs=2, batch_size=3)
+    with pytest.raises(ValueError, match="multiple of batch_size"):
+        make("CartPole-v1", num_envs=5, batch_size=2)
+    with make("CartPole-v1", num_envs=4, batch_size=2, num_workers=2) as pool:
+        with pytest.raises(APIUsageError, match="recv before reset"):
+            pool.recv()
+        with pytest.raises(APIUsageError, match="send before reset"):
+            pool.send(np.zeros(2, np.int64), np.array([0, 1]))
+        pool.async_reset()
+        with pytest.raises(APIUsageError, match="outstanding"):
+            pool.async_reset()
+        obs, rew, term, trunc, info = pool.recv()
+        ids = info["env_id"].copy()
+        with pytest.raises(ValueError, match="shape"):
+            pool.send(np.zeros(3, np.int64), ids)
+        with pytest.raises(ValueError, match="dtype"):
+            pool.send(np.zeros(2, np.float32), ids)
+        with pytest.raises(ValueError, match="out of range"):
+            pool.send(np.zeros(2, np.int64), np.array([0, 9]))
+        other = np.setdiff1d(np.arange(4), ids)
+        with pytest.raises(APIUsageError, match="not received"):
+            pool.send(np.zeros(2, np.int64), other)  # still stepping
+        pool.send(np.zeros(2, np.int64), ids)
+        pool.recv()
+        pool.recv()
+        with pytest.raises(APIUsageError, match="nothing outstanding"):
+            pool.recv()
+        obs, info = pool.reset()  # drains whatever is in flight
+        assert obs.shape == (2, 4)
+    with pytest.raises(APIUsageError, match="closed"):
+        pool.recv()
+    with make("Pendulum-v1", num_envs=2, num_workers=1) as pool:
+        pool.reset()
+        with pytest.raises(ValueError, match="dtype"):
+            pool.step(np.zeros((2, 1), np.int64))
+        with pytest.raises(ValueError, match="shape"):
+            pool.step(np.zeros((2, 2), np.float32))
+
+
+class _Crashy(gym.Env):
+    """Raises on its ``crash_at``-th step (env 1 only)."""
+
+    observation_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, crash_at=3):
+        self.crash_at = crash_at
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        self.idx = seed % 100 if seed is not None else -1
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        if self.idx == 1 and self.t == self.crash_at:
+            raise RuntimeError("boom from env 1")
+        return np.full(2, self.t / 100, np.float32), 1.0, False, False, {}
+
+
+def test_worker_exception_is_reported_with_env_ids_and_traceback():
+    pool = make(_Crashy, num_envs=4, num_workers=2, seed=0)
+    pids = pool.worker_pids()
+    pool.reset()
+    with pytest.raises(WorkerError) as e:
+        for _ in range(5):
+            pool.step(np.zeros(4, np.int64))
+    assert 1 in e.value.env_ids and "boom from env 1" in e.value.traceback
+    assert pool.closed
+    _assert_gone(pids)
+
+
+def test_worker_restart_reports_truncated_and_continues():
+    pool = make(_Crashy, num_envs=4, num_workers=2, seed=0, on_error="restart")
+    pool.reset()
+    with pytest.warns(RuntimeWarning, match="restarting"):
+        truncs = []
+        for _ in range(6):
+            _, _, _, trunc, info = pool.step(np.zeros(4, np.int64))
+            truncs.append(trunc.copy())
+    assert pool.restarts >= 1
+    hit = np.array(truncs).any(axis=0)
+    assert hit[1] and hit[3] and not hit[0] and not hit[2]  # worker 1 owns envs 1 and 3
+    pool.close()
+
+
+def test_killed_worker_is_detected():
+    pool = make("CartPole-v1", num_envs=2, num_workers=2)
+    pool.reset()
+    os.kill(pool.worker_pids()[1], signal.SIGKILL)
+    with pytest.raises(WorkerError, match="died"):
+        for _ in range(50):
+            pool.step(np.zeros(2, np.int64))
+    assert pool.closed
+
+
+def test_close_and_garbage_collection_leave_nothing():
+    pool = make("CartPole-v1", num_envs=2, num_workers=2)
+    pids = pool.worker_pids()
+    pool.reset()
+    pool.close()
+    pool.close()  # idempotent
+    _assert_gone(pids)
+    pool = make("CartPole-v1", num_envs=2, num_workers=2)
+    pids = pool.worker_pids()
+    pool.reset()
+    del pool
+    gc.collect()
+    _assert_gone(pids)
+
+
+def test_ctrl_c_leaves_no_process_and_no_shm():
+    code = textwrap.dedent("""
+        import numpy as np, sys
+        from gristmill.samplers import make
+        pool = make("CartPole-v1", num_envs=4, num_workers=2)
+        print(" ".join(map(str, pool.worker_pids())), pool._a.name, flush=True)
+        pool.reset()
+        while True:
+            pool.step(np.zeros(4, np.int64))
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().split()
+    pids, name = [int(x) for x in line[:-1]], line[-1]
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=20)
+    assert proc.returncode != 0
+    _assert_gone(pids)
+    assert not os.path.exists(f"/dev/shm/{name}")
+
+
+def test_spawn_start_method():
+    """Workers started with spawn (in a subprocess, so that multiprocessing's resource
+    tracker, which spawn starts, ends with it)."""
+    code = textwrap.dedent("""
+        import numpy as np
+        from gristmill.samplers import make
+        if __name__ == "__main__":
+            with make("CartPole-v1", num_envs=2, num_workers=2, start_method="spawn") as pool:
+                obs, _ = pool.reset()
+                obs, rew, *_ = pool.step(np.ones(2, np.int64))
+                assert obs.shape == (2, 4) and (rew == 1).all()
+            print("spawn-ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert "spawn-ok" in out.stdout, out.stderr
+
+
+class _SlowEnv(gym.Env):
+    """A deliberately slow pure-Python env (sleeps 1 ms per step)."""
+
+    observation_space = gym.spaces.Discrete(10)
+    action_space = gym.spaces.Discrete(3)
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return 0, {}
+
+    def step(self, action):
+        time.sleep(0.001)
+        self.t += 1
+        return self.t % 10, float(action), self.t >= 5, False, {}
+
+
+def test_python_env_factory_and_discrete_obs():
+    with make(_SlowEnv, num_envs=4, batch_size=2, num_workers=2) as pool:
+        pool.async_reset()
+        total = 0
+        for _ in range(12):
+            obs, rew, term, trunc, info = pool.recv()
+            assert obs.dtype == np.int64 and obs.shape == (2,)
+            total += int(term.sum())
+            pool.send(np.full(2, 2, np.int64), info["env_id"])
+        assert total > 0
