@@ -180,6 +180,7 @@ class EnvPool:
         self.max_restarts = int(max_restarts)
         self.spin = int(spin)
         self.step_timeout = step_timeout
+        self.render_mode = None
         self.restarts = 0
         self.errors: list[WorkerError] = []
         self._ctx = mp.get_context(start_method)
