@@ -120,6 +120,8 @@ class RolloutLayout:
       num_slots: trajectory slots; at least every env's slot plus room for the batches.
       obs: per-key ``(shape, dtype)``.
       action_dim, num_logits, state_size: widths of the policy outputs.
+      agents_per_env: policy-driven agents in each env (multi-agent envs such as a Doom duel
+        return per-agent lists); every agent has its own trajectory slot.
     """
 
     num_workers: int
@@ -131,6 +133,7 @@ class RolloutLayout:
     num_logits: int = 1
     state_size: int = 1
     num_splits: int = 2
+    agents_per_env: int = 1
 
     def __post_init__(self):
         if self.envs_per_worker % self.num_splits:
@@ -138,12 +141,17 @@ class RolloutLayout:
                 f"envs_per_worker ({self.envs_per_worker}) must be divisible by num_splits "
                 f"({self.num_splits})"
             )
-        if self.num_slots < self.num_envs + 1:
-            raise ValueError(f"num_slots {self.num_slots} < envs {self.num_envs} + 1")
+        if self.num_slots < self.num_agents + 1:
+            raise ValueError(f"num_slots {self.num_slots} < agents {self.num_agents} + 1")
 
     @property
     def num_envs(self) -> int:
         return self.num_workers * self.envs_per_worker
+
+    @property
+    def num_agents(self) -> int:
+        """Agents across all envs: the number of slots in flight."""
+        return self.num_envs * self.agents_per_env
 
     @property
     def envs_per_split(self) -> int:
@@ -179,7 +187,7 @@ class RolloutChannels:
         self.layout = layout
         self.arrays = SharedArrays.create(layout.arrays_spec())
         try:
-            msg = 64 + 8 * max(layout.envs_per_split, 1)
+            msg = 64 + 8 * max(layout.envs_per_split * layout.agents_per_env, 1)
             self.requests = Queue(max(1 << 16, 4 * layout.num_workers * layout.num_splits * msg))
             self.actions = [Queue(1 << 12) for _ in range(layout.num_workers)]
             self.trajectories = Queue(max(1 << 16, 32 * layout.num_slots))

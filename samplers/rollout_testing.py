@@ -13,7 +13,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-__all__ = ["EchoEnv", "EchoEnvFactory"]
+__all__ = ["EchoEnv", "EchoEnvFactory", "MultiEchoEnv"]
 
 _CRASH_ARMED: set[int] = set()
 
@@ -52,6 +52,28 @@ class EchoEnv(gym.Env):
         return self._obs(float(action)), float(action), False, truncated, {}
 
 
+class MultiEchoEnv:
+    """``num_agents`` :class:`EchoEnv` s stepped together (per-agent lists, as
+    ``DoomMultiAgentEnv``); agent ``j`` of env ``i`` observes id ``10 * i + j``."""
+
+    def __init__(self, env_index: int, num_agents: int = 2, episode_length: int = 5):
+        self.num_agents = num_agents
+        self.agents = [EchoEnv(10 * env_index + j, episode_length) for j in range(num_agents)]
+        self.observation_space = self.agents[0].observation_space
+        self.action_space = self.agents[0].action_space
+
+    def reset(self, *, seed=None):
+        out = [a.reset(seed=seed) for a in self.agents]
+        return [o for o, _ in out], [i for _, i in out]
+
+    def step(self, actions):
+        out = [a.step(x) for a, x in zip(self.agents, actions)]
+        return tuple(list(x) for x in zip(*out))
+
+    def close(self):
+        pass
+
+
 @dataclass(frozen=True)
 class EchoEnvFactory:
     """Picklable ``factory(env_index)``; the first env ``crash_env`` made in a process raises at
@@ -60,8 +82,11 @@ class EchoEnvFactory:
     episode_length: int = 5
     crash_env: int = -1
     crash_at: int | None = None
+    num_agents: int = 1
 
     def __call__(self, env_index: int) -> EchoEnv:
+        if self.num_agents > 1:
+            return MultiEchoEnv(env_index, self.num_agents, self.episode_length)
         crash = None
         if env_index == self.crash_env and env_index not in _CRASH_ARMED:
             _CRASH_ARMED.add(env_index)

@@ -63,11 +63,12 @@ class _Worker:
         self.a = ch.arrays
         self.obs_keys = list(lay.obs)
         self.first = worker_id * lay.envs_per_worker
+        self.agents = lay.agents_per_env
         self.envs: list = [None] * lay.envs_per_worker
-        self.slots = np.full(lay.envs_per_worker, -1, dtype=np.int64)
+        self.slots = np.full((lay.envs_per_worker, self.agents), -1, dtype=np.int64)
         self.t = [0] * lay.num_splits
-        self.ep_return = np.zeros(lay.envs_per_worker)
-        self.ep_len = np.zeros(lay.envs_per_worker, dtype=np.int64)
+        self.ep_return = np.zeros((lay.envs_per_worker, self.agents))
+        self.ep_len = np.zeros((lay.envs_per_worker, self.agents), dtype=np.int64)
         self.restarts = [0] * lay.envs_per_worker
 
     # -------------------------------------------------------------- helpers
@@ -103,12 +104,16 @@ class _Worker:
     def heartbeat(self) -> None:
         self.a["worker_heartbeat"][self.w] = time.time()
 
-    def make_env(self, i: int):
+    def make_env(self, i: int) -> list:
+        """Create and reset env ``i``; returns its per-agent observations."""
         index = self.first + i
         env = self.env_fn(index)
-        obs, _ = env.reset(seed=self.seed + index + 1000 * self.restarts[i])
         self.envs[i] = env
-        return obs
+        obs, _ = env.reset(seed=self.seed + index + 1000 * self.restarts[i])
+        return self._agents(obs)
+
+    def _agents(self, value) -> list:
+        return list(value) if self.agents > 1 else [value]
 
     def restart_env(self, i: int, exc: BaseException):
         index = self.first + i
@@ -129,58 +134,76 @@ class _Worker:
 
     def request(self, split: int) -> None:
         lo = split * self.layout.envs_per_split
-        slots = self.slots[lo : lo + self.layout.envs_per_split].tolist()
+        slots = self.slots[lo : lo + self.layout.envs_per_split].ravel().tolist()
         self.ch.requests.put((self.w, self.gen, split, self.t[split], slots))
 
     # -------------------------------------------------------------- main loop
     def step_split(self, split: int) -> None:
-        lay, a = self.layout, self.a
+        lay, a, na = self.layout, self.a, self.agents
         t = self.t[split]
         lo = split * lay.envs_per_split
         for i in range(lo, lo + lay.envs_per_split):
-            slot = self.slots[i]
+            slots = self.slots[i]
             env = self.envs[i]
             valid = 1
             try:
-                action = action_from_row(env.action_space, a["actions"][slot, t])
-                obs, reward, term, trunc, info = env.step(action)
+                acts = [action_from_row(env.action_space, a["actions"][s, t]) for s in slots]
+                obs, reward, term, trunc, info = env.step(acts if na > 1 else acts[0])
+                obs, reward = self._agents(obs), self._agents(reward)
+                term, trunc, info = self._agents(term), self._agents(trunc), self._agents(info)
             except Exception as exc:  # noqa: BLE001 - reported and survived
                 obs = self.restart_env(i, exc)
-                reward, term, trunc, info, valid = 0.0, False, True, {}, 0
-            done = bool(term or trunc)
-            self.ep_return[i] += reward
-            self.ep_len[i] += 1
-            r = float(np.clip(reward * self.reward_scale, -self.reward_clip, self.reward_clip))
-            a["rewards"][slot, t] = r
-            a["dones"][slot, t] = done
-            a["time_outs"][slot, t] = bool(trunc)
-            a["valids"][slot, t] = valid
-            if done:
-                if valid:
-                    stats = {"reward": float(self.ep_return[i]), "length": int(self.ep_len[i])}
-                    if "true_objective" in info:
-                        stats["true_objective"] = float(info["true_objective"])
-                    self.report("episode", env=self.first + i, **stats)
-                self.ep_return[i] = 0.0
-                self.ep_len[i] = 0
-                if valid:
-                    try:
-                        obs, _ = env.reset()
-                    except Exception as exc:  # noqa: BLE001
-                        obs = self.restart_env(i, exc)
-                a["rnn_states"][slot, t + 1] = 0.0
-            self.write_obs(slot, t + 1, obs)
+                reward, term, trunc, info, valid = (
+                    [0.0] * na,
+                    [False] * na,
+                    [True] * na,
+                    [{}] * na,
+                    0,
+                )
+            dones = [bool(x or y) for x, y in zip(term, trunc)]
+            # Agents of one env end together (a match); a lone per-agent end resets the env.
+            env_done = any(dones)
+            if env_done and valid:
+                try:
+                    obs, _ = env.reset()
+                    obs = self._agents(obs)
+                except Exception as exc:  # noqa: BLE001
+                    obs = self.restart_env(i, exc)
+            for j, slot in enumerate(slots):
+                self.ep_return[i, j] += reward[j]
+                self.ep_len[i, j] += 1
+                r = float(
+                    np.clip(reward[j] * self.reward_scale, -self.reward_clip, self.reward_clip)
+                )
+                a["rewards"][slot, t] = r
+                a["dones"][slot, t] = env_done
+                a["time_outs"][slot, t] = bool(trunc[j]) or (env_done and not dones[j])
+                a["valids"][slot, t] = valid
+                if env_done:
+                    if valid:
+                        stats = {
+                            "reward": float(self.ep_return[i, j]),
+                            "length": int(self.ep_len[i, j]),
+                        }
+                        if "true_objective" in info[j]:
+                            stats["true_objective"] = float(info[j]["true_objective"])
+                        self.report("episode", env=self.first + i, agent=j, **stats)
+                    self.ep_return[i, j] = 0.0
+                    self.ep_len[i, j] = 0
+                    a["rnn_states"][slot, t + 1] = 0.0
+                self.write_obs(slot, t + 1, obs[j])
         t += 1
         if t == lay.rollout:
             for i in range(lo, lo + lay.envs_per_split):
-                old = int(self.slots[i])
-                new = self.take_slot()
-                for key in self.obs_keys:
-                    a[f"obs_{key}"][new, 0] = a[f"obs_{key}"][old, lay.rollout]
-                a["rnn_states"][new, 0] = a["rnn_states"][old, lay.rollout]
-                self.slots[i] = new
-                a["slot_owner"][old] = -1
-                self.ch.trajectories.put(old)
+                for j in range(na):
+                    old = int(self.slots[i, j])
+                    new = self.take_slot()
+                    for key in self.obs_keys:
+                        a[f"obs_{key}"][new, 0] = a[f"obs_{key}"][old, lay.rollout]
+                    a["rnn_states"][new, 0] = a["rnn_states"][old, lay.rollout]
+                    self.slots[i, j] = new
+                    a["slot_owner"][old] = -1
+                    self.ch.trajectories.put(old)
             t = 0
         self.t[split] = t
 
@@ -189,10 +212,11 @@ class _Worker:
         self.heartbeat()
         for i in range(lay.envs_per_worker):
             obs = self.make_env(i)
-            slot = self.take_slot()
-            self.slots[i] = slot
-            self.write_obs(slot, 0, obs)
-            self.a["rnn_states"][slot, 0] = 0.0
+            for j in range(self.agents):
+                slot = self.take_slot()
+                self.slots[i, j] = slot
+                self.write_obs(slot, 0, obs[j])
+                self.a["rnn_states"][slot, 0] = 0.0
         for split in range(lay.num_splits):
             self.request(split)
         queue = self.ch.actions[self.w]

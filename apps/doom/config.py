@@ -39,6 +39,7 @@ class TrainConfig:
     res_w: int = 128
     res_h: int = 72
     grayscale: bool = False
+    timelimit: float = 0.0  # multiplayer match minutes (0: the scenario's 4 minutes)
     reward_scale: float = 1.0
     reward_clip: float = 1000.0
     # model

@@ -18,14 +18,21 @@ class DoomEnvFactory:
     frame_skip: int = 4
     episode_horizon: int | None = None
 
-    def __call__(self, env_index: int):
-        from gristmill.envs.doom import DoomEnv  # noqa: PLC0415 - imported in the worker
+    timelimit: float | None = None  # multiplayer match minutes (None: the scenario's)
 
-        return DoomEnv(
-            self.env,
+    def __call__(self, env_index: int):
+        """A ``DoomEnv``, or a ``DoomMultiAgentEnv`` (per-agent lists) for self-play ids."""
+        from gristmill.envs.doom import DoomEnv, DoomMultiAgentEnv, doom_spec  # noqa: PLC0415
+
+        kwargs = dict(
             resolution=(self.res_w, self.res_h),
             grayscale=self.grayscale,
             channels_first=True,
             frame_skip=self.frame_skip,
-            episode_horizon=self.episode_horizon,
         )
+        if self.timelimit is not None:
+            kwargs["timelimit"] = self.timelimit
+        if doom_spec(self.env).num_agents > 1:
+            # Spread the first ports so that envs starting together rarely collide.
+            return DoomMultiAgentEnv(self.env, port=40300 + 10 * env_index, **kwargs)
+        return DoomEnv(self.env, episode_horizon=self.episode_horizon, **kwargs)

@@ -111,11 +111,17 @@ class DoomTrainer:
         torch.manual_seed(cfg.seed)
 
         self.env_fn = DoomEnvFactory(
-            cfg.env, cfg.res_w, cfg.res_h, cfg.grayscale, cfg.env_frameskip
+            cfg.env,
+            cfg.res_w,
+            cfg.res_h,
+            cfg.grayscale,
+            cfg.env_frameskip,
+            timelimit=cfg.timelimit if cfg.timelimit > 0 else None,
         )
-        probe = self.env_fn(0)
+        probe = self.env_fn(0)  # games start on reset only: this launches nothing
         try:
             self.obs_space, self.action_space = probe.observation_space, probe.action_space
+            agents = int(getattr(probe, "num_agents", 1))
         finally:
             probe.close()
         self.device = select_device(cfg.device)
@@ -126,8 +132,8 @@ class DoomTrainer:
         self.weights_lock = threading.Lock()
 
         self.trajs_per_batch = cfg.batch_size // cfg.rollout
-        num_envs = cfg.num_workers * cfg.num_envs_per_worker
-        slots = 2 * num_envs + cfg.num_batches_to_accumulate * self.trajs_per_batch
+        num_agents = cfg.num_workers * cfg.num_envs_per_worker * agents
+        slots = 2 * num_agents + cfg.num_batches_to_accumulate * self.trajs_per_batch
         self.layout = RolloutLayout(
             num_workers=cfg.num_workers,
             envs_per_worker=cfg.num_envs_per_worker,
@@ -138,6 +144,7 @@ class DoomTrainer:
             action_dim=model.action_spec.action_dim,
             num_logits=model.action_spec.num_logits,
             state_size=model.state_size,
+            agents_per_env=agents,
         )
         self.channels: RolloutChannels | None = None
         self.pool: RolloutWorkerPool | None = None

@@ -163,3 +163,30 @@ def test_crashed_game_killed_worker_and_ctrl_c(tmp_path, no_new_games):
     assert proc.returncode == 130, err[-3000:]
     assert "interrupted" in err
     assert not shm_of(proc.pid), "shared memory left behind"
+
+
+def test_self_play_duel_trains_both_players(tmp_path, no_new_games):
+    run = subprocess.run(
+        cli(
+            "train",
+            *TINY,
+            "--env",
+            "doom_duel",
+            "--env_frameskip",
+            "2",
+            "--timelimit",
+            "0.05",
+            "--train_dir",
+            str(tmp_path),
+            "--train_for_env_steps",
+            "1200",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = last_json(run.stdout)
+    # Two agents per match, 0.05-minute matches: both players' episodes are reported.
+    assert summary["env_frames"] >= 1200 and summary["episodes"] >= 2
+    assert summary["true_objective_mean_100"] is not None

@@ -28,22 +28,26 @@ T = 4
 
 
 def shm_entries():
-    return {p for p in os.listdir("/dev/shm") if PREFIX in p}
+    """This test process's segments (other suites may create and remove their own meanwhile)."""
+    mine = f"{PREFIX}{os.getpid()}_"
+    return {p for p in os.listdir("/dev/shm") if mine in p}
 
 
-def make(num_workers=2, envs=4, slots=None, **factory):
+def make(num_workers=2, envs=4, slots=None, agents=1, **factory):
     layout = RolloutLayout(
         num_workers=num_workers,
         envs_per_worker=envs,
         rollout=T,
-        num_slots=slots or 2 * num_workers * envs + 8,
+        agents_per_env=agents,
+        num_slots=slots or 2 * num_workers * envs * agents + 8,
         obs={"obs": ((3,), np.float32)},
         action_dim=1,
         num_logits=4,
         state_size=2,
     )
     ch = RolloutChannels(layout)
-    pool = RolloutWorkerPool(EchoEnvFactory(**factory), ch, seed=0, heartbeat_timeout=30)
+    factory = EchoEnvFactory(num_agents=agents, **factory)
+    pool = RolloutWorkerPool(factory, ch, seed=0, heartbeat_timeout=30)
     return layout, ch, pool
 
 
@@ -193,6 +197,11 @@ def test_killed_worker_is_detected_and_restarted():
     try:
         pool.start()
         collect(ch, pool, 4)
+        rng = np.random.default_rng(2)
+        deadline = time.time() + 30
+        while (ch.arrays["slot_owner"] == 1).sum() < 2:  # worker 1 is up and holds its slots
+            assert time.time() < deadline, "worker 1 never took its slots"
+            serve(ch, pool, rng)
         os.kill(pool.procs[1].pid, signal.SIGKILL)
         pool.procs[1].join(10)
         bad = pool.check()
@@ -202,6 +211,24 @@ def test_killed_worker_is_detected_and_restarted():
         assert pool.generation[1] == 1
         collect(ch, pool, 8)
         assert not pool.check()
+    finally:
+        pool.stop()
+        ch.close()
+
+
+def test_multi_agent_envs_give_each_agent_a_slot():
+    layout, ch, pool = make(num_workers=1, envs=2, agents=2)
+    try:
+        pool.start()
+        trajs = collect(ch, pool, 12)
+        ids = set()
+        for a in trajs:
+            obs, acts = a["obs_obs"], a["actions"][:, 0]
+            assert np.all(obs[:, 0] == obs[0, 0]), "one agent per slot"
+            ids.add(int(obs[0, 0]))
+            echoed = np.where(a["dones"] == 1, -1.0, acts)
+            assert np.array_equal(obs[1:, 2], echoed)
+        assert ids == {0, 1, 10, 11}
     finally:
         pool.stop()
         ch.close()
