@@ -373,7 +373,7 @@ static inline gq_rbuf *gq_rbuf_get(uint64_t need) {
 /*
  * Take up to max_msgs messages (and, past the first, at most max_bytes of records;
  * 0 = unlimited) into the calling thread's buffer; the mutex is held and the queue is not
- * empty. Returns GQ_OK or GQ_NOMEM; *wake_putters/*wake_getters say whom to wake.
+ * empty. Returns GQ_OK or GQ_NOMEM; wake_putters and wake_getters say whom to wake.
  */
 static inline int gq_get_locked(gq_header *h, uint64_t max_msgs, uint64_t max_bytes,
                                 char **out, uint64_t *out_bytes, uint64_t *out_n,

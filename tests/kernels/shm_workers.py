@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import random
 import struct
 import time
@@ -66,13 +67,15 @@ def consumer(q, results, stop_after: int | None = None, use_many: bool = False) 
     got = []
     while True:
         msgs = q.get_many(max_messages=7) if use_many else [q.get()]
-        done = False
+        stops = 0
         for m in msgs:
             if m is None:
-                done = True
+                stops += 1
                 continue
             got.append(parse_message(m))
-        if done:
+        if stops:
+            if stops > 1:  # one sentinel per consumer: hand back the others'
+                q.put_many([None] * (stops - 1))
             break
     results.put(got)
 
@@ -103,9 +106,10 @@ def churn(q, seed: int) -> None:
                         assert is_intact(m)
                 else:
                     assert is_intact(q.get_nowait())
-            except Exception as e:  # noqa: BLE001 - Empty is expected, anything else is not
-                if type(e).__name__ != "Empty":
-                    os._exit(3)
+            except queue.Empty:
+                pass
+            except BaseException:  # a corrupt message: die with a telling status
+                os._exit(3)
 
 
 def pause_inside_put(q) -> None:
