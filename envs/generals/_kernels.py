@@ -9,6 +9,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from ._mapgen import generate_map
 from .encoding import (
     C_ENEMY,
     C_ENEMY_CITY,
@@ -332,18 +333,29 @@ def load_board(b, terrain, owner, army, dims, gens, time, winner, m_terrain, m_a
 
 
 @_jit
-def reset_board(b, S, pool_t, pool_a, pool_d, pool_g, map_id, rng, obs, masks, scalars, totals,
-                scratch, phi):
-    """Draw a pool map for board ``b`` with its RNG, load it and write its first observation."""
-    k = min(np.int64(xorshift(rng, b) * pool_t.shape[0]), pool_t.shape[0] - 1)
-    map_id[b] = k
-    load_board(b, S.terrain, S.owner, S.army, S.dims, S.gens, S.time, S.winner,
-               pool_t[k], pool_a[k], pool_d[k], pool_g[k])
+def reset_board(b, S, gen_params, pool_t, pool_a, pool_d, pool_g, map_id, rng, obs, masks,
+                scalars, totals, scratch, phi):
+    """Start a new game on board ``b``: a fresh map from the Numba generator (``gen_params``,
+    see _mapgen) or, for a pool engine, a pool map drawn with the board's RNG."""
+    if gen_params[0] != 0 and generate_map(rng, b, gen_params, S.terrain[b], S.army[b],
+                                           S.dims[b], S.gens[b]):
+        map_id[b] = -2
+        S.owner[b, :, :] = -1
+        for p in range(2):
+            S.owner[b, S.gens[b, p, 0], S.gens[b, p, 1]] = p
+        S.time[b] = 0
+        S.winner[b] = -1
+    else:
+        k = min(np.int64(xorshift(rng, b) * pool_t.shape[0]), pool_t.shape[0] - 1)
+        map_id[b] = k
+        load_board(b, S.terrain, S.owner, S.army, S.dims, S.gens, S.time, S.winner,
+                   pool_t[k], pool_a[k], pool_d[k], pool_g[k])
     first_observation(b, S, obs, masks, scalars, totals, scratch, phi)
 
 
 @_jit
 def first_observation(b, S, obs, masks, scalars, totals, scratch, phi):
+    S.start_army[b, :, :] = S.army[b]
     neighbour_mask(S.terrain[b], S.dims[b, 0], S.dims[b, 1], S.nbr[b])
     write_padding(obs[b], masks[b])
     observe_board(S.terrain[b], S.owner[b], S.army[b], S.nbr[b], S.dims[b, 0], S.dims[b, 1],
@@ -354,14 +366,14 @@ def first_observation(b, S, obs, masks, scalars, totals, scratch, phi):
 
 
 @_jit
-def step_one(b, S, actions, rule, truncation, reward_kind, same_step, pool_t, pool_a, pool_d,
-             pool_g, map_id, rng, obs, masks, scalars, rewards, terminated, truncated, status,
-             scratch, totals, phi, ep_len, ep_winner):
+def step_one(b, S, actions, rule, truncation, reward_kind, same_step, gen_params, pool_t,
+             pool_a, pool_d, pool_g, map_id, rng, obs, masks, scalars, rewards, terminated,
+             truncated, status, scratch, totals, phi, ep_len, ep_winner):
     """Step board ``b`` once (see ``GeneralsEngine.step``)."""
     if S.pending[b]:
         # next-step autoreset: this call only starts the new episode
         S.pending[b] = 0
-        reset_board(b, S, pool_t, pool_a, pool_d, pool_g, map_id, rng, obs, masks,
+        reset_board(b, S, gen_params, pool_t, pool_a, pool_d, pool_g, map_id, rng, obs, masks,
                     scalars, totals, scratch, phi)
         rewards[b, 0] = 0.0
         rewards[b, 1] = 0.0
@@ -398,36 +410,36 @@ def step_one(b, S, actions, rule, truncation, reward_kind, same_step, pool_t, po
         ep_len[b] = t
         ep_winner[b] = win
         if same_step:
-            reset_board(b, S, pool_t, pool_a, pool_d, pool_g, map_id, rng, obs, masks,
+            reset_board(b, S, gen_params, pool_t, pool_a, pool_d, pool_g, map_id, rng, obs, masks,
                         scalars, totals, scratch, phi)
         else:
             S.pending[b] = 1
 
 
 @_jit
-def step_boards_serial(S, actions, rule, truncation, reward_kind, same_step, pool_t, pool_a,
-                       pool_d, pool_g, map_id, rng, obs, masks, scalars, rewards, terminated,
-                       truncated, status, scratch, totals, phi, ep_len, ep_winner):
+def step_boards_serial(S, actions, rule, truncation, reward_kind, same_step, gen_params, pool_t,
+                       pool_a, pool_d, pool_g, map_id, rng, obs, masks, scalars, rewards,
+                       terminated, truncated, status, scratch, totals, phi, ep_len, ep_winner):
     for b in range(actions.shape[0]):
-        step_one(b, S, actions, rule, truncation, reward_kind, same_step, pool_t, pool_a,
-                 pool_d, pool_g, map_id, rng, obs, masks, scalars, rewards, terminated,
+        step_one(b, S, actions, rule, truncation, reward_kind, same_step, gen_params, pool_t,
+                 pool_a, pool_d, pool_g, map_id, rng, obs, masks, scalars, rewards, terminated,
                  truncated, status, scratch, totals, phi, ep_len, ep_winner)
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
-def step_boards_parallel(S, actions, rule, truncation, reward_kind, same_step, pool_t, pool_a,
-                         pool_d, pool_g, map_id, rng, obs, masks, scalars, rewards, terminated,
-                         truncated, status, scratch, totals, phi, ep_len, ep_winner):
+def step_boards_parallel(S, actions, rule, truncation, reward_kind, same_step, gen_params, pool_t,
+                         pool_a, pool_d, pool_g, map_id, rng, obs, masks, scalars, rewards,
+                         terminated, truncated, status, scratch, totals, phi, ep_len, ep_winner):
     for b in nb.prange(actions.shape[0]):
-        step_one(b, S, actions, rule, truncation, reward_kind, same_step, pool_t, pool_a,
-                 pool_d, pool_g, map_id, rng, obs, masks, scalars, rewards, terminated,
+        step_one(b, S, actions, rule, truncation, reward_kind, same_step, gen_params, pool_t,
+                 pool_a, pool_d, pool_g, map_id, rng, obs, masks, scalars, rewards, terminated,
                  truncated, status, scratch, totals, phi, ep_len, ep_winner)
 
 
 @_jit
-def reset_all(S, pool_t, pool_a, pool_d, pool_g, map_id, rng, obs, masks, scalars, totals,
-              scratch, phi):
+def reset_all(S, gen_params, pool_t, pool_a, pool_d, pool_g, map_id, rng, obs, masks, scalars,
+              totals, scratch, phi):
     for b in range(S.time.shape[0]):
         S.pending[b] = 0
-        reset_board(b, S, pool_t, pool_a, pool_d, pool_g, map_id, rng, obs, masks, scalars,
-                    totals, scratch, phi)
+        reset_board(b, S, gen_params, pool_t, pool_a, pool_d, pool_g, map_id, rng, obs, masks,
+                    scalars, totals, scratch, phi)

@@ -19,7 +19,8 @@ Outputs, preallocated and written in place every step (views; copy what you keep
 - ``status`` uint8 [N, 2]: per player 0 pass, 1 moved, 2 invalid (counted as a pass), 3 skipped
   (the other player's move ended the game first).
 
-Finished boards auto-reset from a pool of generated maps: ``autoreset="next_step"`` (Gymnasium's
+Finished boards auto-reset, on a fresh map drawn inside the kernel (``fresh_maps``, default) or
+on one from a pool (explicit layouts): ``autoreset="next_step"`` (Gymnasium's
 default: the step after the last one ignores the actions and returns the first observation of a
 new game) or ``"same_step"`` (the new game's first observation replaces the final one; rewards,
 flags, ``episode_length`` and ``episode_winner`` describe the game that ended).
@@ -34,10 +35,11 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import _kernels as K
-from .maps import DEFAULT_PAD, MapArrays, MapGenerator, parse_map
+from ._mapgen import GEN_GENERALSIO, GEN_UNIFORM
+from .maps import DEFAULT_PAD, MapArrays, MapGenerator, format_map, parse_map
 
 State = namedtuple(
-    "State", "terrain owner army dims gens time winner pending invalid_count nbr"
+    "State", "terrain owner army dims gens time winner pending invalid_count nbr start_army"
 )
 
 PRIORITY_RULES = {
@@ -100,6 +102,10 @@ class GeneralsEngine:
             paper's potential difference with gamma = 1; Phi(terminal) = 0).
         autoreset: ``"next_step"`` or ``"same_step"`` (module docstring).
         pool_size: maps drawn from a generator for the reset pool (``refresh_pool`` redraws).
+        fresh_maps: with a generator, every auto-reset draws a *new* map inside the kernel (the
+            same algorithm as the generator, on the board's own random stream; generals-bots'
+            ``general_positions`` option is pool-only). ``False``: reset from the pool only,
+            whose maps are generals-bots' ``GridFactory`` maps draw for draw.
         seed: seeds the map generator and the per-board RNGs that pick pool maps.
         parallel: step boards on Numba's thread pool (``prange``) instead of one thread.
     """
@@ -116,6 +122,7 @@ class GeneralsEngine:
         pool_size: int | None = None,
         seed: int | None = None,
         parallel: bool = False,
+        fresh_maps: bool = True,
     ):
         if int(num_boards) < 1:
             raise ValueError(f"num_boards must be >= 1, got {num_boards}")
@@ -135,6 +142,7 @@ class GeneralsEngine:
         self.autoreset = autoreset
         self.parallel = parallel
         self._rule = PRIORITY_RULES[priority]
+        self._gen_params = np.zeros(6, np.float64)  # mode 0: reset from the pool
         self._reward_kind = REWARDS[reward]
         seeds = np.random.SeedSequence(seed)
         gen_seed, rng_seed = seeds.spawn(2)
@@ -146,8 +154,15 @@ class GeneralsEngine:
             self.generator = maps
             if maps.max_side > S:
                 raise ValueError(f"generator makes sides up to {maps.max_side} > pad_to={S}")
-            self.pool_size = int(pool_size) if pool_size is not None else max(16, min(256, 2 * n))
+            fresh = fresh_maps and maps.general_positions is None
+            default = 2 if fresh else max(16, min(256, 2 * n))  # fresh: the pool is a fallback
+            self.pool_size = int(pool_size) if pool_size is not None else default
             self.pool = MapPool.from_generator(maps, self.pool_size, S)
+            if fresh:
+                self._gen_params = np.array(
+                    [GEN_UNIFORM if maps.mode == "uniform" else GEN_GENERALSIO,
+                     maps.min_grid_dims[0], maps.max_grid_dims[0], maps.mountain_density,
+                     maps.city_density, maps.min_generals_distance], np.float64)
         else:
             layouts = list(maps)
             self.pool = MapPool.from_layouts(layouts, S)
@@ -164,6 +179,7 @@ class GeneralsEngine:
             pending=np.zeros(n, np.uint8),
             invalid_count=np.zeros((n, 2), np.int32),
             nbr=np.zeros((n, S, S), np.uint32),
+            start_army=np.zeros((n, S, S), np.int32),
         )
         self.obs = np.zeros((n, 2, S, S), np.int32)
         self.masks = np.zeros((n, 2, S, S, 4), np.uint8)
@@ -194,8 +210,8 @@ class GeneralsEngine:
             st = np.random.SeedSequence(seed).generate_state(self.num_boards, np.uint64)
             self._rng[:] = st
             self._rng[self._rng == 0] = 1
-        K.reset_all(self.state, *self._pool_arrays(), self.map_id, self._rng, self.obs,
-                    self._masks32, self.scalars, self._totals, self._scratch, self._phi)
+        K.reset_all(self.state, self._gen_params, *self._pool_arrays(), self.map_id, self._rng,
+                    self.obs, self._masks32, self.scalars, self._totals, self._scratch, self._phi)
         self.rewards[:] = 0
         self.terminated[:] = False
         self.truncated[:] = False
@@ -275,7 +291,8 @@ class GeneralsEngine:
         """
         a = self.check_actions(actions) if check else actions
         self._step(self.state, a, self._rule, 0 if self.truncation is None else self.truncation,
-                   self._reward_kind, self.autoreset == "same_step", *self._pool_arrays(),
+                   self._reward_kind, self.autoreset == "same_step", self._gen_params,
+                   *self._pool_arrays(),
                    self.map_id, self._rng, self.obs, self._masks32, self.scalars, self.rewards,
                    self.terminated, self.truncated, self.status, self._scratch, self._totals,
                    self._phi, self.episode_length, self.episode_winner)
@@ -288,11 +305,15 @@ class GeneralsEngine:
         return self.state.invalid_count
 
     def board_map(self, board: int) -> MapArrays:
-        """The starting map board ``board`` is playing (from the pool or ``load``)."""
-        k = int(self.map_id[board])
-        if k < 0:
-            raise ValueError("board was loaded with an explicit map; keep that map yourself")
-        return self.pool.map(k)
+        """The starting map board ``board`` is playing (copies)."""
+        s = self.state
+        return MapArrays(s.terrain[board].copy(), s.start_army[board].copy(),
+                         (int(s.dims[board, 0]), int(s.dims[board, 1])), s.gens[board].copy())
+
+    def board_layout(self, board: int) -> str:
+        """:meth:`board_map` as a character layout (what replays store)."""
+        m = self.board_map(board)
+        return format_map(m.terrain, m.army, m.dims, m.generals)
 
     def planes(self, out: np.ndarray | None = None) -> np.ndarray:
         """float32 [N, 2, 15, S, S]: generals-bots' channel planes of the current observations."""
