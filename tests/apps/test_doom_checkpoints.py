@@ -1,0 +1,35 @@
+"""Atomic checkpoints: newest-N kept, never a partial file, sorted by policy version."""
+
+import os
+
+import torch
+from gristmill.apps.doom.checkpoints import (
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
+from gristmill.apps.doom.config import TrainConfig, _field_help
+
+
+def test_keep_newest_and_load(tmp_path):
+    d = str(tmp_path)
+    for version in (3, 12, 7, 100):
+        save_checkpoint(d, {"w": torch.full((2,), float(version))}, version, version * 10, keep=2)
+    names = [os.path.basename(p) for p in list_checkpoints(d)]
+    assert names == ["checkpoint_000000012_120.pt", "checkpoint_000000100_1000.pt"]
+    assert not [p for p in os.listdir(d) if ".tmp" in p]
+    assert float(load_checkpoint(latest_checkpoint(d))["w"][0]) == 100.0
+
+
+def test_a_leftover_temporary_file_is_ignored(tmp_path):
+    d = str(tmp_path)
+    save_checkpoint(d, {"v": 1}, 1, 10)
+    (tmp_path / "checkpoint_000000002_20.pt.tmp123").write_bytes(b"partial")
+    assert latest_checkpoint(d).endswith("checkpoint_000000001_10.pt")
+
+
+def test_every_option_has_help():
+    helps = _field_help()
+    missing = [f for f in TrainConfig.__dataclass_fields__ if f not in helps]
+    assert not missing, f"options without a help comment: {missing}"
