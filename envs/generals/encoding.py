@@ -113,17 +113,23 @@ def decode(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @nb.njit(cache=True, nogil=True)
 def _expand_one(obs, scalars, table, out):
+    # plane-major: each plane is written front to back (sequential stores)
     S0, S1 = obs.shape
     for i in range(S0):
         for j in range(S1):
-            v = obs[i, j]
-            c = v & CODE_MASK
-            out[0, i, j] = v >> CODE_BITS
-            for k in range(8):
-                out[1 + k, i, j] = table[c, k]
+            out[0, i, j] = obs[i, j] >> CODE_BITS
+    for k in range(8):
+        for i in range(S0):
+            for j in range(S1):
+                out[1 + k, i, j] = table[obs[i, j] & CODE_MASK, k]
     for k in range(5):
-        out[9 + k, :, :] = scalars[k]
-    out[14, :, :] = 0.0
+        v = np.float32(scalars[k])
+        for i in range(S0):
+            for j in range(S1):
+                out[9 + k, i, j] = v
+    for i in range(S0):
+        for j in range(S1):
+            out[14, i, j] = 0.0
 
 
 @nb.njit(cache=True, nogil=True, parallel=True)
