@@ -1,8 +1,21 @@
 """``GeneralsEngine``: N Generals.io boards stepped together by one Numba kernel.
 
-Rules: generals-bots 2.5.0 exactly (see ``/work/shared/notes/generals.md`` and the differential
-test ``tests/envs/generals/test_differential.py``). One :meth:`GeneralsEngine.step` is one tick
-(half a generals.io turn) in which both players act.
+Rules: generals-bots 2.5.0 exactly (checked tick by tick against it by
+``tests/envs/generals/test_differential.py``). One :meth:`GeneralsEngine.step` is one tick (half
+a generals.io turn) in which both players act:
+
+1. the two moves resolve one after the other, in the order of the ``priority`` rule; a move
+   sends all but one (or half, floor) of the source's army and needs a source still owned
+   with >= 2 army and a target on the board that is not a mountain, otherwise it is a pass
+   (status 2). Onto an own cell the armies add; otherwise the target keeps |defender - attacker|
+   and changes hands only if the attacker was strictly larger (a tie leaves 0 to the defender);
+2. capturing the enemy general ends the game at once: the other player's move, if it comes
+   second, is skipped (status 3), so of two simultaneous general captures the first mover's
+   wins; the loser's cells all pass to the winner (armies unchanged);
+3. the time advances; unless the game ended, owned generals and cities grow by 1 on even
+   ticks and every owned cell by 1 on multiples of 50 (neutral cities never grow);
+4. vision: each player sees its own cells and their 8 neighbours; fogged mountains and cities
+   both look like obstacles, fogged generals like fog.
 
 State (per board ``b``, padded to ``S = pad_to``; padding is mountain):
 
