@@ -148,6 +148,8 @@ class AtariEnv(gym.Env):
         self._action_set = list(actions)
         self._fire = use_fire_reset and Action.FIRE in self._action_set
         self._pending_seed = seed
+        # loadROM costs ~0.1-0.5 s: a first reset with the constructor's seed reuses the load
+        self._fresh_seed = seed
 
         h, w = self.ale.getScreenDims()
         c = 1 if self.gray_scale else 3
@@ -181,7 +183,10 @@ class AtariEnv(gym.Env):
         """Reset and write the first observation into ``obs_out`` (shape of the obs space)."""
         if seed is None:
             seed, self._pending_seed = self._pending_seed, None
-        if seed is not None:
+        fresh, self._fresh_seed = self._fresh_seed, None
+        if seed is not None and seed == fresh:
+            self._game_reset()
+        elif seed is not None:
             self._seed_game(seed)
             self._load_game()
             self._game_reset()

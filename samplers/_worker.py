@@ -86,7 +86,11 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recov
     envs = []
     for i in env_ids:
         current[0] = i
-        envs.append(factory())
+        if factory.kind == "provider" and base_seed is not None:
+            # gristmill's own envs take their seed at construction (ALE: one ROM load)
+            envs.append(factory(seed=base_seed + int(i)))
+        else:
+            envs.append(factory())
     fast = [hasattr(e, "step_into") and hasattr(e, "reset_into") for e in envs]
     info_keys = list(getattr(envs[0], "info_spec", {}) or {})
     info_keys = [k for k in info_keys if ("info_" + k) in arrays]

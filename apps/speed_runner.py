@@ -1,0 +1,611 @@
+"""gristmill-speed: env-stepping throughput of gristmill's pool against EnvPool and Gymnasium.
+
+For each task (default: Pong-v5, Breakout-v5, Ant-v5, HalfCheetah-v5, Humanoid-v5) it runs,
+after a warm-up, ``--repeats`` windows of ``--seconds`` each and reports the median of:
+
+* ``raw``: the bare single-core emulator/simulator loop (ALE ``act`` with its internal frame
+  skip 4 + one grayscale fetch; MuJoCo ``mj_step(model, data, frame_skip)``) -- times the
+  core count, the *physical limit*;
+* ``gym-single``: one Gymnasium env with matched preprocessing (Atari: ALE v5 with
+  ``frameskip=1`` + ``AtariPreprocessing`` + ``FrameStackObservation``);
+* ``gym-sync`` / ``gym-async``: ``gymnasium.vector.SyncVectorEnv`` / ``AsyncVectorEnv``;
+* ``ale-vector``: ale-py's ``AtariVectorEnv`` (Atari only);
+* ``envpool-sync`` / ``envpool-async`` (when envpool is installed) and ``gristmill-sync`` /
+  ``gristmill-async`` at several ``num_envs`` (async: ``batch_size = num_envs / 2``).
+
+All drivers send random actions (pre-drawn) in a loop, as a training loop would. Reported:
+env steps/s, frames/s (steps x frame skip, EnvPool's FPS convention), env steps per
+CPU-second of all processes involved (main + workers + threads; robust on a busy machine),
+the ratio to the best EnvPool configuration and to the physical limit. Results go to a JSON
+file and a PNG bar chart; a table is printed.
+
+``--load N`` runs N busy-loop processes during the measurement (EnvPool's spinning threads
+suffer when a core is taken); ``--autotune`` searches ``num_envs``/``batch_size``/
+``num_workers`` of gristmill's pool for one task.
+
+Examples::
+
+    gristmill-speed                                  # the default table
+    gristmill-speed --tasks Pong-v5,Ant-v5 --seconds 4 --repeats 3
+    gristmill-speed --tasks Pong-v5 --load 1         # with a competing busy loop
+    gristmill-speed --python-env                     # CartPole + a slow Python env
+    gristmill-speed --autotune Pong-v5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["main", "measure", "run_table"]
+
+DEFAULT_TASKS = ["Pong-v5", "Breakout-v5", "Ant-v5", "HalfCheetah-v5", "Humanoid-v5"]
+SYSTEMS = ["raw", "gym-single", "gym-sync", "gym-async", "ale-vector", "envpool-sync",
+           "envpool-async", "gristmill-sync", "gristmill-async"]
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+# ---- CPU accounting ---------------------------------------------------------------------------
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                kids = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                kids = []
+            out += kids
+            todo += kids
+    return out
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
+
+
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process (all threads) and its live descendants."""
+    me = os.getpid()
+    return sum(_cpu_of(p) for p in [me, *_descendants(me)])
+
+
+def is_atari(task: str) -> bool:
+    return not is_mujoco(task) and task.endswith("-v5")
+
+
+def is_mujoco(task: str) -> bool:
+    from gristmill.envs.mujoco import TASKS
+
+    return task in TASKS
+
+
+def frame_skip(task: str) -> int:
+    if is_mujoco(task):
+        from gristmill.envs.mujoco import TASKS
+
+        return TASKS[task].frame_skip
+    return 4 if is_atari(task) else 1
+
+
+def game(task: str) -> str:
+    from gristmill.envs.atari import game_of_task
+
+    return game_of_task(task)
+
+
+# ---- drivers: each returns (step_fn, steps_per_call, close_fn) ----------------------------------
+def _actions(space, n: int, k: int = 64) -> list[np.ndarray]:
+    space.seed(0)
+    return [np.stack([space.sample() for _ in range(n)]) for _ in range(k)]
+
+
+def drive_raw(task: str, n: int, b: int, w: int):
+    if is_atari(task):
+        import ale_py
+
+        ale = ale_py.ALEInterface()
+        ale.setLoggerMode(ale_py.LoggerMode.Error)
+        ale.setInt("frame_skip", 4)
+        ale.setFloat("repeat_action_probability", 0.0)
+        ale.loadROM(ale_py.roms.get_rom_path(game(task)))
+        acts = ale.getMinimalActionSet()
+        buf = np.empty(ale.getScreenDims(), np.uint8)
+        rng = np.random.default_rng(0)
+        seq = [acts[i] for i in rng.integers(0, len(acts), 1024)]
+        state = {"i": 0}
+
+        def step():
+            i = state["i"] = (state["i"] + 1) & 1023
+            ale.act(seq[i])
+            ale.getScreenGrayscale(buf)
+            if ale.game_over():
+                ale.reset_game()
+        return step, 1, lambda: None
+    import mujoco
+    from gristmill.envs.mujoco import make_env
+
+    env = make_env(task)
+    env.reset(seed=0)
+    m, d, fs = env.model, env.data, env.frame_skip
+    rng = np.random.default_rng(0)
+    seq = rng.uniform(env.action_space.low, env.action_space.high, (1024, m.nu))
+    state = {"i": 0}
+
+    def step():
+        i = state["i"] = (state["i"] + 1) & 1023
+        d.ctrl[:] = seq[i]
+        mujoco.mj_step(m, d, fs)
+        if state["i"] == 0:
+            mujoco.mj_resetData(m, d)
+    return step, 1, lambda: None
+
+
+def _gym_env_fn(task: str):
+    import gymnasium as gym
+
+    if is_atari(task):
+        def fn():
+            import ale_py
+            from gymnasium.wrappers import AtariPreprocessing, FrameStackObservation
+
+            gym.register_envs(ale_py)
+            env = gym.make(f"ALE/{task}", frameskip=1, repeat_action_probability=0.0,
+                           max_episode_steps=108000)
+            return FrameStackObservation(AtariPreprocessing(env, noop_max=30), 4)
+        return fn
+    return lambda: gym.make(task)
+
+
+def drive_gym_single(task, n, b, w):
+    env = _gym_env_fn(task)()
+    env.reset(seed=0)
+    acts = _actions(env.action_space, 1)
+    state = {"i": 0}
+
+    def step():
+        i = state["i"] = (state["i"] + 1) & 63
+        _, _, term, trunc, _ = env.step(acts[i][0])
+        if term or trunc:
+            env.reset()
+    return step, 1, env.close
+
+
+def _drive_gym_vector(cls, task, n):
+    import gymnasium as gym
+
+    env = cls([_gym_env_fn(task) for _ in range(n)],
+              autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+    env.reset(seed=0)
+    acts = _actions(env.single_action_space, n)
+    state = {"i": 0}
+
+    def step():
+        i = state["i"] = (state["i"] + 1) & 63
+        env.step(acts[i])
+    return step, n, env.close
+
+
+def drive_gym_sync(task, n, b, w):
+    import gymnasium as gym
+
+    return _drive_gym_vector(gym.vector.SyncVectorEnv, task, n)
+
+
+def drive_gym_async(task, n, b, w):
+    import gymnasium as gym
+
+    return _drive_gym_vector(gym.vector.AsyncVectorEnv, task, n)
+
+
+def drive_ale_vector(task, n, b, w):
+    from ale_py.vector_env import AtariVectorEnv
+
+    env = AtariVectorEnv(game(task), n, reward_clipping=False, episodic_life=False)
+    env.reset(seed=0)
+    acts = _actions(env.single_action_space, n)
+    state = {"i": 0}
+
+    def step():
+        i = state["i"] = (state["i"] + 1) & 63
+        env.step(acts[i])
+    return step, n, env.close
+
+
+def _drive_pool(pool, n, b):
+    """EnvPool's recv/send loop (async) or step loop (sync); identical for both libraries."""
+    space = pool.action_space
+    acts = _actions(space, b)
+    state = {"i": 0}
+    if b < n:
+        pool.async_reset()
+
+        def step():
+            i = state["i"] = (state["i"] + 1) & 63
+            _, _, _, _, info = pool.recv()
+            pool.send(acts[i], info["env_id"])
+    else:
+        pool.reset()
+
+        def step():
+            i = state["i"] = (state["i"] + 1) & 63
+            pool.step(acts[i])
+    return step, b, pool.close
+
+
+def drive_envpool(task, n, b, w):
+    import envpool
+
+    kw = {"num_threads": w} if w else {}
+    pool = envpool.make(task, env_type="gymnasium", num_envs=n, batch_size=b, seed=0, **kw)
+    return _drive_pool(pool, n, b)
+
+
+def drive_gristmill(task, n, b, w):
+    from gristmill.samplers import make
+
+    pool = make(task, num_envs=n, batch_size=b, num_workers=w or None, seed=0)
+    return _drive_pool(pool, n, b)
+
+
+DRIVERS: dict[str, Callable] = {
+    "raw": drive_raw,
+    "gym-single": drive_gym_single,
+    "gym-sync": drive_gym_sync,
+    "gym-async": drive_gym_async,
+    "ale-vector": drive_ale_vector,
+    "envpool-sync": drive_envpool,
+    "envpool-async": drive_envpool,
+    "gristmill-sync": drive_gristmill,
+    "gristmill-async": drive_gristmill,
+}
+
+
+def measure(system: str, task: str, num_envs: int = 1, batch_size: int | None = None,
+            num_workers: int = 0, seconds: float = 3.0, warmup: float = 1.0,
+            repeats: int = 3) -> dict:
+    """Run one configuration; returns medians of steps/s and steps per CPU-second."""
+    b = batch_size or num_envs
+    step, per_call, close = DRIVERS[system](task, num_envs, b, num_workers)
+    try:
+        t_end = time.perf_counter() + warmup
+        while time.perf_counter() < t_end:
+            step()
+        rates, per_cpu = [], []
+        for _ in range(repeats):
+            calls = 0
+            c0, t0 = cpu_seconds(), time.perf_counter()
+            t_end = t0 + seconds
+            while True:
+                for _ in range(8 if per_call > 1 else 64):
+                    step()
+                calls += 8 if per_call > 1 else 64
+                now = time.perf_counter()
+                if now >= t_end:
+                    break
+            steps = calls * per_call
+            cpu = max(cpu_seconds() - c0, 1e-9)
+            rates.append(steps / (now - t0))
+            per_cpu.append(steps / cpu)
+    finally:
+        close()
+    fs = frame_skip(task)
+    r = statistics.median(rates)
+    return {"system": system, "task": task, "num_envs": num_envs, "batch_size": b,
+            "num_workers": num_workers, "steps_per_s": r, "frames_per_s": r * fs,
+            "steps_per_cpu_s": statistics.median(per_cpu), "runs": rates}
+
+
+# ---- the table --------------------------------------------------------------------------------
+def configs(task: str, systems: list[str], grid: list[int], cores: int, have_envpool: bool):
+    out = []
+    for s in systems:
+        if s == "ale-vector" and not is_atari(task):
+            continue
+        if s.startswith("envpool") and not have_envpool:
+            continue
+        if s in ("raw", "gym-single"):
+            out.append((s, 1, 1, 0))
+        elif s in ("gym-sync", "gym-async", "ale-vector"):
+            for n in sorted({cores, 2 * cores, 4 * cores}):
+                out.append((s, n, n, 0))
+        elif s.endswith("-sync"):
+            for n in grid:
+                out.append((s, n, n, cores if s.startswith("gristmill") else 0))
+        elif s.endswith("-async"):
+            for n in grid:
+                if n >= 2 * cores and n % 2 == 0:
+                    out.append((s, n, n // 2, cores if s.startswith("gristmill") else 0))
+    return out
+
+
+def _start_load(n: int) -> list[subprocess.Popen]:
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+
+
+def run_table(tasks, systems, grid, seconds, warmup, repeats, cores, load=0,
+              progress=True) -> list[dict]:
+    try:
+        import envpool  # noqa: F401
+        have_envpool = True
+    except ImportError:
+        have_envpool = False
+    plan = [(t, c) for t in tasks for c in configs(t, systems, grid, cores, have_envpool)]
+    results = []
+    loaders = _start_load(load)
+    try:
+        from rich.progress import Progress
+
+        with Progress(disable=not progress, transient=False) as bar:
+            job = bar.add_task("benchmarking", total=len(plan))
+            for task, (system, n, b, w) in plan:
+                bar.update(job, description=f"{task} {system} n={n} b={b}")
+                try:
+                    res = measure(system, task, n, b, w, seconds, warmup, repeats)
+                except Exception as e:  # noqa: BLE001 - a peer that fails is reported, not fatal
+                    res = {"system": system, "task": task, "num_envs": n, "batch_size": b,
+                           "num_workers": w, "error": repr(e)}
+                res["load"] = load
+                results.append(res)
+                bar.advance(job)
+    finally:
+        for p in loaders:
+            p.kill()
+            p.wait()
+    add_ratios(results, cores)
+    return results
+
+
+def add_ratios(results: list[dict], cores: int) -> None:
+    for task in {r["task"] for r in results}:
+        rows = [r for r in results if r["task"] == task and "error" not in r]
+        raw = [r["steps_per_s"] for r in rows if r["system"] == "raw"]
+        ep = [r["steps_per_s"] for r in rows if r["system"].startswith("envpool")]
+        for r in rows:
+            if raw:
+                r["limit_steps_per_s"] = raw[0] * cores
+                r["of_limit"] = r["steps_per_s"] / (raw[0] * cores)
+                r["cpu_efficiency"] = r["steps_per_cpu_s"] / raw[0]
+            if ep:
+                r["vs_envpool_best"] = r["steps_per_s"] / max(ep)
+
+
+def print_table(results: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="env steps/s (median); frames = steps x frame skip")
+    for col in ("task", "system", "envs", "batch", "steps/s", "frames/s", "steps/CPU-s",
+                "CPU eff.", "of limit", "vs EnvPool best"):
+        table.add_column(col, justify="right" if col not in ("task", "system") else "left")
+    for r in results:
+        if "error" in r:
+            table.add_row(r["task"], r["system"], str(r["num_envs"]), str(r["batch_size"]),
+                          "error", r["error"][:40], "", "", "", "")
+            continue
+        def f(k, r=r):
+            return f"{r[k]:.2f}" if k in r else "-"
+        table.add_row(r["task"], r["system"], str(r["num_envs"]), str(r["batch_size"]),
+                      f"{r['steps_per_s']:,.0f}", f"{r['frames_per_s']:,.0f}",
+                      f"{r['steps_per_cpu_s']:,.0f}", f("cpu_efficiency"), f("of_limit"),
+                      f("vs_envpool_best"))
+    Console().print(table)
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({r["task"] for r in results})
+    fig, axes = plt.subplots(len(tasks), 1, figsize=(10, 3.2 * len(tasks)), squeeze=False)
+    for ax, task in zip(axes[:, 0], tasks, strict=True):
+        rows = [r for r in results if r["task"] == task and "error" not in r]
+        best: dict[str, dict] = {}
+        for r in rows:
+            if r["system"] not in best or r["steps_per_s"] > best[r["system"]]["steps_per_s"]:
+                best[r["system"]] = r
+        names = [s for s in SYSTEMS if s in best]
+        vals = [best[s]["steps_per_s"] for s in names]
+        colors = ["tab:green" if s.startswith("gristmill") else
+                  "tab:red" if s.startswith("envpool") else "tab:gray" for s in names]
+        ax.barh(names, vals, color=colors)
+        if "limit_steps_per_s" in best.get("raw", {}):
+            ax.axvline(best["raw"]["limit_steps_per_s"], color="k", ls="--", lw=1,
+                       label="physical limit")
+            ax.legend(loc="lower right")
+        ax.set_title(f"{task}: best env steps/s per system")
+        ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---- Python envs ------------------------------------------------------------------------------
+class SlowEnv:
+    """Deliberately slow pure-Python env: ~``cost`` seconds of CPU per step (busy loop)."""
+
+    def __init__(self, cost: float = 0.0005):
+        import gymnasium as gym
+
+        self.observation_space = gym.spaces.Box(-1, 1, (8,), np.float32)
+        self.action_space = gym.spaces.Discrete(4)
+        self.cost = cost
+        self.t = 0
+        self.metadata = {}
+        self.render_mode = None
+        self.spec = None
+        self.np_random = np.random.default_rng()
+        self.unwrapped = self
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return np.zeros(8, np.float32), {}
+
+    def step(self, action):
+        t_end = time.process_time() + self.cost
+        while time.process_time() < t_end:
+            pass
+        self.t += 1
+        return np.full(8, self.t % 7 / 7, np.float32), 1.0, self.t >= 200, False, {}
+
+    def close(self):
+        pass
+
+
+def python_env_table(seconds, warmup, repeats, cores) -> list[dict]:
+    import gymnasium as gym
+    from gristmill.samplers import make
+
+    out = []
+    for name, fn in (("CartPole-v1", lambda: gym.make("CartPole-v1")), ("SlowEnv-0.5ms", SlowEnv)):
+        for n in (cores, 4 * cores):
+            for system in ("gym-async", "gristmill-sync", "gristmill-async"):
+                b = n // 2 if system == "gristmill-async" else n
+                if system == "gym-async":
+                    env = gym.vector.AsyncVectorEnv(
+                        [fn] * n, autoreset_mode=gym.vector.AutoresetMode.NEXT_STEP)
+                    env.reset(seed=0)
+                    acts = _actions(env.single_action_space, n)
+
+                    def step(env=env, acts=acts, st={"i": 0}):  # noqa: B006
+                        st["i"] = (st["i"] + 1) & 63
+                        env.step(acts[st["i"]])
+                    drv = (step, n, env.close)
+                else:
+                    pool = make(fn, num_envs=n, batch_size=b, num_workers=cores, seed=0)
+                    drv = _drive_pool(pool, n, b)
+                DRIVERS["_tmp"] = lambda *a, d=drv: d
+                try:
+                    r = measure("_tmp", name, n, b, cores, seconds, warmup, repeats)
+                finally:
+                    DRIVERS.pop("_tmp", None)
+                r["system"] = system
+                out.append(r)
+    for name in ("CartPole-v1", "SlowEnv-0.5ms"):
+        rows = [r for r in out if r["task"] == name]
+        ref = max(r["steps_per_s"] for r in rows if r["system"] == "gym-async")
+        for r in rows:
+            r["vs_gym_async_best"] = r["steps_per_s"] / ref
+    return out
+
+
+# ---- autotune ---------------------------------------------------------------------------------
+def autotune(task: str, cores: int, seconds: float = 1.5, progress=True) -> list[dict]:
+    """Search gristmill's (num_envs, batch_size, num_workers) for ``task``; best first."""
+    cands = []
+    for w in sorted({cores, 2 * cores}):
+        for n in (w, 2 * w, 4 * w, 8 * w, 16 * w):
+            for b in sorted({n, n // 2, n // 4}):
+                if b >= 1 and n % b == 0 and (b == n or n // b <= 4):
+                    cands.append((n, b, w))
+    results = []
+    from rich.progress import Progress
+
+    with Progress(disable=not progress) as bar:
+        job = bar.add_task(f"autotune {task}", total=len(cands))
+        for n, b, w in cands:
+            system = "gristmill-async" if b < n else "gristmill-sync"
+            results.append(measure(system, task, n, b, w, seconds, 0.5, 1))
+            bar.advance(job)
+    results.sort(key=lambda r: -r["steps_per_s"])
+    return results
+
+
+# ---- CLI --------------------------------------------------------------------------------------
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover
+        return os.cpu_count() or 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="gristmill-speed", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="See the module docstring (python -m gristmill.apps.speed_runner --help).")
+    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
+                   help="comma-separated task ids (default: %(default)s)")
+    p.add_argument("--systems", default=",".join(SYSTEMS),
+                   help="comma-separated subset of: " + ", ".join(SYSTEMS))
+    p.add_argument("--num-envs", default="8,16,32",
+                   help="num_envs grid for the pools (async uses batch = num_envs/2)")
+    p.add_argument("--seconds", type=float, default=3.0, help="seconds per measured window")
+    p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per config")
+    p.add_argument("--repeats", type=int, default=3, help="windows per config (median)")
+    p.add_argument("--cores", type=int, default=_cores(), help="cores for the physical limit "
+                   "and the worker/thread counts (default: available cores)")
+    p.add_argument("--load", type=int, default=0,
+                   help="busy-loop processes competing for CPU during the run")
+    p.add_argument("--python-env", action="store_true",
+                   help="also compare Python envs (CartPole-v1, a 0.5 ms slow env) against "
+                        "gymnasium's AsyncVectorEnv")
+    p.add_argument("--autotune", metavar="TASK", help="search num_envs/batch_size/num_workers "
+                   "of gristmill's pool for TASK and exit")
+    p.add_argument("--out", default="bench/results/speed_runner",
+                   help="output prefix: writes PREFIX.json and PREFIX.png")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    progress = not args.no_progress
+
+    if args.autotune:
+        res = autotune(args.autotune, args.cores, progress=progress)
+        for r in res[:10]:
+            print(f"num_envs={r['num_envs']:3d} batch_size={r['batch_size']:3d} "
+                  f"num_workers={r['num_workers']}: {r['steps_per_s']:,.0f} steps/s "
+                  f"({r['steps_per_cpu_s']:,.0f} per CPU-s)")
+        out.with_suffix(".autotune.json").write_text(json.dumps(res, indent=1))
+        best = res[0]
+        print(f"best: gristmill.samplers.make({args.autotune!r}, num_envs={best['num_envs']}, "
+              f"batch_size={best['batch_size']}, num_workers={best['num_workers']})")
+        return 0
+
+    tasks = [t for t in args.tasks.split(",") if t]
+    systems = [s for s in args.systems.split(",") if s]
+    bad = [s for s in systems if s not in SYSTEMS]
+    if bad:
+        p.error(f"unknown systems {bad}; choose from {SYSTEMS}")
+    grid = [int(x) for x in args.num_envs.split(",") if x]
+    meta = {"cores": args.cores, "load": args.load, "seconds": args.seconds,
+            "repeats": args.repeats, "command": " ".join(sys.argv),
+            "loadavg_before": os.getloadavg()}
+    results = run_table(tasks, systems, grid, args.seconds, args.warmup, args.repeats,
+                        args.cores, args.load, progress)
+    print_table(results)
+    payload = {"meta": meta, "results": results}
+    if args.python_env:
+        py = python_env_table(args.seconds, args.warmup, args.repeats, args.cores)
+        payload["python_envs"] = py
+        for r in py:
+            print(f"{r['task']:14s} {r['system']:16s} n={r['num_envs']:2d} "
+                  f"{r['steps_per_s']:>10,.0f} steps/s  {r['steps_per_cpu_s']:>10,.0f}/CPU-s  "
+                  f"x{r['vs_gym_async_best']:.2f} vs best AsyncVectorEnv")
+    meta["loadavg_after"] = os.getloadavg()
+    out.with_suffix(".json").write_text(json.dumps(payload, indent=1))
+    try:
+        plot(results, out.with_suffix(".png"))
+    except ImportError:
+        print("matplotlib not installed: no chart")
+    print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

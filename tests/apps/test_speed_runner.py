@@ -1,0 +1,39 @@
+"""Smoke tests of the gristmill-speed app (tiny settings; figures live in BENCHMARKS.md)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(*args, timeout=240):
+    return subprocess.run([sys.executable, "-m", "gristmill.apps.speed_runner", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_help():
+    out = _run("--help")
+    assert out.returncode == 0 and "--autotune" in out.stdout and "--load" in out.stdout
+
+
+@pytest.mark.parametrize("task", ["Pong-v5", "Hopper-v5"])
+def test_table_json_and_chart(tmp_path, task):
+    prefix = tmp_path / "speed"
+    out = _run("--tasks", task, "--systems", "raw,gym-single,gristmill-sync,gristmill-async",
+               "--num-envs", "4", "--seconds", "0.2", "--warmup", "0.05", "--repeats", "1",
+               "--cores", "2", "--out", str(prefix), "--no-progress")
+    assert out.returncode == 0, out.stderr[-3000:]
+    data = json.loads((prefix.with_suffix(".json")).read_text())
+    rows = data["results"]
+    assert {r["system"] for r in rows} == {"raw", "gym-single", "gristmill-sync",
+                                           "gristmill-async"}
+    for r in rows:
+        assert "error" not in r, r
+        assert r["steps_per_s"] > 0 and r["steps_per_cpu_s"] > 0
+        # frames = steps x frame skip (Pong 4, Hopper 4)
+        assert r["frames_per_s"] == pytest.approx(r["steps_per_s"] * 4)
+        assert 0 < r["of_limit"] and r["limit_steps_per_s"] > 0
+    assert os.path.getsize(prefix.with_suffix(".png")) > 1000
+    assert "steps/s" in out.stdout
