@@ -70,7 +70,7 @@ def bench_batched(maps, boards, ticks, trunc, planes=False, parallel=False, seed
     eng = GeneralsEngine(boards, maps, truncation=trunc, seed=seed, parallel=parallel,
                          pool_size=min(256, max(16, boards)))
     eng.reset()
-    bot = Bot("random", boards, seed=seed)
+    bot = Bot("random", boards, seed=seed, parallel=parallel)
     acts = bot.act(eng.obs, eng.masks, eng.scalars)
     out = np.empty((boards, 2, 15, eng.pad_to, eng.pad_to), np.float32)
 

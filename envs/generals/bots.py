@@ -322,6 +322,24 @@ def _general_one(obs, m4, t, rng, b, p, out, mem, dist, queue, src_r, src_c):
     _move(out, r, c, d, 0)
 
 
+@_jit
+def _act_board(kind, b, obs, masks, masks32, scalars, seats, rng, mem, out, pass_prob, split_prob,
+               dist, queue, src_r, src_c):
+    for p in range(2):
+        if not seats[p]:
+            continue
+        if scalars[b, p, 4] == 0:
+            mem[b, p, 0] = -1
+            mem[b, p, 1] = -1
+        if kind == 0:
+            _random_one(masks32[b, p], rng, b, p, out[b, p], pass_prob, split_prob)
+        elif kind == 1:
+            _expander_one(obs[b, p], masks[b, p], rng, b, p, out[b, p])
+        else:
+            _general_one(obs[b, p], masks[b, p], scalars[b, p, 4], rng, b, p, out[b, p],
+                         mem, dist, queue, src_r, src_c)
+
+
 @nb.njit(cache=True, nogil=True)
 def bot_actions(kind, obs, masks, masks32, scalars, seats, rng, mem, out, pass_prob=0.05,
                 split_prob=0.25):
@@ -331,32 +349,37 @@ def bot_actions(kind, obs, masks, masks32, scalars, seats, rng, mem, out, pass_p
     ``kind`` 0 random, 1 expander, 2 general; ``mem`` int32 [N, 2, 2] bot memory (the enemy
     general's position, -1 when unknown; reset here when the tick scalar is 0).
     """
-    n = obs.shape[0]
     S0, S1 = obs.shape[2], obs.shape[3]
     dist = np.empty((S0, S1), np.int64)
     queue = np.empty(S0 * S1, np.int64)
     src_r = np.empty(S0 * S1, np.int64)
     src_c = np.empty(S0 * S1, np.int64)
-    for b in range(n):
-        for p in range(2):
-            if not seats[p]:
-                continue
-            if scalars[b, p, 4] == 0:
-                mem[b, p, 0] = -1
-                mem[b, p, 1] = -1
-            if kind == 0:
-                _random_one(masks32[b, p], rng, b, p, out[b, p], pass_prob, split_prob)
-            elif kind == 1:
-                _expander_one(obs[b, p], masks[b, p], rng, b, p, out[b, p])
-            else:
-                _general_one(obs[b, p], masks[b, p], scalars[b, p, 4], rng, b, p, out[b, p],
-                             mem, dist, queue, src_r, src_c)
+    for b in range(obs.shape[0]):
+        _act_board(kind, b, obs, masks, masks32, scalars, seats, rng, mem, out, pass_prob,
+                   split_prob, dist, queue, src_r, src_c)
+
+
+@nb.njit(cache=True, nogil=True, parallel=True)
+def bot_actions_parallel(kind, obs, masks, masks32, scalars, seats, rng, mem, out,
+                         pass_prob=0.05, split_prob=0.25):
+    """:func:`bot_actions` with boards spread over Numba's thread pool."""
+    S0, S1 = obs.shape[2], obs.shape[3]
+    for b in nb.prange(obs.shape[0]):
+        dist = np.empty((S0, S1), np.int64)
+        queue = np.empty(S0 * S1, np.int64)
+        src_r = np.empty(S0 * S1, np.int64)
+        src_c = np.empty(S0 * S1, np.int64)
+        _act_board(kind, b, obs, masks, masks32, scalars, seats, rng, mem, out, pass_prob,
+                   split_prob, dist, queue, src_r, src_c)
 
 
 class Bot:
-    """A named bot for N boards: ``Bot("general", n).act(obs, masks, scalars, seats, out)``."""
+    """A named bot for N boards: ``Bot("general", n).act(obs, masks, scalars, seats, out)``;
+    ``parallel=True`` spreads the boards over Numba's threads (results are identical: each
+    board and player has its own random stream)."""
 
-    def __init__(self, name: str, num_boards: int, seed: int | None = None):
+    def __init__(self, name: str, num_boards: int, seed: int | None = None,
+                 parallel: bool = False):
         if name not in BOTS:
             raise ValueError(f"unknown bot {name!r}; choose from {BOTS}")
         self.name = name
@@ -366,6 +389,7 @@ class Bot:
         self.rng = st.reshape(num_boards, 2).copy()
         self.rng[self.rng == 0] = 1
         self.mem = np.full((num_boards, 2, 2), -1, np.int32)
+        self.parallel = parallel
 
     def act(self, obs, masks, scalars, seats=(True, True), out=None):
         """Write (and return) actions int32 [N, 2, 5] for the seated players."""
@@ -377,6 +401,7 @@ class Bot:
             raise ValueError(f"masks must be uint8 [{self.num_boards}, 2, S, S, 4], got "
                              f"{masks.shape}")
         m32 = masks.view(np.uint32)[..., 0]
-        bot_actions(self.kind, obs, masks, m32, scalars, np.asarray(seats, np.bool_), self.rng,
-                    self.mem, out)
+        fn = bot_actions_parallel if self.parallel else bot_actions
+        fn(self.kind, obs, masks, m32, scalars, np.asarray(seats, np.bool_), self.rng, self.mem,
+           out)
         return out

@@ -80,7 +80,8 @@ class GeneralsVectorEnv(VectorEnv):
         self.engine = GeneralsEngine(self.num_boards, maps, pad_to=pad_to, truncation=truncation,
                                      priority=priority, reward=reward, pool_size=pool_size,
                                      seed=seed, parallel=parallel)
-        self.bot = None if self.selfplay else Bot(opponent, self.num_boards, seed=seed)
+        self.bot = None if self.selfplay else Bot(opponent, self.num_boards, seed=seed,
+                                                  parallel=parallel)
         self.obs_type = obs_type
         self.copy = copy
         self.pad_to = S = pad_to
@@ -132,7 +133,8 @@ class GeneralsVectorEnv(VectorEnv):
         if seed is not None:
             self.engine.reset(seed)
             if self.bot is not None:
-                self.bot = Bot(self.bot.name, self.num_boards, seed=seed)
+                self.bot = Bot(self.bot.name, self.num_boards, seed=seed,
+                               parallel=self.bot.parallel)
         else:
             self.engine.reset()
         return self._obs(), self._infos()

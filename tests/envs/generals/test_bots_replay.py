@@ -109,3 +109,14 @@ def test_render_modes_and_export(tmp_path):
     assert mp4.stat().st_size > 1000
     with pytest.raises(ValueError, match="gif or .mp4"):
         rep.export(tmp_path / "g.avi")
+
+
+@pytest.mark.parametrize("name", G.BOTS)
+def test_parallel_bots_act_like_serial_ones(name):
+    e = G.GeneralsEngine(6, "generalsio", truncation=200, seed=4)
+    e.reset()
+    serial, par = G.Bot(name, 6, seed=9), G.Bot(name, 6, seed=9, parallel=True)
+    for _ in range(120):
+        a = serial.act(e.obs, e.masks, e.scalars)
+        np.testing.assert_array_equal(a, par.act(e.obs, e.masks, e.scalars))
+        e.step(a)
