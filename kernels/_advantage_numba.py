@@ -2,16 +2,17 @@
 
 Two code paths per estimator, both running the backward recursion over time:
 
-- ``*_c_serial`` / ``*_c_parallel`` for C-ordered ``[T, B]`` arrays: for each row ``t`` (last
-  to first) a ``*_row`` helper sweeps a contiguous slice of the batch. Keeping the sweep in its
-  own small function lets LLVM vectorise it (inlined into the time loop it does not, and runs
-  2-3x slower).
-- ``*_any_serial`` / ``*_any_parallel`` for other layouts (the public API sends F-ordered inputs
-  here): a ``*_cols`` helper walks a block of columns ``[b0, b1)`` with plain 2-D indexing, so
-  the block's cache lines stay hot while ``t`` moves backwards.
+- ``*_c`` for C-ordered ``[T, B]`` arrays: for each row ``t`` (last to first) a ``*_row``
+  helper sweeps a contiguous slice of the batch. Keeping the sweep in its own small function
+  lets LLVM vectorise it (inlined into the time loop it does not, and runs 2-3x slower).
+- ``*_any`` for other layouts (the public API sends F-ordered inputs here): a ``*_cols`` helper
+  walks a block of columns ``[b0, b1)`` with plain 2-D indexing, so the block's cache lines
+  stay hot while ``t`` moves backwards.
 
-``_parallel`` drivers hand one block of batch columns to each ``prange`` task; the recursion
-never crosses columns, so blocks are independent.
+Every driver takes a column range ``[start, stop)`` and releases the GIL (``nogil``): the
+recursion never crosses columns, so the public API runs disjoint ranges on several threads
+for large batches. (A numba ``prange`` version was measured too: no faster, twice the compile
+time, and an OpenMP thread pool that is not fork-safe, which matters to forking samplers.)
 
 The arithmetic mirrors ``_advantage_reference`` operation for operation (same order, selects
 instead of multiplying by ``1 - flag``), so the two agree bit for bit except where ``exp`` is
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, prange, types
+from numba import njit, types
 from numba.extending import intrinsic, overload
 
 _JIT = dict(nogil=True, cache=True)
@@ -112,18 +113,10 @@ def _gae_c_block(r, v, nv, term, trunc, gamma, lam, adv, ret, b0, b1):
 
 
 @njit(**_JIT)
-def gae_c_serial(r, v, nv, term, trunc, gamma, lam, adv, ret, block):
-    B = r.shape[1]
-    for b0 in range(0, B, block):
-        _gae_c_block(r, v, nv, term, trunc, gamma, lam, adv, ret, b0, min(B, b0 + block))
+def gae_c(r, v, nv, term, trunc, gamma, lam, adv, ret, start, stop, block):
+    for b0 in range(start, stop, block):
+        _gae_c_block(r, v, nv, term, trunc, gamma, lam, adv, ret, b0, min(stop, b0 + block))
 
-
-@njit(parallel=True, **_JIT)
-def gae_c_parallel(r, v, nv, term, trunc, gamma, lam, adv, ret, block):
-    B = r.shape[1]
-    for i in prange((B + block - 1) // block):
-        b0 = i * block
-        _gae_c_block(r, v, nv, term, trunc, gamma, lam, adv, ret, b0, min(B, b0 + block))
 
 
 @njit(**_JIT)
@@ -144,18 +137,10 @@ def _gae_cols(r, v, nv, term, trunc, gamma, lam, adv, ret, b0, b1):
 
 
 @njit(**_JIT)
-def gae_any_serial(r, v, nv, term, trunc, gamma, lam, adv, ret, block):
-    B = r.shape[1]
-    for b0 in range(0, B, block):
-        _gae_cols(r, v, nv, term, trunc, gamma, lam, adv, ret, b0, min(B, b0 + block))
+def gae_any(r, v, nv, term, trunc, gamma, lam, adv, ret, start, stop, block):
+    for b0 in range(start, stop, block):
+        _gae_cols(r, v, nv, term, trunc, gamma, lam, adv, ret, b0, min(stop, b0 + block))
 
-
-@njit(parallel=True, **_JIT)
-def gae_any_parallel(r, v, nv, term, trunc, gamma, lam, adv, ret, block):
-    B = r.shape[1]
-    for i in prange((B + block - 1) // block):
-        b0 = i * block
-        _gae_cols(r, v, nv, term, trunc, gamma, lam, adv, ret, b0, min(B, b0 + block))
 
 
 # ----------------------------------------------------------------------------------- V-trace
@@ -196,28 +181,16 @@ def _vtrace_c_block(
 
 
 @njit(**_JIT)
-def vtrace_c_serial(
-    blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg, block
+def vtrace_c(
+    blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg,
+    start, stop, block,
 ):
-    B = r.shape[1]
-    for b0 in range(0, B, block):
+    for b0 in range(start, stop, block):
         _vtrace_c_block(
             blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg,
-            b0, min(B, b0 + block),
+            b0, min(stop, b0 + block),
         )
 
-
-@njit(parallel=True, **_JIT)
-def vtrace_c_parallel(
-    blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg, block
-):
-    B = r.shape[1]
-    for i in prange((B + block - 1) // block):
-        b0 = i * block
-        _vtrace_c_block(
-            blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg,
-            b0, min(B, b0 + block),
-        )
 
 
 @njit(**_JIT)
@@ -250,28 +223,16 @@ def _vtrace_cols(
 
 
 @njit(**_JIT)
-def vtrace_any_serial(
-    blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg, block
+def vtrace_any(
+    blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg,
+    start, stop, block,
 ):
-    B = r.shape[1]
-    for b0 in range(0, B, block):
+    for b0 in range(start, stop, block):
         _vtrace_cols(
             blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg,
-            b0, min(B, b0 + block),
+            b0, min(stop, b0 + block),
         )
 
-
-@njit(parallel=True, **_JIT)
-def vtrace_any_parallel(
-    blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg, block
-):
-    B = r.shape[1]
-    for i in prange((B + block - 1) // block):
-        b0 = i * block
-        _vtrace_cols(
-            blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg,
-            b0, min(B, b0 + block),
-        )
 
 
 # -------------------------------------------------------------------- discounted / λ-returns
@@ -303,18 +264,10 @@ def _lambda_c_block(r, nv, term, trunc, gamma, lam, oml, mc, out, b0, b1):
 
 
 @njit(**_JIT)
-def lambda_c_serial(r, nv, term, trunc, gamma, lam, oml, mc, out, block):
-    B = r.shape[1]
-    for b0 in range(0, B, block):
-        _lambda_c_block(r, nv, term, trunc, gamma, lam, oml, mc, out, b0, min(B, b0 + block))
+def lambda_c(r, nv, term, trunc, gamma, lam, oml, mc, out, start, stop, block):
+    for b0 in range(start, stop, block):
+        _lambda_c_block(r, nv, term, trunc, gamma, lam, oml, mc, out, b0, min(stop, b0 + block))
 
-
-@njit(parallel=True, **_JIT)
-def lambda_c_parallel(r, nv, term, trunc, gamma, lam, oml, mc, out, block):
-    B = r.shape[1]
-    for i in prange((B + block - 1) // block):
-        b0 = i * block
-        _lambda_c_block(r, nv, term, trunc, gamma, lam, oml, mc, out, b0, min(B, b0 + block))
 
 
 @njit(**_JIT)
@@ -336,18 +289,10 @@ def _lambda_cols(r, nv, term, trunc, gamma, lam, oml, mc, out, b0, b1):
 
 
 @njit(**_JIT)
-def lambda_any_serial(r, nv, term, trunc, gamma, lam, oml, mc, out, block):
-    B = r.shape[1]
-    for b0 in range(0, B, block):
-        _lambda_cols(r, nv, term, trunc, gamma, lam, oml, mc, out, b0, min(B, b0 + block))
+def lambda_any(r, nv, term, trunc, gamma, lam, oml, mc, out, start, stop, block):
+    for b0 in range(start, stop, block):
+        _lambda_cols(r, nv, term, trunc, gamma, lam, oml, mc, out, b0, min(stop, b0 + block))
 
-
-@njit(parallel=True, **_JIT)
-def lambda_any_parallel(r, nv, term, trunc, gamma, lam, oml, mc, out, block):
-    B = r.shape[1]
-    for i in prange((B + block - 1) // block):
-        b0 = i * block
-        _lambda_cols(r, nv, term, trunc, gamma, lam, oml, mc, out, b0, min(B, b0 + block))
 
 
 # ---------------------------------------------------------------------------- n-step returns
@@ -376,15 +321,6 @@ def _nstep_cols(r, nv, term, trunc, gamma, n, out, b0, b1):
 
 
 @njit(**_JIT)
-def nstep_serial(r, nv, term, trunc, gamma, n, out, block):
-    B = r.shape[1]
-    for b0 in range(0, B, block):
-        _nstep_cols(r, nv, term, trunc, gamma, n, out, b0, min(B, b0 + block))
-
-
-@njit(parallel=True, **_JIT)
-def nstep_parallel(r, nv, term, trunc, gamma, n, out, block):
-    B = r.shape[1]
-    for i in prange((B + block - 1) // block):
-        b0 = i * block
-        _nstep_cols(r, nv, term, trunc, gamma, n, out, b0, min(B, b0 + block))
+def nstep_any(r, nv, term, trunc, gamma, n, out, start, stop, block):
+    for b0 in range(start, stop, block):
+        _nstep_cols(r, nv, term, trunc, gamma, n, out, b0, min(stop, b0 + block))

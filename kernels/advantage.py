@@ -32,8 +32,10 @@ Conventions and guarantees:
   the inputs (e.g. advantages written over ``rewards``: the kernel then writes to a temporary
   and copies).
 - Bad input raises ``ValueError`` naming the argument.
-- ``parallel``: ``None`` picks the multi-threaded kernel (``prange`` over blocks of the batch,
-  ``numba.set_num_threads`` threads) for large batches only, ``True``/``False`` force it.
+- ``parallel``: the kernels release the GIL and the batch splits into independent column
+  ranges, so large batches run on several threads. ``None`` (default): one thread per
+  available core from ``PARALLEL_MIN_ELEMENTS`` elements up, else one; ``True``: one per core;
+  ``False``: one; an ``int``: that many.
 - Importing this module imports neither numba nor torch; the first call of each kernel loads
   numba and compiles that kernel (or reloads it from numba's on-disk cache). Under
   ``NUMBA_DISABLE_JIT=1`` the same kernels run as plain Python. If numba cannot be imported at
@@ -50,7 +52,9 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
 import numpy as np
@@ -67,16 +71,18 @@ __all__ = [
 ]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-# Auto-parallel only above this many elements: below it a serial pass takes tens of µs and
-# the thread hand-off (and, on a busy machine, waiting for a core) costs as much.
+# Auto-parallel only above this many elements: below it one thread takes well under 100 µs
+# and handing work to other threads (and, on a busy machine, waiting for a core) costs as much.
 PARALLEL_MIN_ELEMENTS = 1 << 18
-# Columns per task of the generic (F-order) kernels: a block's cache lines stay in L1.
+# Column ranges given to threads are multiples of this (whole SIMD vectors, whole cache lines).
+_COLUMN_ALIGN = 16
+# Columns per block of the generic (F-order) kernels: a block's cache lines stay in L1.
 _ANY_BLOCK = 16
-# Columns per task of the C-order kernels in parallel mode, at least this many.
-_C_MIN_BLOCK = 256
 
 _fast_module: ModuleType | None = None
 _fast_failed = False
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 
 
 def _fast() -> ModuleType | None:
@@ -96,6 +102,61 @@ def _fast() -> ModuleType | None:
         else:
             _fast_module = _advantage_numba
     return _fast_module
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _threads(size: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    if _pool is None or _pool_size < size:
+        old, _pool = _pool, ThreadPoolExecutor(size, thread_name_prefix="gristmill-adv")
+        _pool_size = size
+        if old is not None:
+            old.shutdown(wait=False)
+    return _pool
+
+
+def _forget_pool() -> None:  # a forked child inherits the pool object but not its threads
+    global _pool, _pool_size
+    _pool, _pool_size = None, 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
+def _thread_count(parallel, elements: int, columns: int) -> int:
+    if parallel is None:
+        n = _cores() if elements >= PARALLEL_MIN_ELEMENTS else 1
+    elif isinstance(parallel, bool | np.bool_):
+        n = _cores() if parallel else 1
+    elif isinstance(parallel, numbers.Integral) and parallel >= 1:
+        n = int(parallel)
+    else:
+        raise ValueError(f"parallel must be None, a bool or a thread count >= 1, got {parallel!r}")
+    return max(1, min(n, -(-columns // _COLUMN_ALIGN)))
+
+
+def _launch(kernel, args: tuple, columns: int, threads: int, block: int) -> None:
+    """Run ``kernel(*args, start, stop, block)`` over disjoint column ranges on threads.
+
+    The kernels release the GIL and never read across columns, so the ranges run in parallel.
+    """
+    if threads <= 1:
+        kernel(*args, 0, columns, block)
+        return
+    step = -(-columns // threads)
+    step = -(-step // _COLUMN_ALIGN) * _COLUMN_ALIGN
+    ranges = [(b, min(columns, b + step)) for b in range(0, columns, step)]
+    pending = [_threads(len(ranges) - 1).submit(kernel, *args, *r, block) for r in ranges[1:]]
+    try:
+        kernel(*args, *ranges[0], block)
+    finally:  # never return (or raise) while a thread may still write the outputs
+        errors = [e for e in (f.exception() for f in pending) if e is not None]
+    if errors:
+        raise errors[0]
 
 
 # ------------------------------------------------------------------------------ validation
@@ -221,33 +282,19 @@ class _Batch:
             results.append(o)
         return targets, results, copies
 
-    def run_parallel(self, parallel: bool | None, numba_mod) -> bool:
-        if parallel is None:
-            return (
-                self.T * self.B >= PARALLEL_MIN_ELEMENTS
-                and numba_mod.get_num_threads() > 1
-                and self.B >= 2 * _C_MIN_BLOCK
-            )
-        return bool(parallel)
+    def block(self) -> int:
+        return _ANY_BLOCK if self.order == "F" else max(self.B, 1)
 
-    def block(self, parallel: bool, numba_mod) -> int:
-        if self.order == "F":
-            return _ANY_BLOCK
-        if not parallel:
-            return max(self.B, 1)
-        tasks = 2 * numba_mod.get_num_threads()
-        return max(_C_MIN_BLOCK, -(-self.B // tasks))
+    def launch(self, fast: ModuleType, name: str, args: tuple, parallel) -> None:
+        layout = "c" if self.order == "C" and name != "nstep" else "any"
+        threads = _thread_count(parallel, self.T * self.B, self.B)
+        _launch(getattr(fast, f"{name}_{layout}"), args, self.B, threads, self.block())
 
 
 def _finish(copies, results):
     for dst, src in copies:
         np.copyto(dst, src)
     return results
-
-
-def _kernel(fast: ModuleType, name: str, batch: _Batch, parallel: bool):
-    layout = "" if name == "nstep" else ("_c" if batch.order == "C" else "_any")
-    return getattr(fast, f"{name}{layout}_{'parallel' if parallel else 'serial'}")
 
 
 # ------------------------------------------------------------------------------- estimators
@@ -261,7 +308,7 @@ def gae(
     lam: float = 0.95,
     *,
     out=None,
-    parallel: bool | None = None,
+    parallel: bool | int | None = None,
 ):
     """Generalized Advantage Estimation, GAE(γ, λ).
 
@@ -278,7 +325,7 @@ def gae(
         bootstrap.
       gamma: discount γ in [0, 1]. lam: λ in [0, 1] (0: one-step TD, 1: Monte Carlo).
       out: optional ``(advantages, returns)`` buffers (either may be None).
-      parallel: None (auto), True or False: use the multi-threaded kernel.
+      parallel: None (auto), True / False, or a thread count (see module docs).
 
     Returns:
       ``(advantages, returns)``, each ``[T, B]`` in the input float dtype.
@@ -299,14 +346,11 @@ def gae(
         )
         targets[0][...], targets[1][...] = adv, ret
     else:
-        import numba
-
-        par = batch.run_parallel(parallel, numba)
-        _kernel(fast, "gae", batch, par)(
+        args = (
             a["rewards"], a["values"], a["next_values"], a["terminated"], a["truncated"],
             batch.scalar(gamma), batch.scalar(lam), targets[0], targets[1],
-            batch.block(par, numba),
         )
+        batch.launch(fast, "gae", args, parallel)
     adv, ret = _finish(copies, results)
     return adv, ret
 
@@ -326,7 +370,7 @@ def vtrace(
     pg_rho_clip: float = 1.0,
     *,
     out=None,
-    parallel: bool | None = None,
+    parallel: bool | int | None = None,
 ):
     """V-trace value targets and policy-gradient advantages (off-policy corrected).
 
@@ -347,7 +391,7 @@ def vtrace(
       gamma: γ in [0, 1]. lam: λ in [0, 1], scales the traces c_t.
       rho_clip, c_clip, pg_rho_clip: ρ̄, c̄, ρ̄_pg > 0 (``inf``: no clipping).
       out: optional ``(vs, pg_advantages)`` buffers (either may be None).
-      parallel: None (auto), True or False.
+      parallel: None (auto), True / False, or a thread count.
 
     Returns:
       ``(vs, pg_advantages)``, each ``[T, B]`` in the input float dtype.
@@ -379,13 +423,8 @@ def vtrace(
         vs, pg = reference.vtrace(*args, gamma, lam, *clips)
         targets[0][...], targets[1][...] = vs, pg
     else:
-        import numba
-
-        par = batch.run_parallel(parallel, numba)
-        _kernel(fast, "vtrace", batch, par)(
-            *args, batch.scalar(gamma), batch.scalar(lam), *map(batch.scalar, clips),
-            targets[0], targets[1], batch.block(par, numba),
-        )
+        scalars = (batch.scalar(gamma), batch.scalar(lam), *map(batch.scalar, clips))
+        batch.launch(fast, "vtrace", (*args, *scalars, targets[0], targets[1]), parallel)
     vs, pg = _finish(copies, results)
     return vs, pg
 
@@ -408,14 +447,9 @@ def _returns(rewards, next_values, terminated, truncated, gamma, lam, out, paral
         else:
             targets[0][...] = reference.lambda_returns(*args, gamma, lam)
     else:
-        import numba
-
-        par = batch.run_parallel(parallel, numba)
         one_minus_lam = batch.scalar(1.0) - batch.scalar(lam)
-        _kernel(fast, "lambda", batch, par)(
-            *args, batch.scalar(gamma), batch.scalar(lam), one_minus_lam, mc, targets[0],
-            batch.block(par, numba),
-        )
+        scalars = (batch.scalar(gamma), batch.scalar(lam), one_minus_lam, mc)
+        batch.launch(fast, "lambda", (*args, *scalars, targets[0]), parallel)
     return _finish(copies, results)[0]
 
 
@@ -427,7 +461,7 @@ def discounted_returns(
     gamma: float = 0.99,
     *,
     out=None,
-    parallel: bool | None = None,
+    parallel: bool | int | None = None,
 ):
     """Bootstrapped Monte-Carlo returns (the λ = 1 return).
 
@@ -439,7 +473,7 @@ def discounted_returns(
     Args:
       rewards, next_values, terminated, truncated: as in :func:`gae` (no ``values`` needed).
       gamma: γ in [0, 1].
-      out: optional ``returns`` buffer. parallel: None (auto), True or False.
+      out: optional ``returns`` buffer. parallel: None (auto), True / False, or a thread count.
 
     Returns:
       ``returns`` ``[T, B]`` in the input float dtype.
@@ -456,7 +490,7 @@ def lambda_returns(
     lam: float = 0.95,
     *,
     out=None,
-    parallel: bool | None = None,
+    parallel: bool | int | None = None,
 ):
     """TD(λ) returns, the recursive form of the λ-return.
 
@@ -470,7 +504,7 @@ def lambda_returns(
     Args:
       rewards, next_values, terminated, truncated: as in :func:`gae`.
       gamma: γ in [0, 1]. lam: λ in [0, 1].
-      out: optional ``returns`` buffer. parallel: None (auto), True or False.
+      out: optional ``returns`` buffer. parallel: None (auto), True / False, or a thread count.
 
     Returns:
       ``returns`` ``[T, B]`` in the input float dtype.
@@ -487,7 +521,7 @@ def n_step_returns(
     gamma: float = 0.99,
     *,
     out=None,
-    parallel: bool | None = None,
+    parallel: bool | int | None = None,
 ):
     """n-step bootstrapped returns, as used for Ape-X / R2D2 style value targets.
 
@@ -500,7 +534,7 @@ def n_step_returns(
     Args:
       rewards, next_values, terminated, truncated: as in :func:`gae`.
       n: horizon, an integer ≥ 1. gamma: γ in [0, 1].
-      out: optional ``returns`` buffer. parallel: None (auto), True or False.
+      out: optional ``returns`` buffer. parallel: None (auto), True / False, or a thread count.
 
     Returns:
       ``returns`` ``[T, B]`` in the input float dtype.
@@ -519,11 +553,5 @@ def n_step_returns(
     if fast is None:
         targets[0][...] = reference.n_step_returns(*args, int(n), gamma)
     else:
-        import numba
-
-        par = batch.run_parallel(parallel, numba)
-        block = _ANY_BLOCK if par else max(batch.B, 1)
-        _kernel(fast, "nstep", batch, par)(
-            *args, batch.scalar(gamma), int(n), targets[0], block
-        )
+        batch.launch(fast, "nstep", (*args, batch.scalar(gamma), int(n), targets[0]), parallel)
     return _finish(copies, results)[0]

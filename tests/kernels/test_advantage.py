@@ -1,0 +1,568 @@
+"""gristmill.kernels.advantage: Numba kernels against the NumPy reference, goldens, invariances.
+
+The fast kernels do the reference's floating-point operations in the same order, so apart from
+V-trace (whose exp differs by an ulp or two) they must agree *exactly*.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from gristmill.kernels import advantage as adv
+from gristmill.kernels.advantage import reference as ref
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+SETTINGS = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+LAYOUTS = ("C", "F", "strided", "reversed")
+
+
+# ---------------------------------------------------------------------------------- helpers
+def _layout(a: np.ndarray, kind: str) -> np.ndarray:
+    """The same values as `a` in another memory layout."""
+    if kind == "C":
+        return np.ascontiguousarray(a)
+    if kind == "F":
+        return np.asfortranarray(a)
+    if kind == "strided":
+        big = np.zeros((2 * a.shape[0], 3 * a.shape[1]), a.dtype)
+        view = big[::2, ::3]
+        view[...] = a
+        return view
+    assert kind == "reversed"
+    return np.ascontiguousarray(a[::-1, ::-1])[::-1, ::-1]
+
+
+def _batch(seed, T, B, dtype, p_term=0.1, p_trunc=0.1, consistent=False):
+    """Random rollout: float fields ~ N(0, 1)-ish, random terminations and truncations."""
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(T, B))
+    next_values = rng.normal(size=(T, B))
+    terminated = rng.random((T, B)) < p_term
+    truncated = rng.random((T, B)) < p_trunc
+    if consistent:  # next_values[t] = values[t+1] inside an episode
+        inside = ~(terminated | truncated)[:-1]
+        next_values[:-1][inside] = values[1:][inside]
+    behavior_logp = rng.normal(-1.0, 0.5, size=(T, B))
+    return dict(
+        rewards=rng.normal(size=(T, B)).astype(dtype),
+        values=values.astype(dtype),
+        next_values=next_values.astype(dtype),
+        terminated=terminated,
+        truncated=truncated,
+        behavior_logp=behavior_logp.astype(dtype),
+        target_logp=(behavior_logp + rng.normal(0.0, 0.7, size=(T, B))).astype(dtype),
+    )
+
+
+def _pick(batch, *names):
+    return [batch[n] for n in names]
+
+
+GAE_ARGS = ("rewards", "values", "next_values", "terminated", "truncated")
+VT_ARGS = ("behavior_logp", "target_logp", *GAE_ARGS)
+RET_ARGS = ("rewards", "next_values", "terminated", "truncated")
+
+
+def _close(dtype):
+    return dict(rtol=2e-5, atol=2e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+
+
+shapes = st.tuples(st.integers(1, 24), st.integers(1, 9))
+dtypes = st.sampled_from([np.float32, np.float64])
+layouts = st.lists(st.sampled_from(LAYOUTS), min_size=7, max_size=7)
+probs = st.sampled_from([0.0, 0.05, 0.3, 1.0])
+
+
+# ------------------------------------------------------------------ reference vs fast kernels
+@SETTINGS
+@given(
+    shape=shapes, dtype=dtypes, kinds=layouts, uniform=st.booleans(), seed=st.integers(0, 2**32),
+    p_term=probs, p_trunc=probs, gamma=st.sampled_from([0.0, 0.5, 0.99, 1.0]),
+    lam=st.sampled_from([0.0, 0.7, 0.95, 1.0]), parallel=st.sampled_from([None, False, 2]),
+)
+def test_fast_matches_reference(
+    shape, dtype, kinds, uniform, seed, p_term, p_trunc, gamma, lam, parallel
+):
+    T, B = shape
+    batch = _batch(seed, T, B, dtype, p_term, p_trunc)
+    if uniform:  # all C, all F, ... (the in-place paths); else a mix (the copying path)
+        kinds = [kinds[0]] * len(kinds)
+    batch = {k: _layout(a, kind) for (k, a), kind in zip(batch.items(), kinds)}
+
+    a, r = adv.gae(*_pick(batch, *GAE_ARGS), gamma, lam, parallel=parallel)
+    a_ref, r_ref = ref.gae(*_pick(batch, *GAE_ARGS), gamma, lam)
+    assert a.dtype == r.dtype == dtype and a.shape == r.shape == (T, B)
+    np.testing.assert_array_equal(a, a_ref)
+    np.testing.assert_array_equal(r, r_ref)
+
+    rets = _pick(batch, *RET_ARGS)
+    np.testing.assert_array_equal(
+        adv.lambda_returns(*rets, gamma, lam, parallel=parallel),
+        ref.lambda_returns(*rets, gamma, lam),
+    )
+    np.testing.assert_array_equal(
+        adv.discounted_returns(*rets, gamma, parallel=parallel),
+        ref.discounted_returns(*rets, gamma),
+    )
+    n = 1 + seed % (T + 1)
+    np.testing.assert_array_equal(
+        adv.n_step_returns(*rets, n, gamma, parallel=parallel),
+        ref.n_step_returns(*rets, n, gamma),
+    )
+
+    clips = (1.0, 1.0, 1.0) if seed % 2 else (0.8, 1.5, np.inf)
+    vs, pg = adv.vtrace(*_pick(batch, *VT_ARGS), gamma, lam, *clips, parallel=parallel)
+    vs_ref, pg_ref = ref.vtrace(*_pick(batch, *VT_ARGS), gamma, lam, *clips)
+    assert vs.dtype == pg.dtype == dtype
+    np.testing.assert_allclose(vs, vs_ref, **_close(dtype))
+    np.testing.assert_allclose(pg, pg_ref, **_close(dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["C", "F"])
+def test_threads_split_the_batch_into_column_ranges(dtype, kind):
+    """Several threads over column ranges (the last one ragged) agree exactly with one."""
+    T, B = 17, 5 * adv._COLUMN_ALIGN + 3
+    batch = {k: _layout(a, kind) for k, a in _batch(7, T, B, dtype).items()}
+    for parallel in (True, False, 3, 100):
+        a, r = adv.gae(*_pick(batch, *GAE_ARGS), 0.97, 0.9, parallel=parallel)
+        np.testing.assert_array_equal(a, ref.gae(*_pick(batch, *GAE_ARGS), 0.97, 0.9)[0])
+        vs, pg = adv.vtrace(*_pick(batch, *VT_ARGS), 0.97, 0.9, parallel=parallel)
+        vs_ref, pg_ref = ref.vtrace(*_pick(batch, *VT_ARGS), 0.97, 0.9)
+        np.testing.assert_allclose(vs, vs_ref, **_close(dtype))
+        np.testing.assert_allclose(pg, pg_ref, **_close(dtype))
+        rets = _pick(batch, *RET_ARGS)
+        np.testing.assert_array_equal(
+            adv.lambda_returns(*rets, 0.97, 0.9, parallel=parallel),
+            ref.lambda_returns(*rets, 0.97, 0.9),
+        )
+        np.testing.assert_array_equal(
+            adv.n_step_returns(*rets, 5, 0.97, parallel=parallel),
+            ref.n_step_returns(*rets, 5, 0.97),
+        )
+
+
+def test_layout_of_results_follows_the_inputs():
+    batch = _batch(3, 6, 5, np.float32)
+    a, _ = adv.gae(*_pick({k: np.asfortranarray(v) for k, v in batch.items()}, *GAE_ARGS))
+    assert a.flags.f_contiguous and not a.flags.c_contiguous
+    a, _ = adv.gae(*_pick(batch, *GAE_ARGS))
+    assert a.flags.c_contiguous
+
+
+# ------------------------------------------------------------------------------ golden values
+# One column, T = 4, gamma = lam = 0.5 (binary fractions: exact in float32):
+#   t=0 ordinary step (next_values[0] = values[1] = 1),
+#   t=1 terminated (next_values[1] = 99 must be ignored),
+#   t=2 truncated (bootstrap from next_values[2] = 2, but the trace stops),
+#   t=3 last row (bootstrap from next_values[3] = 4).
+REWARDS = [1.0, 2.0, 3.0, 4.0]
+VALUES = [0.5, 1.0, 1.5, 2.0]
+NEXT_VALUES = [1.0, 99.0, 2.0, 4.0]
+TERMINATED = [False, True, False, False]
+TRUNCATED = [False, False, True, False]
+
+
+def _golden(dtype):
+    return [
+        np.array(x, dtype=dt)[:, None]
+        for x, dt in zip(
+            (REWARDS, VALUES, NEXT_VALUES, TERMINATED, TRUNCATED),
+            (dtype, dtype, dtype, bool, bool),
+        )
+    ]
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gae_golden(impl, dtype):
+    # delta = r + g*nv*(1-term) - v = [1 + .5 - .5, 2 - 1, 3 + 1 - 1.5, 4 + 2 - 2] = [1, 1, 2.5, 4]
+    # A_3 = 4; A_2 = 2.5 (truncated: trace stops); A_1 = 1 (terminated);
+    # A_0 = 1 + g*lam*A_1 = 1.25; returns = A + v.
+    a, r = (adv if impl == "fast" else ref).gae(*_golden(dtype), gamma=0.5, lam=0.5)
+    np.testing.assert_array_equal(a[:, 0], [1.25, 1.0, 2.5, 4.0])
+    np.testing.assert_array_equal(r[:, 0], [1.75, 2.0, 4.0, 6.0])
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_vtrace_golden(impl, dtype):
+    # ratios [2, 0.5, 1, 0.25]; rho = c = min(1, ratio) = [1, .5, 1, .25]; gamma .5, lam 1.
+    # rho*delta = [1, .5, 2.5, 1]; acc_3 = 1, acc_2 = 2.5, acc_1 = .5, acc_0 = 1 + .5*1*.5
+    # vs = v + acc = [1.75, 1.5, 4, 3]
+    # next_vs = [vs_1, (terminal), nv_2, nv_3] = [1.5, -, 2, 4]
+    # pg = min(1, ratio)*(r + g*(1-term)*next_vs - v)
+    #    = [1*(1 + .75 - .5), .5*(2 - 1), 1*(3 + 1 - 1.5), .25*(4 + 2 - 2)] = [1.25, .5, 2.5, 1]
+    blp = np.full((4, 1), -1.0, dtype)
+    tlp = blp + np.log(np.array([2.0, 0.5, 1.0, 0.25]))[:, None].astype(dtype)
+    vs, pg = (adv if impl == "fast" else ref).vtrace(blp, tlp, *_golden(dtype), gamma=0.5, lam=1.0)
+    tol = dict(rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(vs[:, 0], [1.75, 1.5, 4.0, 3.0], **tol)
+    np.testing.assert_allclose(pg[:, 0], [1.25, 0.5, 2.5, 1.0], **tol)
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+def test_returns_golden(impl):
+    mod = adv if impl == "fast" else ref
+    r, _, nv, term, trunc = _golden(np.float32)
+    # G_3 = 4 + .5*4 = 6; G_2 = 3 + .5*2 = 4 (truncated: bootstrap); G_1 = 2 (terminated);
+    # discounted: G_0 = 1 + .5*G_1 = 2;  lambda .5: G_0 = 1 + .5*(.5*nv_0 + .5*G_1) = 1.75
+    np.testing.assert_array_equal(
+        mod.discounted_returns(r, nv, term, trunc, 0.5)[:, 0], [2.0, 2.0, 4.0, 6.0]
+    )
+    np.testing.assert_array_equal(
+        mod.lambda_returns(r, nv, term, trunc, 0.5, 0.5)[:, 0], [1.75, 2.0, 4.0, 6.0]
+    )
+    # A second column without episode ends: rewards [1, 2, 3, 4], next_values all 8.
+    r2 = np.hstack([r, r])
+    nv2 = np.hstack([nv, np.full((4, 1), 8.0, np.float32)])
+    term2 = np.hstack([term, np.zeros((4, 1), bool)])
+    trunc2 = np.hstack([trunc, np.zeros((4, 1), bool)])
+    # n = 1: r + g*(1-term)*nv
+    np.testing.assert_array_equal(
+        mod.n_step_returns(r2, nv2, term2, trunc2, 1, 0.5),
+        [[1.5, 5.0], [2.0, 6.0], [4.0, 7.0], [6.0, 8.0]],
+    )
+    # n = 2, col 0: G_0 = 1 + .5*2 (terminated at 1: no bootstrap) = 2, G_1 = 2, G_2 = 4, G_3 = 6
+    # col 1: G_0 = 1 + .5*2 + .25*8 = 4, G_1 = 2 + 1.5 + 2 = 5.5, G_2 = 3 + 2 + 2 = 7,
+    #        G_3 = 4 + .5*8 = 8 (last row: one step left)
+    np.testing.assert_array_equal(
+        mod.n_step_returns(r2, nv2, term2, trunc2, 2, 0.5),
+        [[2.0, 4.0], [2.0, 5.5], [4.0, 7.0], [6.0, 8.0]],
+    )
+
+
+# --------------------------------------------------------------------------------- invariances
+@SETTINGS
+@given(
+    T=st.integers(2, 30), B=st.integers(1, 6), dtype=dtypes, seed=st.integers(0, 2**32),
+    data=st.data(),
+)
+def test_splitting_at_an_episode_boundary_changes_nothing(T, B, dtype, seed, data):
+    """Results for two halves split after a done row equal the halves of the whole."""
+    k = data.draw(st.integers(0, T - 2), label="split after row")
+    batch = _batch(seed, T, B, dtype)
+    ends = np.random.default_rng(seed + 1).random(B) < 0.5
+    batch["terminated"][k] = ends
+    batch["truncated"][k] = ~ends  # every column's episode ends after row k
+    head = {n: a[: k + 1] for n, a in batch.items()}
+    tail = {n: a[k + 1 :] for n, a in batch.items()}
+
+    def check(fn, names, *args):
+        whole = fn(*_pick(batch, *names), *args)
+        parts = (fn(*_pick(head, *names), *args), fn(*_pick(tail, *names), *args))
+        if not isinstance(whole, tuple):
+            whole, parts = (whole,), tuple((p,) for p in parts)
+        for i, w in enumerate(whole):
+            np.testing.assert_array_equal(w, np.concatenate([parts[0][i], parts[1][i]]))
+
+    check(adv.gae, GAE_ARGS, 0.99, 0.9)
+    check(adv.vtrace, VT_ARGS, 0.99, 0.9, 1.0, 1.2, 0.9)
+    check(adv.lambda_returns, RET_ARGS, 0.99, 0.9)
+    check(adv.discounted_returns, RET_ARGS, 0.97)
+    check(adv.n_step_returns, RET_ARGS, 4, 0.97)
+
+
+@SETTINGS
+@given(
+    T=st.integers(1, 30), B=st.integers(1, 6), dtype=dtypes, seed=st.integers(0, 2**32),
+    gamma=st.sampled_from([0.0, 0.9, 0.99, 1.0]), lam=st.sampled_from([0.0, 0.5, 0.95, 1.0]),
+)
+def test_vtrace_on_policy_reduces_to_gae(T, B, dtype, seed, gamma, lam):
+    """ratio = 1: vs == GAE(lam) returns; at lam = 1 pg_advantages == GAE(1) advantages."""
+    batch = _batch(seed, T, B, dtype, consistent=True)
+    logp = batch["behavior_logp"]
+    vs, pg = adv.vtrace(logp, logp, *_pick(batch, *GAE_ARGS), gamma, lam, rho_clip=1.0)
+    a, returns = adv.gae(*_pick(batch, *GAE_ARGS), gamma, lam)
+    np.testing.assert_allclose(vs, returns, **_close(dtype))
+    a1, _ = adv.gae(*_pick(batch, *GAE_ARGS), gamma, 1.0)
+    vs1, pg1 = adv.vtrace(logp, logp, *_pick(batch, *GAE_ARGS), gamma, 1.0)
+    np.testing.assert_allclose(pg1, a1, **_close(dtype))
+    # With consistent values the TD(lambda) return is the GAE target as well.
+    rets = _pick(batch, *RET_ARGS)
+    np.testing.assert_allclose(adv.lambda_returns(*rets, gamma, lam), returns, **_close(dtype))
+
+
+@SETTINGS
+@given(T=st.integers(1, 30), B=st.integers(1, 6), dtype=dtypes, seed=st.integers(0, 2**32))
+def test_return_estimators_reduce_to_each_other(T, B, dtype, seed):
+    batch = _batch(seed, T, B, dtype)
+    rets = _pick(batch, *RET_ARGS)
+    mc = adv.discounted_returns(*rets, 0.9)
+    # Same sums, different order (forward powers of gamma vs backward nesting): to rounding.
+    np.testing.assert_allclose(adv.n_step_returns(*rets, T, 0.9), mc, **_close(dtype))
+    np.testing.assert_allclose(adv.n_step_returns(*rets, T + 5, 0.9), mc, **_close(dtype))
+    np.testing.assert_allclose(adv.lambda_returns(*rets, 0.9, 1.0), mc, **_close(dtype))
+    r, nv, term, _ = rets
+    td0 = r + np.where(term, 0, dtype(0.9) * nv)
+    np.testing.assert_array_equal(adv.n_step_returns(*rets, 1, 0.9), td0)
+    np.testing.assert_array_equal(adv.lambda_returns(*rets, 0.9, 0.0), td0)
+
+
+def test_terminal_next_values_are_ignored_even_if_nan():
+    batch = _batch(11, 12, 4, np.float32, p_term=0.3)
+    clean = adv.gae(*_pick(batch, *GAE_ARGS))
+    batch["next_values"] = batch["next_values"].copy()
+    batch["next_values"][batch["terminated"]] = np.nan
+    for fn, names in ((adv.gae, GAE_ARGS), (adv.vtrace, VT_ARGS)):
+        for x in fn(*_pick(batch, *names)):
+            assert np.isfinite(x).all()
+    np.testing.assert_array_equal(adv.gae(*_pick(batch, *GAE_ARGS))[0], clean[0])
+    for fn in (adv.discounted_returns, adv.lambda_returns):
+        assert np.isfinite(fn(*_pick(batch, *RET_ARGS))).all()
+    assert np.isfinite(adv.n_step_returns(*_pick(batch, *RET_ARGS), 3)).all()
+
+
+def test_single_stream_and_numeric_flags():
+    batch = _batch(5, 9, 1, np.float64)
+    a2, r2 = adv.gae(*_pick(batch, *GAE_ARGS))
+    flat = {k: v[:, 0] for k, v in batch.items()}
+    flat["terminated"] = flat["terminated"].astype(np.int8)
+    flat["truncated"] = flat["truncated"].astype(np.float32)
+    a1, r1 = adv.gae(*_pick(flat, *GAE_ARGS))
+    assert a1.shape == (9,)
+    np.testing.assert_array_equal(a1, a2[:, 0])
+    np.testing.assert_array_equal(r1, r2[:, 0])
+    vs, pg = adv.vtrace(*_pick(flat, *VT_ARGS))
+    assert vs.shape == pg.shape == (9,)
+
+
+def test_empty_rollout():
+    batch = _batch(0, 0, 3, np.float32)
+    a, r = adv.gae(*_pick(batch, *GAE_ARGS))
+    assert a.shape == r.shape == (0, 3)
+
+
+def test_fast_exp_within_two_ulp_of_numpy():
+    from gristmill.kernels import _advantage_numba as fast
+    from numba import njit
+
+    @njit
+    def apply(x, out):
+        for i in range(x.shape[0]):
+            out[i] = fast.exp(x[i])
+
+    x = np.linspace(-86.9, 88.72, 400_001, dtype=np.float32)
+    got = np.empty_like(x)
+    apply(x, got)
+    exact = np.exp(x.astype(np.float64))
+    ulps = np.abs(got - exact) / np.spacing(exact.astype(np.float32))
+    assert ulps.max() <= 2.0
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, 89.0, -90.0, -1000.0], np.float32)
+    out = np.empty_like(special)
+    apply(special, out)
+    np.testing.assert_array_equal(out, [np.nan, np.inf, 0.0, 1.0, np.inf, 0.0, 0.0])
+
+
+# ----------------------------------------------------------------------------------- out=
+def test_out_buffers_are_filled_and_returned():
+    batch = _batch(2, 10, 6, np.float32)
+    want = ref.gae(*_pick(batch, *GAE_ARGS))
+    o = (np.empty((10, 6), np.float32), np.empty((10, 6), np.float32, order="F"))
+    got = adv.gae(*_pick(batch, *GAE_ARGS), out=o)
+    assert got[0] is o[0] and got[1] is o[1]
+    np.testing.assert_array_equal(o[0], want[0])
+    np.testing.assert_array_equal(o[1], want[1])  # other layout: through a temporary
+    only_returns = np.zeros((10, 6), np.float32)
+    a, r = adv.gae(*_pick(batch, *GAE_ARGS), out=(None, only_returns))
+    assert r is only_returns
+    np.testing.assert_array_equal(only_returns, want[1])
+    strided = np.zeros((20, 6), np.float32)[::2]
+    ret = adv.lambda_returns(*_pick(batch, *RET_ARGS), out=strided)
+    assert ret is strided
+    np.testing.assert_array_equal(strided, ref.lambda_returns(*_pick(batch, *RET_ARGS)))
+    vs_out = np.empty((10, 6), np.float32)
+    vs, _ = adv.vtrace(*_pick(batch, *VT_ARGS), out=(vs_out, None))
+    assert vs is vs_out
+
+
+def test_out_may_alias_the_inputs():
+    batch = _batch(4, 12, 5, np.float64)
+    want = ref.gae(*_pick(batch, *GAE_ARGS))
+    rewards, values = batch["rewards"].copy(), batch["values"].copy()
+    args = [rewards, values, *_pick(batch, "next_values", "terminated", "truncated")]
+    adv.gae(*args, out=(rewards, values))  # advantages over rewards, returns over values
+    np.testing.assert_array_equal(rewards, want[0])
+    np.testing.assert_array_equal(values, want[1])
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ((np.empty((5, 3), np.float32), None), r"out\[0\] \(advantages\) has shape"),
+        ((None, np.empty((4, 3), np.float64)), r"out\[1\] \(returns\) has dtype float64"),
+        ((np.empty((4, 3), np.float32),), "tuple of 2"),
+        (([[0.0] * 3] * 4, None), r"out\[0\] \(advantages\) must be a numpy array"),
+    ],
+)
+def test_bad_out_buffers(out, message):
+    batch = _batch(1, 4, 3, np.float32)
+    with pytest.raises(ValueError, match=message):
+        adv.gae(*_pick(batch, *GAE_ARGS), out=out)
+
+
+def test_read_only_and_overlapping_out():
+    batch = _batch(1, 4, 3, np.float32)
+    ro = np.empty((4, 3), np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match=r"out\[0\] \(advantages\) is read-only"):
+        adv.gae(*_pick(batch, *GAE_ARGS), out=(ro, None))
+    same = np.empty((4, 3), np.float32)
+    with pytest.raises(ValueError, match="overlaps another out buffer"):
+        adv.gae(*_pick(batch, *GAE_ARGS), out=(same, same))
+    with pytest.raises(ValueError, match=r"out \(returns\) has shape"):
+        adv.discounted_returns(*_pick(batch, *RET_ARGS), out=np.empty((3, 4), np.float32))
+
+
+# --------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("name", GAE_ARGS[1:])
+def test_shape_errors_name_the_argument(name):
+    batch = _batch(1, 5, 3, np.float32)
+    batch[name] = batch[name][:4]
+    with pytest.raises(ValueError, match=rf"^{name} has shape \(4, 3\), expected \(5, 3\)"):
+        adv.gae(*_pick(batch, *GAE_ARGS))
+
+
+@pytest.mark.parametrize("name", ["behavior_logp", "target_logp", "values", "next_values"])
+def test_mixed_float_dtypes_are_refused(name):
+    batch = _batch(1, 5, 3, np.float32)
+    batch[name] = batch[name].astype(np.float64)
+    with pytest.raises(ValueError, match=rf"^{name} has dtype float64 but rewards has float32"):
+        adv.vtrace(*_pick(batch, *VT_ARGS))
+
+
+def test_other_input_errors():
+    batch = _batch(1, 5, 3, np.float32)
+
+    def call(**change):
+        b = {**batch, **change}
+        return adv.gae(*_pick(b, *GAE_ARGS))
+
+    with pytest.raises(ValueError, match="^rewards must be a float32 or float64 array"):
+        call(rewards=np.ones((5, 3), np.int64))
+    with pytest.raises(ValueError, match="^values must be a float32 or float64 array"):
+        call(values=np.ones((5, 3), np.float16))
+    with pytest.raises(ValueError, match=r"^rewards must be \[T, B\]"):
+        call(rewards=np.ones((5, 3, 2), np.float32))
+    with pytest.raises(ValueError, match="^truncated must be bool or hold only 0 and 1"):
+        call(truncated=np.full((5, 3), 2))
+    with pytest.raises(ValueError, match="^terminated must be a bool array"):
+        call(terminated=np.full((5, 3), "x"))
+    with pytest.raises(ValueError, match=r"^terminated has shape \(3, 5\)"):
+        call(terminated=np.zeros((3, 5), bool))
+    args = _pick(batch, *GAE_ARGS)
+    for kwargs, message in [
+        (dict(gamma=1.5), r"^gamma must be in \[0.0, 1.0\]"),
+        (dict(gamma=float("nan")), "^gamma must be in"),
+        (dict(lam=-0.1), "^lam must be in"),
+        (dict(gamma="0.9"), "^gamma must be a real number"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            adv.gae(*args, **kwargs)
+    vt = _pick(batch, *VT_ARGS)
+    for name in ("rho_clip", "c_clip", "pg_rho_clip"):
+        with pytest.raises(ValueError, match=rf"^{name} must be in \(0.0, inf\]"):
+            adv.vtrace(*vt, **{name: 0.0})
+    with pytest.raises(ValueError, match="^n must be an integer >= 1"):
+        adv.n_step_returns(*_pick(batch, *RET_ARGS), 0)
+    for bad in (0, -2, 1.5, "yes"):
+        with pytest.raises(ValueError, match="^parallel must be None, a bool or a thread count"):
+            adv.gae(*args, parallel=bad)
+
+
+def test_kernel_errors_in_threads_reach_the_caller(monkeypatch):
+    from gristmill.kernels import _advantage_numba as fast
+
+    def broken(*args):
+        raise RuntimeError(f"columns {args[-3]}:{args[-2]}")
+
+    monkeypatch.setattr(fast, "gae_c", broken)
+    batch = _batch(1, 4, 40, np.float32)
+    with pytest.raises(RuntimeError, match="columns"):
+        adv.gae(*_pick(batch, *GAE_ARGS), parallel=3)
+
+
+# ------------------------------------------------------------------ subprocess: import, JIT off
+def _python(code: str, **env) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, env={**os.environ, **env}, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_runs_unchanged_with_numba_jit_disabled():
+    out = _python(
+        """
+        import numpy as np
+        from gristmill.kernels import advantage as adv, _advantage_numba as fast
+        from gristmill.kernels.advantage import reference as ref
+        assert not hasattr(fast.gae_c, "py_func"), "JIT is not disabled"
+        rng = np.random.default_rng(0)
+        for order in "CF":
+            f = lambda: np.asarray(rng.normal(size=(7, 5)), np.float32, order=order)
+            r, v, nv, blp, tlp = f(), f(), f(), f(), f()
+            te = np.asarray(rng.random((7, 5)) < 0.2, order=order)
+            tr = np.asarray(rng.random((7, 5)) < 0.2, order=order)
+            for par in (False, True):
+                np.testing.assert_array_equal(
+                    adv.gae(r, v, nv, te, tr, parallel=par)[0], ref.gae(r, v, nv, te, tr)[0])
+                got = adv.vtrace(blp, tlp, r, v, nv, te, tr, lam=0.9, parallel=par)
+                want = ref.vtrace(blp, tlp, r, v, nv, te, tr, lam=0.9)
+                np.testing.assert_array_equal(got[0], want[0])  # numpy's exp both sides
+                np.testing.assert_array_equal(got[1], want[1])
+                np.testing.assert_array_equal(
+                    adv.lambda_returns(r, nv, te, tr, parallel=par),
+                    ref.lambda_returns(r, nv, te, tr))
+                np.testing.assert_array_equal(
+                    adv.n_step_returns(r, nv, te, tr, 3, parallel=par),
+                    ref.n_step_returns(r, nv, te, tr, 3))
+        print("ok")
+        """,
+        NUMBA_DISABLE_JIT="1",
+    )
+    assert out.strip() == "ok"
+
+
+def test_import_is_light_and_fast_once_the_cache_is_warm():
+    # Warm numba's on-disk cache in a process of its own (what a user's first run does).
+    _python(
+        """
+        import numpy as np
+        from gristmill.kernels.advantage import gae
+        x = np.zeros((4, 3), np.float32); f = np.zeros((4, 3), bool)
+        gae(x, x, x, f, f)
+        """
+    )
+    out = _python(
+        """
+        import sys, time
+        t0 = time.perf_counter()
+        import gristmill.kernels.advantage as adv
+        dt = time.perf_counter() - t0
+        heavy = sorted(m for m in ("numba", "torch", "gymnasium") if m in sys.modules)
+        import numpy as np
+        x = np.zeros((4, 3), np.float32); f = np.zeros((4, 3), bool)
+        t1 = time.perf_counter()
+        adv.gae(x, x, x, f, f)
+        first_call = time.perf_counter() - t1
+        from gristmill.kernels import _advantage_numba as fast
+        misses = sum(fast.gae_c.stats.cache_misses.values())
+        leaked = sorted(m for m in ("torch", "gymnasium") if m in sys.modules)
+        print(dt, ",".join(heavy) or "-", misses, ",".join(leaked) or "-", first_call)
+        """
+    )
+    import_s, heavy, misses, leaked, first_call = out.split()
+    assert heavy == "-", f"importing the module pulled in {heavy}"
+    assert leaked == "-", f"calling gae pulled in {leaked}"
+    assert int(misses) == 0, "the warm call recompiled instead of loading numba's cache"
+    assert float(import_s) < 0.5, f"import took {float(import_s):.3f} s"
