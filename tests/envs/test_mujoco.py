@@ -72,3 +72,13 @@ def test_bad_input():
     with pytest.raises(TypeError, match="no parameter"):
         make_env("Ant-v5", not_a_param=1)
     assert make_env("Ant-v5", ctrl_cost_weight=0.0).ctrl_cost_weight == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pairwise_sumsq_is_bit_identical_to_numpy(dtype):
+    from gristmill.envs._mujoco_kernels import pairwise_sumsq
+
+    rng = np.random.default_rng(0)
+    for n in list(range(1, 140)) + [255, 256, 257, 500, 960]:
+        x = (rng.standard_normal(n) * rng.uniform(0.01, 100)).astype(dtype)
+        assert pairwise_sumsq(x) == np.sum(np.square(x)), n
