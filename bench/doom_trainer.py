@@ -17,16 +17,21 @@ Results print as JSON lines; BENCHMARKS.md quotes them with the command.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import re
-import shutil
-import subprocess
 import sys
-import tempfile
-import threading
-import time
+
+# bench/ holds modules named like the stdlib's (bench/queue.py): keep it off the import path.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(__file__)]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import resource  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,6 +40,7 @@ def _run_timed(cmd: list[str], seconds: float, pattern: re.Pattern, cwd: str, en
     """Run ``cmd``; every output line matching ``pattern`` (group 'frames') is stamped with the
     wall time it was read. Steady fps = frame delta over the last 75% of the samples."""
     samples: list[tuple[float, int]] = []
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(
         cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
@@ -57,6 +63,10 @@ def _run_timed(cmd: list[str], seconds: float, pattern: re.Pattern, cwd: str, en
         proc.kill()
     reader.join(10)
     wall = time.time() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU seconds of the whole process tree (children are reaped by their parents in turn):
+    # robust to other load on a shared box, unlike frames per wall second.
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
     steady = None
     if len(samples) >= 3:
         start = next((s for s in samples if s[0] >= 0.25 * samples[-1][0]), samples[0])
@@ -67,6 +77,8 @@ def _run_timed(cmd: list[str], seconds: float, pattern: re.Pattern, cwd: str, en
         "steady_fps": steady,
         "frames": samples[-1][1] if samples else 0,
         "wall_s": wall,
+        "cpu_s": cpu,
+        "frames_per_cpu_s": (samples[-1][1] / cpu) if samples and cpu > 0 else None,
         "returncode": proc.returncode,
         "samples": len(samples),
         "tail": "".join(tail[-5:]) if steady is None else "",
@@ -248,14 +260,16 @@ def main() -> None:
     elif args.what == "sf":
         print(json.dumps(run_sf(args)), flush=True)
     else:
-        gm, sf = [], []
+        gm, sf, gm_eff, sf_eff = [], [], [], []
         for _ in range(args.repeat):
             r = run_sf(args)
             print(json.dumps(r), flush=True)
             sf.append(r["steady_fps"] or 0.0)
+            sf_eff.append(r["frames_per_cpu_s"] or 0.0)
             r = run_gristmill(args)
             print(json.dumps(r), flush=True)
             gm.append(r["steady_fps"] or 0.0)
+            gm_eff.append(r["frames_per_cpu_s"] or 0.0)
         med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
         print(
             json.dumps(
@@ -265,6 +279,9 @@ def main() -> None:
                     "gristmill_median": med(gm),
                     "sf_median": med(sf),
                     "ratio": med(gm) / max(med(sf), 1e-9),
+                    "gristmill_frames_per_cpu_s": med(gm_eff),
+                    "sf_frames_per_cpu_s": med(sf_eff),
+                    "cpu_efficiency_ratio": med(gm_eff) / max(med(sf_eff), 1e-9),
                 }
             ),
             flush=True,
