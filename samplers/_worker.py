@@ -103,15 +103,20 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recov
     blk0 = n_workers
     conn.send(("ready", w))
 
+    # Per-block 1-D rows and per-slot obs views, built once: the hot path indexes lists.
+    obs_v = [[slot.obs[b, p, ...] for p in range(batch)] for b in range(n_blocks)]
+    rew_b = list(slot.rew)
+    term_b = list(slot.term)
+    trunc_b = list(slot.trunc)
+    id_b = list(slot.env_id)
+    el_b = list(slot.elapsed)
+    info_b = [list(arr) for arr in slot.infos]
+
     def run_item(env_id, cmd, block, pos):
         k = local[env_id]
         e = envs[k]
         current[0] = env_id
-        progress[P_POS] = -1
-        progress[P_ENV] = env_id
-        progress[P_BLOCK] = block
-        progress[P_POS] = pos
-        obs_row = slot.obs[block, pos]
+        obs_row = obs_v[block][pos]
         if cmd != CMD_STEP or needs_reset[k]:
             s = int(seeds[env_id])
             if s < 0:
@@ -124,7 +129,7 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recov
                 e.reset_into(obs_row, seed=seed)
             else:
                 o, info = e.reset(seed=seed)
-                slot.obs[block, pos] = o
+                obs_row[...] = o
             needs_reset[k] = False
             elapsed[k] = 0
             rew, term = 0.0, False
@@ -135,26 +140,25 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recov
                 rew, term, trunc = e.step_into(act[env_id], obs_row)
             else:
                 o, rew, term, trunc, info = e.step(act[env_id].copy())
-                slot.obs[block, pos] = o
+                obs_row[...] = o
             elapsed[k] += 1
             if term or trunc:
                 needs_reset[k] = True
-        slot.rew[block, pos] = rew
-        slot.term[block, pos] = term
-        slot.trunc[block, pos] = trunc
-        slot.env_id[block, pos] = env_id
-        slot.elapsed[block, pos] = elapsed[k]
+        rew_b[block][pos] = rew
+        term_b[block][pos] = term
+        trunc_b[block][pos] = trunc
+        id_b[block][pos] = env_id
+        el_b[block][pos] = elapsed[k]
         if info_keys:
             if fast[k]:
-                for arr, v in zip(slot.infos, e.info_values(), strict=False):
-                    arr[block, pos] = v
+                for rows, v in zip(info_b, e.info_values(), strict=False):
+                    rows[block][pos] = v
             else:
-                for arr, key in zip(slot.infos, info_keys, strict=True):
+                for rows, key in zip(info_b, info_keys, strict=True):
                     if key in info:
-                        arr[block, pos] = info[key]
+                        rows[block][pos] = info[key]
         if sig.fetch_add(block, 1) + 1 == expected[block]:
             sig.post(blk0 + block)
-        progress[P_POS] = -1
 
     for env_id, cmd, block, pos in recovery or ():
         run_item(env_id, cmd, block, pos)
@@ -166,7 +170,7 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recov
                 if os.getppid() != parent_pid:
                     return  # orphaned
             continue
-        env_id, cmd, block, pos = (int(x) for x in ring[tail % cap])
+        env_id, cmd, block, pos = ring[tail % cap].tolist()
         if cmd == CMD_CLOSE:
             return
         run_item(env_id, cmd, block, pos)
