@@ -144,40 +144,54 @@ def gae_any(r, v, nv, term, trunc, gamma, lam, adv, ret, start, stop, block):
 
 
 # ----------------------------------------------------------------------------------- V-trace
+@njit(inline="always", **_JIT)
+def _clip(x, hi):
+    return hi if x > hi else x  # min(x, hi) that keeps NaN, like np.minimum
+
+
 @njit(**_JIT)
-def _vtrace_row(
-    blp, tlp, r, v, nv, te, tr, vs_next, gamma, lam, rho_clip, c_clip, pg_rho_clip, first,
-    acc, vs, pg,
+def _vtrace_row_vs(
+    blp, tlp, r, v, nv, te, tr, gamma, lam, rho_clip, c_clip, first, ratio, acc, vs
 ):
     for b in range(r.shape[0]):
-        ratio = exp(tlp[b] - blp[b])
+        x = exp(tlp[b] - blp[b])
+        ratio[b] = x
         d = (r[b] - v[b]) if te[b] else (r[b] + gamma * nv[b] - v[b])
-        d = min(rho_clip, ratio) * d
-        stop = first | te[b] | tr[b]
-        s = d + gamma * (lam * min(c_clip, ratio)) * acc[b]
-        d = d if stop else s
+        d = _clip(x, rho_clip) * d
+        s = d + gamma * (lam * _clip(x, c_clip)) * acc[b]
+        d = d if (first | te[b] | tr[b]) else s
         acc[b] = d
         vs[b] = v[b] + d
-        boot = nv[b] if stop else vs_next[b]
+
+
+@njit(**_JIT)
+def _vtrace_row_pg(r, v, nv, te, tr, vs_next, gamma, pg_rho_clip, first, ratio, pg):
+    for b in range(r.shape[0]):
+        boot = nv[b] if (first | te[b] | tr[b]) else vs_next[b]
         q = (r[b] - v[b]) if te[b] else (r[b] + gamma * boot - v[b])
-        pg[b] = min(pg_rho_clip, ratio) * q
+        pg[b] = _clip(ratio[b], pg_rho_clip) * q
 
 
 @njit(**_JIT)
 def _vtrace_c_block(
     blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg, b0, b1
 ):
+    # Two sweeps per row (vs, then pg) vectorise; one fused sweep does not (and runs 1.5x
+    # slower). The ratios pass between them through a one-row scratch.
     T = r.shape[0]
     acc = np.zeros(b1 - b0, dtype=vs.dtype)
+    ratio = np.empty(b1 - b0, dtype=vs.dtype)
     for t in range(T - 1, -1, -1):
         # Row T-1 bootstraps from nv: first=True selects it (acc starts at zero).
         first = t == T - 1
         vs_next = nv[t, b0:b1] if first else vs[t + 1, b0:b1]
-        _vtrace_row(
-            blp[t, b0:b1], tlp[t, b0:b1], r[t, b0:b1], v[t, b0:b1], nv[t, b0:b1],
-            term[t, b0:b1], trunc[t, b0:b1], vs_next, gamma, lam, rho_clip, c_clip,
-            pg_rho_clip, first, acc, vs[t, b0:b1], pg[t, b0:b1],
+        rt, vt, nvt = r[t, b0:b1], v[t, b0:b1], nv[t, b0:b1]
+        te, tr = term[t, b0:b1], trunc[t, b0:b1]
+        _vtrace_row_vs(
+            blp[t, b0:b1], tlp[t, b0:b1], rt, vt, nvt, te, tr, gamma, lam, rho_clip, c_clip,
+            first, ratio, acc, vs[t, b0:b1],
         )
+        _vtrace_row_pg(rt, vt, nvt, te, tr, vs_next, gamma, pg_rho_clip, first, ratio, pg[t, b0:b1])
 
 
 @njit(**_JIT)
@@ -207,10 +221,10 @@ def _vtrace_cols(
                 d = r[t, b] - v[t, b]
             else:
                 d = r[t, b] + gamma * nv[t, b] - v[t, b]
-            d = min(rho_clip, ratio) * d
+            d = _clip(ratio, rho_clip) * d
             stop = first or term[t, b] or trunc[t, b]
             if not stop:
-                d = d + gamma * (lam * min(c_clip, ratio)) * acc[b - b0]
+                d = d + gamma * (lam * _clip(ratio, c_clip)) * acc[b - b0]
             acc[b - b0] = d
             vs[t, b] = v[t, b] + d
             if term[t, b]:
@@ -219,7 +233,7 @@ def _vtrace_cols(
                 q = r[t, b] + gamma * nv[t, b] - v[t, b]
             else:
                 q = r[t, b] + gamma * vs[t + 1, b] - v[t, b]
-            pg[t, b] = min(pg_rho_clip, ratio) * q
+            pg[t, b] = _clip(ratio, pg_rho_clip) * q
 
 
 @njit(**_JIT)

@@ -321,6 +321,16 @@ def test_terminal_next_values_are_ignored_even_if_nan():
     assert np.isfinite(adv.n_step_returns(*_pick(batch, *RET_ARGS), 3)).all()
 
 
+@pytest.mark.parametrize("kind", ["C", "F"])
+def test_nan_log_probs_propagate_instead_of_being_clipped(kind):
+    batch = {k: _layout(a, kind) for k, a in _batch(12, 6, 3, np.float32, 0.0, 0.0).items()}
+    batch["target_logp"] = batch["target_logp"].copy(order=kind)
+    batch["target_logp"][5, 1] = np.nan  # last row: the trace carries it to every earlier row
+    vs, pg = adv.vtrace(*_pick(batch, *VT_ARGS))
+    assert np.isnan(vs[:, 1]).all() and np.isnan(pg[5, 1])
+    assert np.isfinite(vs[:, [0, 2]]).all() and np.isfinite(pg[:, [0, 2]]).all()
+
+
 def test_single_stream_and_numeric_flags():
     batch = _batch(5, 9, 1, np.float64)
     a2, r2 = adv.gae(*_pick(batch, *GAE_ARGS))

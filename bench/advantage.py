@@ -1,0 +1,248 @@
+"""Advantage kernels: gristmill (Numba) vs the NumPy reference vs a torch loop over time.
+
+The peer is what Sample Factory and CleanRL do: a Python ``for`` loop over T on torch tensors
+(CleanRL's GAE; Sample Factory's V-trace with the ratios computed up front). Every
+implementation gets the same float32 ``[T, B]`` rollout (1% terminations, 1% truncations) and
+the results are checked against each other before timing.
+
+Headline figures run on ONE core: ``torch.set_num_threads(1)``, gristmill ``parallel=False``.
+The ``gm xN`` column is gristmill on all available cores (``parallel=True``, wall clock).
+Per call we report the best of ``--repeat`` timing rounds, as wall-clock µs and as CPU µs
+(``time.process_time``; steadier on a busy machine). Ratios use CPU µs for one-core runs.
+
+    flock /tmp/gristmill-bench.lock .venv/bin/python bench/advantage.py          # quick
+    flock /tmp/gristmill-bench.lock .venv/bin/python bench/advantage.py --full   # T x B grid
+
+Writes JSON to bench/results/advantage.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# bench/queue.py shadows the stdlib ``queue`` (which torch imports): keep bench/ off sys.path.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _HERE]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+from gristmill.kernels import advantage as gm  # noqa: E402
+from gristmill.kernels.advantage import reference  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "advantage.json"
+GAMMA, LAM = 0.99, 0.95
+QUICK_GRID = [(32, 64), (128, 1024)]
+FULL_GRID = [(t, b) for t in (32, 128) for b in (64, 1024, 4096)]
+
+
+# --------------------------------------------------------------------------- the torch peer
+def torch_gae(r, v, nv, term, trunc, gamma=GAMMA, lam=LAM):
+    """CleanRL's GAE loop (ppo.py), with explicit next values and terminated/truncated."""
+    import torch
+
+    not_term = 1.0 - term.float()
+    not_done = 1.0 - (term | trunc).float()
+    advantages = torch.zeros_like(r)
+    last = torch.zeros_like(r[0])
+    for t in reversed(range(r.shape[0])):
+        delta = r[t] + gamma * nv[t] * not_term[t] - v[t]
+        last = delta + gamma * lam * not_done[t] * last
+        advantages[t] = last
+    return advantages, advantages + v
+
+
+def torch_vtrace(blp, tlp, r, v, nv, term, trunc, gamma=GAMMA, lam=1.0, clip=1.0):
+    """Sample Factory's V-trace loop (learner.py): ratios up front, one step per iteration."""
+    import torch
+
+    ratio = torch.exp(tlp - blp)
+    rho = torch.clamp(ratio, max=clip)
+    c = lam * torch.clamp(ratio, max=clip)
+    done = term | trunc
+    not_term = 1.0 - term.float()
+    not_done = 1.0 - done.float()
+    vs = torch.empty_like(r)
+    pg = torch.empty_like(r)
+    acc = torch.zeros_like(r[0])
+    last = r.shape[0] - 1
+    for t in reversed(range(r.shape[0])):
+        delta = rho[t] * (r[t] + gamma * not_term[t] * nv[t] - v[t])
+        acc = delta + gamma * not_done[t] * c[t] * acc
+        vs[t] = v[t] + acc
+        next_vs = nv[t] if t == last else torch.where(done[t], nv[t], vs[t + 1])
+        pg[t] = rho[t] * (r[t] + gamma * not_term[t] * next_vs - v[t])
+    return vs, pg
+
+
+# ------------------------------------------------------------------------------- harness
+def rollout(T: int, B: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    blp = rng.normal(-1.0, 0.5, (T, B)).astype(np.float32)
+    return dict(
+        blp=blp,
+        tlp=(blp + rng.normal(0.0, 0.3, (T, B))).astype(np.float32),
+        r=rng.normal(size=(T, B)).astype(np.float32),
+        v=rng.normal(size=(T, B)).astype(np.float32),
+        nv=rng.normal(size=(T, B)).astype(np.float32),
+        term=rng.random((T, B)) < 0.01,
+        trunc=rng.random((T, B)) < 0.01,
+    )
+
+
+def timeit(fn, repeat: int, min_time: float) -> tuple[float, float]:
+    """Best-of-``repeat`` (wall µs, CPU µs) per call; each round lasts about ``min_time`` s."""
+    fn()  # warm-up (and compile)
+    n, t0 = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - t0) < min_time / 4:
+        fn()
+        n += 1
+    calls = max(1, int(n * min_time / elapsed))
+    best_wall = best_cpu = float("inf")
+    for _ in range(repeat):
+        w0, c0 = time.perf_counter(), time.process_time()
+        for _ in range(calls):
+            fn()
+        best_wall = min(best_wall, (time.perf_counter() - w0) / calls)
+        best_cpu = min(best_cpu, (time.process_time() - c0) / calls)
+    return best_wall * 1e6, best_cpu * 1e6
+
+
+def implementations(data: dict, torch_data: dict) -> dict:
+    d, td = data, torch_data
+    gae_args = (d["r"], d["v"], d["nv"], d["term"], d["trunc"])
+    vt_args = (d["blp"], d["tlp"], *gae_args)
+    t_gae = (td["r"], td["v"], td["nv"], td["term"], td["trunc"])
+    t_vt = (td["blp"], td["tlp"], *t_gae)
+    return {
+        "gae": {
+            "numba": lambda: gm.gae(*gae_args, GAMMA, LAM, parallel=False),
+            "numba_par": lambda: gm.gae(*gae_args, GAMMA, LAM, parallel=True),
+            "numpy": lambda: reference.gae(*gae_args, GAMMA, LAM),
+            "torch": lambda: torch_gae(*t_gae),
+        },
+        "vtrace": {
+            "numba": lambda: gm.vtrace(*vt_args, GAMMA, 1.0, parallel=False),
+            "numba_par": lambda: gm.vtrace(*vt_args, GAMMA, 1.0, parallel=True),
+            "numpy": lambda: reference.vtrace(*vt_args, GAMMA, 1.0),
+            "torch": lambda: torch_vtrace(*t_vt),
+        },
+    }
+
+
+def check_agreement(impls: dict) -> None:
+    for kernel, fns in impls.items():
+        want = fns["numpy"]()
+        for name, fn in fns.items():
+            got = [np.asarray(x) for x in fn()]
+            for g, w in zip(got, want):
+                if not np.allclose(g, w, rtol=1e-4, atol=1e-4):
+                    raise SystemExit(f"{kernel}/{name} disagrees with the reference")
+
+
+def machine() -> dict:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import numba
+    import torch
+
+    return {
+        "nproc": os.cpu_count(),
+        "cores_available": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "torch": torch.__version__,
+        "load_avg_at_start": os.getloadavg(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    grid = parser.add_mutually_exclusive_group()
+    grid.add_argument("--quick", action="store_true", help=f"grid {QUICK_GRID} (default)")
+    grid.add_argument("--full", action="store_true", help=f"grid {FULL_GRID}")
+    parser.add_argument("--repeat", type=int, default=None, help="timing rounds (best kept)")
+    parser.add_argument("--min-time", type=float, default=None, help="seconds per round")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON output path")
+    args = parser.parse_args(argv)
+    full = args.full
+    repeat = args.repeat or (7 if full else 5)
+    min_time = args.min_time or (0.2 if full else 0.1)
+    shapes = FULL_GRID if full else QUICK_GRID
+
+    import torch
+    from rich.console import Console
+    from rich.table import Table
+
+    torch.set_num_threads(1)
+    info = machine()
+    rows = []
+    for T, B in shapes:
+        data = rollout(T, B)
+        torch_data = {k: torch.from_numpy(a) for k, a in data.items()}
+        impls = implementations(data, torch_data)
+        check_agreement(impls)
+        for kernel, fns in impls.items():
+            row = {"kernel": kernel, "T": T, "B": B}
+            for name, fn in fns.items():
+                wall, cpu = timeit(fn, repeat, min_time)
+                row[f"{name}_wall_us"], row[f"{name}_cpu_us"] = wall, cpu
+            row["x_torch"] = row["torch_cpu_us"] / row["numba_cpu_us"]
+            row["x_numpy"] = row["numpy_cpu_us"] / row["numba_cpu_us"]
+            row["x_torch_wall"] = row["torch_wall_us"] / row["numba_wall_us"]
+            row["par_speedup_wall"] = row["numba_wall_us"] / row["numba_par_wall_us"]
+            rows.append(row)
+            print(
+                f"{kernel:6s} T={T:<4d} B={B:<5d} numba {row['numba_cpu_us']:9.1f} µs  "
+                f"torch {row['torch_cpu_us']:9.1f} µs  x{row['x_torch']:.1f}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    cores = info["cores_available"]
+    table = Table(
+        title=f"advantage kernels, float32, µs per call (one core unless noted; {cores} cores "
+        f"available; {info['cpu_model']})"
+    )
+    for col in ("kernel", "T", "B", "gristmill", f"gristmill x{cores}", "numpy ref",
+                "torch loop", "vs torch", "vs numpy"):
+        table.add_column(col, justify="left" if col == "kernel" else "right")
+    for row in rows:
+        table.add_row(
+            row["kernel"], str(row["T"]), str(row["B"]),
+            f"{row['numba_cpu_us']:.1f}", f"{row['numba_par_wall_us']:.1f}",
+            f"{row['numpy_cpu_us']:.1f}", f"{row['torch_cpu_us']:.1f}",
+            f"{row['x_torch']:.1f}x", f"{row['x_numpy']:.1f}x",
+        )
+    Console().print(table)
+
+    command = "bench/advantage.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    payload = {
+        "benchmark": "advantage",
+        "command": command.strip(),
+        "settings": {"repeat": repeat, "min_time_s": min_time, "gamma": GAMMA, "lam": LAM,
+                     "dtype": "float32", "p_terminated": 0.01, "p_truncated": 0.01},
+        "machine": info,
+        "results": rows,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=2))
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
