@@ -19,7 +19,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 # Order matters only for reading the output; each runs alone (2-core machines).
-BENCHMARKS = ["advantage", "queue"]
+BENCHMARKS = ["advantage", "queue", "generals"]
 
 
 def main(argv: list[str] | None = None) -> int:
