@@ -53,14 +53,17 @@ def test_vector_env_view_matches_sync_vector_env():
 
 
 def test_sb3_ppo_trains_on_the_pool():
+    import torch
     from stable_baselines3 import PPO
     from stable_baselines3.common.vec_env import VecEnv
+
+    torch.set_num_threads(1)  # a 2-core box: no intra-op threads fighting the pool workers
 
     venv = to_sb3(make("CartPole-v1", num_envs=4, num_workers=2))
     assert isinstance(venv, VecEnv)
     obs = venv.reset()
     assert obs.shape == (4, 4)
-    model = PPO("MlpPolicy", venv, n_steps=256, batch_size=256, n_epochs=2, seed=0, device="cpu")
+    model = PPO("MlpPolicy", venv, n_steps=256, batch_size=256, n_epochs=1, seed=0, device="cpu")
     model.learn(total_timesteps=3072)
     assert model.num_timesteps >= 3072
     # auto-reset conversion: done envs carry their terminal observation
