@@ -31,8 +31,13 @@ Semantics, as EnvPool:
   ``pool.num_blocks`` says how many); copy what you keep longer.
 * ``info`` holds ``env_id`` and ``elapsed_step`` plus the env's own per-step fields
   (Atari: ``lives``, ``reward`` (unclipped), ``terminated``).
-* Async mode (``batch_size < num_envs``): ``recv`` returns the first ``batch_size`` results
-  in completion order, named by ``info["env_id"]``; sync mode returns them in request order.
+* Async mode (``batch_size < num_envs``, ``num_envs`` a multiple of it): envs cycle in fixed
+  batches of ``batch_size``; ``recv`` returns the oldest batch in flight, named by
+  ``info["env_id"]``, while the others keep stepping. Envs are dealt to workers round-robin,
+  so every batch loads all workers equally, and each worker serves its requests in order, so
+  the oldest batch is also the first to complete -- EnvPool's "first ``batch_size`` envs to
+  finish" for its recv/send loop, with results in a fixed slot order (zero copy, no
+  gather). Sync mode returns results in request order.
 
 Improvements over EnvPool: any Gymnasium id or Python factory runs in the pool; misuse raises
 :class:`~gristmill.samplers.errors.APIUsageError` instead of hanging or crashing (``recv``
