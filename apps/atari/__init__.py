@@ -1,0 +1,3 @@
+"""`gristmill-atari`: CleanRL's ppo_atari on gristmill's env pool (see :mod:`.cli`)."""
+
+__all__: list[str] = []
