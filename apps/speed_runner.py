@@ -505,13 +505,15 @@ def python_env_table(seconds, warmup, repeats, cores) -> list[dict]:
 
 
 # ---- autotune ---------------------------------------------------------------------------------
-def autotune(task: str, cores: int, seconds: float = 1.5, progress=True) -> list[dict]:
-    """Search gristmill's (num_envs, batch_size, num_workers) for ``task``; best first."""
+def autotune(task: str, cores: int, grid=(8, 16, 32, 64), seconds: float = 1.5,
+             progress=True) -> list[dict]:
+    """Search gristmill's (num_envs in ``grid``, batch_size in {n, n/2, n/4}, num_workers in
+    {cores, 2 x cores}) for ``task``; results best first."""
     cands = []
     for w in sorted({cores, 2 * cores}):
-        for n in (w, 2 * w, 4 * w, 8 * w, 16 * w):
+        for n in grid:
             for b in sorted({n, n // 2, n // 4}):
-                if b >= 1 and n % b == 0 and (b == n or n // b <= 4):
+                if n >= w and b >= 1 and n % b == 0:
                     cands.append((n, b, w))
     results = []
     from rich.progress import Progress
@@ -520,7 +522,7 @@ def autotune(task: str, cores: int, seconds: float = 1.5, progress=True) -> list
         job = bar.add_task(f"autotune {task}", total=len(cands))
         for n, b, w in cands:
             system = "gristmill-async" if b < n else "gristmill-sync"
-            results.append(measure(system, task, n, b, w, seconds, 0.5, 1))
+            results.append(measure(system, task, n, b, w, seconds, min(0.5, seconds), 1))
             bar.advance(job)
     results.sort(key=lambda r: -r["steps_per_s"])
     return results
@@ -566,7 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     progress = not args.no_progress
 
     if args.autotune:
-        res = autotune(args.autotune, args.cores, progress=progress)
+        grid = [int(x) for x in args.num_envs.split(",") if x]
+        res = autotune(args.autotune, args.cores, grid, seconds=args.seconds, progress=progress)
         for r in res[:10]:
             print(f"num_envs={r['num_envs']:3d} batch_size={r['batch_size']:3d} "
                   f"num_workers={r['num_workers']}: {r['steps_per_s']:,.0f} steps/s "

@@ -37,3 +37,15 @@ def test_table_json_and_chart(tmp_path, task):
         assert 0 < r["of_limit"] and r["limit_steps_per_s"] > 0
     assert os.path.getsize(prefix.with_suffix(".png")) > 1000
     assert "steps/s" in out.stdout
+
+
+def test_autotune(tmp_path):
+    prefix = tmp_path / "tune"
+    out = _run("--autotune", "Hopper-v5", "--num-envs", "2,4", "--seconds", "0.05", "--cores", "1",
+               "--out",
+               str(prefix), "--no-progress")
+    assert out.returncode == 0, out.stderr[-3000:]
+    res = json.loads(prefix.with_suffix(".autotune.json").read_text())
+    assert len(res) == 10  # n=2: b in {2,1}; n=4: b in {4,2,1}; each with w in {1,2}
+    assert res[0]["steps_per_s"] == max(r["steps_per_s"] for r in res)
+    assert "best: gristmill.samplers.make('Hopper-v5'" in out.stdout
