@@ -50,7 +50,8 @@ _ALIGN = 64
 # name -> pid of the process that owns (must unlink) it. Cleared in forked children: they
 # inherit the mapping, not the ownership.
 _OWNED: dict[str, int] = {}
-_OWNED_LOCK = threading.Lock()
+# Re-entrant: the SIGTERM handler may run while the main thread holds it.
+_OWNED_LOCK = threading.RLock()
 _SIGTERM_INSTALLED = False
 
 
@@ -97,8 +98,9 @@ def _cleanup_all() -> None:
 
 
 def _after_fork_in_child() -> None:
-    with _OWNED_LOCK:
-        _OWNED.clear()
+    global _OWNED_LOCK
+    _OWNED_LOCK = threading.RLock()  # another thread may have held it at fork time
+    _OWNED.clear()
 
 
 def _on_sigterm(signum, frame):  # pragma: no cover - exercised in a subprocess test

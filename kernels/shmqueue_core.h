@@ -413,16 +413,27 @@ static inline void gq_after_get(gq_header *h, uint32_t putters, uint32_t getters
     if (getters) gq_futex_wake(&h->seq_not_empty, 1);
 }
 
-static inline int gq_get_try(void *mem, uint64_t max_msgs, uint64_t max_bytes, char **out,
-                             uint64_t *out_bytes, uint64_t *out_n) {
+/*
+ * Non-blocking attempt for a caller that holds the GIL: GQ_BUSY if the lock is taken or
+ * if the first message is larger than `max_fast_bytes` (copy it with the GIL released).
+ */
+static inline int gq_get_try(void *mem, uint64_t max_msgs, uint64_t max_bytes,
+                             uint64_t max_fast_bytes, char **out, uint64_t *out_bytes,
+                             uint64_t *out_n) {
     gq_header *h = (gq_header *)mem;
     uint32_t wp, wg;
     int r = gq_trylock(h);
     if (r) return r == GQ_BUSY ? GQ_BUSY : GQ_ERROR;
-    if (h->state[h->cur].count == 0) {
+    gq_state *s = &h->state[h->cur];
+    if (s->count == 0) {
         gq_unlock(h);
         return GQ_EMPTY;
     }
+    if (((const uint32_t *)(gq_ring(h) + s->head % h->capacity))[0] > max_fast_bytes) {
+        gq_unlock(h);
+        return GQ_BUSY;
+    }
+    if (max_bytes == 0 || max_bytes > max_fast_bytes) max_bytes = max_fast_bytes;
     r = gq_get_locked(h, max_msgs, max_bytes, out, out_bytes, out_n, &wp, &wg);
     gq_unlock(h);
     if (r == GQ_OK) gq_after_get(h, wp, wg);

@@ -27,6 +27,24 @@ ROOT = HERE.parents[1]
 pytestmark = pytest.mark.usefixtures("shm_clean")
 
 
+@pytest.fixture
+def shm_clean():
+    """/dev/shm's gristmill entries are left as found (overrides tests/conftest.py's).
+
+    Only entries of this process, its descendants or dead owners count: other test runs may
+    share the box and create their own meanwhile.
+    """
+    sys.path.insert(0, str(HERE))
+    try:
+        import shm_workers
+    finally:
+        sys.path.remove(str(HERE))
+    before = shm_workers.our_shm_entries()
+    yield
+    leaked = shm_workers.our_shm_entries() - before
+    assert not leaked, f"leaked /dev/shm entries: {sorted(leaked)}"
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _stop_resource_tracker():
     """spawn starts multiprocessing's resource tracker; stop it so no child outlives us."""

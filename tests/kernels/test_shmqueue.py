@@ -35,6 +35,24 @@ pytestmark = pytest.mark.usefixtures("shm_clean")
 WAIT = 60  # generous joins/timeouts: the box may be loaded; nothing is timed
 
 
+@pytest.fixture
+def shm_clean():
+    """/dev/shm's gristmill entries are left as found (overrides tests/conftest.py's).
+
+    Only entries of this process, its descendants or dead owners count: other test runs may
+    share the box and create their own meanwhile.
+    """
+    sys.path.insert(0, str(HERE))
+    try:
+        import shm_workers
+    finally:
+        sys.path.remove(str(HERE))
+    before = shm_workers.our_shm_entries()
+    yield
+    leaked = shm_workers.our_shm_entries() - before
+    assert not leaked, f"leaked /dev/shm entries: {sorted(leaked)}"
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _stop_resource_tracker():
     """spawn starts multiprocessing's resource tracker; stop it so no child outlives us."""
@@ -365,7 +383,8 @@ def test_processes_many_producers_many_consumers(workers, n_prod, n_cons):
         _check_delivery(per_consumer, n_prod, n)
         assert q.empty()
         stats = q._stats()
-        assert stats["total_put"] == stats["total_got"] == n_prod * n + n_cons
+        # (consumers that drew several sentinels in one get_many put the extras back)
+        assert stats["total_put"] == stats["total_got"] >= n_prod * n + n_cons
 
 
 def test_spawn_children_attach_by_pickled_handle(workers):
