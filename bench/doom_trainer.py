@@ -28,6 +28,7 @@ import json  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -42,7 +43,8 @@ def _run_timed(cmd: list[str], seconds: float, pattern: re.Pattern, cwd: str, en
     samples: list[tuple[float, int]] = []
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(
-        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        start_new_session=True,
     )
     t0 = time.time()
     tail: list[str] = []
@@ -58,9 +60,16 @@ def _run_timed(cmd: list[str], seconds: float, pattern: re.Pattern, cwd: str, en
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        proc.wait(timeout=seconds + 300)
+        proc.wait(timeout=seconds + 60)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        # Sample Factory 2.1.1 does not stop on --train_for_seconds here: SIGINT stops it
+        # cleanly (its documented way out); kill the group if even that hangs.
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     reader.join(10)
     wall = time.time() - t0
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
