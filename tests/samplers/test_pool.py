@@ -303,3 +303,26 @@ def test_python_env_factory_and_discrete_obs():
             total += int(term.sum())
             pool.send(np.full(2, 2, np.int64), info["env_id"])
         assert total > 0
+
+
+class _HangEnv(_SlowEnv):
+    """Hangs (sleeps a minute) on its second step."""
+
+    def step(self, action):
+        self.t += 1
+        if self.t == 2:
+            time.sleep(60)
+        return 0, 0.0, False, False, {}
+
+
+def test_hung_worker_times_out_naming_the_envs():
+    pool = make(_HangEnv, num_envs=2, num_workers=1, step_timeout=0.5)
+    pids = pool.worker_pids()
+    pool.reset()
+    pool.step(np.zeros(2, np.int64))
+    t = time.monotonic()
+    with pytest.raises(TimeoutError, match=r"outstanding envs: \[0, 1\]"):
+        pool.step(np.zeros(2, np.int64))
+    assert time.monotonic() - t < 5
+    pool.close()
+    _assert_gone(pids)
