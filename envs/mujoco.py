@@ -29,7 +29,7 @@ import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
-from ._mujoco_kernels import ant_obs_reward
+from ._mujoco_kernels import ant_obs_reward, pairwise_sumsq
 
 __all__ = ["TASKS", "MujocoEnv", "list_tasks", "make_env"]
 
@@ -166,6 +166,14 @@ class MujocoEnv(gym.Env):
         return qpos, qvel
 
 
+def _sumsq(a) -> np.floating:
+    """``np.sum(np.square(a))`` (same value and dtype) in one compiled call."""
+    if not (isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype in (np.float32, np.float64)
+            and a.flags.c_contiguous):
+        return np.sum(np.square(a))
+    return a.dtype.type(pairwise_sumsq(a))
+
+
 def _clip(x: np.ndarray, lo: float, hi: float, out: np.ndarray) -> np.ndarray:
     """``np.clip(x, lo, hi)`` into ``out`` (same values; ``np.clip``'s per-call overhead is
     ~10 us on small arrays, this is ~1 us)."""
@@ -258,7 +266,7 @@ class HalfCheetah(MujocoEnv):
 
     def _reward(self, action, before):
         x_vel = (self.data.qpos[0] - before) / self.dt
-        ctrl = self.ctrl_cost_weight * np.sum(np.square(action))
+        ctrl = self.ctrl_cost_weight * _sumsq(action)
         return self.forward_reward_weight * x_vel - ctrl, False
 
     _reset_model = MujocoEnv._reset_normal_qvel
@@ -303,7 +311,7 @@ class Hopper(MujocoEnv):
     def _reward(self, action, before):
         x_vel = (self.data.qpos[0] - before) / self.dt
         healthy = self._healthy()
-        ctrl = self.ctrl_cost_weight * np.sum(np.square(action))
+        ctrl = self.ctrl_cost_weight * _sumsq(action)
         reward = self.forward_reward_weight * x_vel + healthy * self.healthy_reward - ctrl
         return reward, (not healthy) and self.terminate_when_unhealthy
 
@@ -340,7 +348,7 @@ class Swimmer(MujocoEnv):
 
     def _reward(self, action, before):
         x_vel = (self.data.qpos[0] - before) / self.dt
-        ctrl = self.ctrl_cost_weight * np.sum(np.square(action))
+        ctrl = self.ctrl_cost_weight * _sumsq(action)
         return self.forward_reward_weight * x_vel - ctrl, False
 
 
@@ -376,9 +384,9 @@ class Humanoid(MujocoEnv):
         d = self.data
         x_vel = (_mass_center_x(self.model, d) - before) / self.dt
         healthy = bool(self.healthy_z_range[0] < d.qpos[2] < self.healthy_z_range[1])
-        ctrl = self.ctrl_cost_weight * np.sum(np.square(d.ctrl))
-        contact = np.clip(self.contact_cost_weight * np.sum(np.square(d.cfrc_ext)),
-                          *self.contact_cost_range)
+        ctrl = self.ctrl_cost_weight * _sumsq(d.ctrl)
+        lo, hi = self.contact_cost_range
+        contact = min(max(self.contact_cost_weight * np.sum(np.square(d.cfrc_ext)), lo), hi)
         reward = self.forward_reward_weight * x_vel + healthy * self.healthy_reward - (
             ctrl + contact)
         return reward, (not healthy) and self.terminate_when_unhealthy
