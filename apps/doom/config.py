@@ -34,6 +34,7 @@ class TrainConfig:
     num_envs_per_worker: int = 8  # envs per worker (each a VizDoom game process)
     worker_num_splits: int = 2  # double buffering: step one split while the other infers
     rollout: int = 32  # steps per trajectory slot (T)
+    inference_wait_ms: float = 0.0  # wait this long to batch more workers' requests
     num_batches_to_accumulate: int = 2  # back-pressure: slots for this many pending batches
     env_frameskip: int = 4  # game tics per agent step, inside VizDoom
     res_w: int = 128  # observation width after the resize

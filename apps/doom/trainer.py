@@ -146,6 +146,8 @@ class DoomTrainer:
             state_size=model.state_size,
             agents_per_env=agents,
         )
+        # One split of every worker: what a full inference round can batch together.
+        self.min_inference_batch = self.layout.num_agents // self.layout.num_splits
         self.channels: RolloutChannels | None = None
         self.pool: RolloutWorkerPool | None = None
         self.writer = None
@@ -258,6 +260,19 @@ class DoomTrainer:
             msgs = ch.requests.get_many(timeout=timeout)
         except Empty:
             return
+        wait = self.cfg.inference_wait_ms / 1000.0
+        if wait > 0:
+            # Bigger batches amortise the per-call cost of the forward pass; the other split
+            # of each worker keeps its games busy meanwhile (double buffering).
+            deadline = time.perf_counter() + wait
+            while sum(len(m[4]) for m in msgs) < self.min_inference_batch:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                try:
+                    msgs += ch.requests.get_many(timeout=left)
+                except Empty:
+                    break
         msgs = [m for m in msgs if m[1] == pool.generation[m[0]]]  # drop dead workers' asks
         if not msgs:
             return
