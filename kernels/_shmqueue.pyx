@@ -78,8 +78,10 @@ cdef enum:
 # Python threads should run meanwhile.
 cdef uint64_t FAST_PATH_MAX_BYTES = 256 * 1024
 cdef int MAX_NDIM = 32
-import os as _os
-DEFAULT_GET_MANY_BYTES = int(_os.environ.get("GQ_GET_MANY_BYTES", 0))
+# get_many's default cap on the bytes taken per call (past the first message). Draining
+# megabytes at once costs more per message (cold receive buffer, and malloc returning the
+# freed result objects to the OS, then page-faulting them back in).
+DEFAULT_GET_MANY_BYTES = 128 * 1024
 
 cdef dict _DTYPE_CACHE = {}
 cdef object _np_empty = np.empty

@@ -273,6 +273,12 @@ def test_get_many_cap(q):
     assert len(q.get_many()) == 6
     with pytest.raises(ValueError, match="max_messages"):
         q.get_many(max_messages=0)
+    q.put_many([b"x" * 1000] * 5)  # records of 1008 bytes
+    assert len(q.get_many(max_bytes=2500)) == 2
+    assert len(q.get_many(max_bytes=10)) == 1  # the first message is always taken
+    assert len(q.get_many(max_bytes=0)) == 2  # 0 = no byte cap
+    with pytest.raises(ValueError, match="max_bytes"):
+        q.get_many(max_bytes=-1)
 
 
 def test_oversized_message_raises_value_error_at_once():
