@@ -21,8 +21,9 @@
  * Waiting: Linux futexes on two sequence counters (not-empty / not-full), bumped on every
  * commit. Waiters sleep in slices (GQ_WAIT_SLICE_NS) so that a wake-up lost to a waiter that
  * was killed costs at most one slice, never a hang, and the Python shell can check signals.
- * Dead waiters leave nothing in the kernel; at worst a waiter counter stays high, which only
- * costs a spare futex-wake syscall.
+ * Sleepers register their pid under the mutex so that wake-ups are only issued when someone
+ * sleeps; a killed sleeper's registration is reaped (kill(pid, 0) == ESRCH) the first time
+ * a wake-up finds nobody in the kernel.
  */
 #ifndef GRISTMILL_SHMQUEUE_CORE_H
 #define GRISTMILL_SHMQUEUE_CORE_H
@@ -35,6 +36,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,7 +57,8 @@
 
 #define GQ_MAGIC 0x6772697374514d31ULL /* "gristQM1" */
 #define GQ_VERSION 1u
-#define GQ_HEADER_SIZE 512u
+#define GQ_HEADER_SIZE 1024u
+#define GQ_MAX_WAITERS 64 /* per side; more still work, but a dead one stays counted */
 #define GQ_WAIT_SLICE_NS 100000000LL /* 100 ms */
 #define GQ_MAX_MSG_LEN 0xFFFFFFFFull
 
@@ -84,6 +87,9 @@ typedef struct {
     uint64_t recoveries;      /* times a dead owner's lock was recovered */
     uint64_t total_put;
     uint64_t total_got;
+    /* pid of each registered sleeper (0 = free slot), getters then putters: a sleeper that
+       is killed leaves its pid behind, and is reaped once a wake-up finds nobody asleep */
+    int32_t waiter_pid[2][GQ_MAX_WAITERS];
 } gq_header;
 
 _Static_assert(sizeof(gq_header) <= GQ_HEADER_SIZE, "gq_header too large");
@@ -118,8 +124,9 @@ static inline int gq_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeo
     return (int)syscall(SYS_futex, addr, FUTEX_WAIT, expected, &ts, NULL, 0);
 }
 
-static inline void gq_futex_wake(uint32_t *addr, int n) {
-    syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
+/* Returns how many sleepers were woken. */
+static inline long gq_futex_wake(uint32_t *addr, int n) {
+    return syscall(SYS_futex, addr, FUTEX_WAKE, n, NULL, NULL, 0);
 }
 
 /* ---- lock helpers ------------------------------------------------------------------------ */
@@ -152,6 +159,46 @@ static inline int gq_trylock(gq_header *h) {
 }
 
 static inline void gq_unlock(gq_header *h) { pthread_mutex_unlock(&h->mutex); }
+
+/* ---- sleeper registry (mutex held) ------------------------------------------------------- */
+#define GQ_GETTERS 0
+#define GQ_PUTTERS 1
+
+static inline uint32_t *gq_waiting(gq_header *h, int side) {
+    return side == GQ_GETTERS ? &h->waiting_getters : &h->waiting_putters;
+}
+
+static inline int gq_register(gq_header *h, int side) {
+    int32_t pid = (int32_t)getpid();
+    (*gq_waiting(h, side))++;
+    for (int i = 0; i < GQ_MAX_WAITERS; i++) {
+        if (h->waiter_pid[side][i] == 0) {
+            h->waiter_pid[side][i] = pid;
+            return i;
+        }
+    }
+    return -1; /* table full: counted only */
+}
+
+static inline void gq_unregister(gq_header *h, int side, int slot) {
+    uint32_t *w = gq_waiting(h, side);
+    if (slot >= 0) h->waiter_pid[side][slot] = 0;
+    if (*w) (*w)--;
+}
+
+/* A wake-up found nobody asleep: forget registrations of processes that no longer exist. */
+static inline void gq_reap(gq_header *h, int side) {
+    if (gq_trylock(h)) return; /* busy: the next miss will do it */
+    uint32_t *w = gq_waiting(h, side);
+    for (int i = 0; i < GQ_MAX_WAITERS; i++) {
+        int32_t pid = h->waiter_pid[side][i];
+        if (pid > 0 && kill(pid, 0) == -1 && errno == ESRCH) {
+            h->waiter_pid[side][i] = 0;
+            if (*w) (*w)--;
+        }
+    }
+    gq_unlock(h);
+}
 
 /* ---- ring copy helpers ------------------------------------------------------------------- */
 static inline void gq_ring_write(gq_header *h, uint64_t pos, const char *src, uint64_t n) {
@@ -272,7 +319,9 @@ static inline uint32_t gq_put_locked(gq_header *h, const gq_msg *msgs, size_t n)
 }
 
 static inline void gq_after_put(gq_header *h, uint32_t getters, size_t n) {
-    if (getters) gq_futex_wake(&h->seq_not_empty, n < (size_t)INT_MAX ? (int)n : INT_MAX);
+    if (getters &&
+        gq_futex_wake(&h->seq_not_empty, n < (size_t)INT_MAX ? (int)n : INT_MAX) == 0)
+        gq_reap(h, GQ_GETTERS);
 }
 
 /* Non-blocking attempt; never sleeps (GQ_BUSY if another process holds the lock). */
@@ -314,11 +363,11 @@ static inline int gq_put_wait(void *mem, const gq_msg *msgs, size_t n, int64_t d
             if (left < wait) wait = left;
         }
         uint32_t seq = __atomic_load_n(&h->seq_not_full, __ATOMIC_ACQUIRE);
-        h->waiting_putters++;
+        int slot = gq_register(h, GQ_PUTTERS);
         gq_unlock(h);
         gq_futex_wait(&h->seq_not_full, seq, wait);
         if (gq_lock(h)) return GQ_ERROR;
-        if (h->waiting_putters) h->waiting_putters--;
+        gq_unregister(h, GQ_PUTTERS, slot);
         if (!gq_fits(h, &h->state[h->cur], need, n)) {
             gq_unlock(h);
             return GQ_AGAIN;
@@ -409,8 +458,8 @@ static inline int gq_get_locked(gq_header *h, uint64_t max_msgs, uint64_t max_by
 }
 
 static inline void gq_after_get(gq_header *h, uint32_t putters, uint32_t getters) {
-    if (putters) gq_futex_wake(&h->seq_not_full, INT_MAX);
-    if (getters) gq_futex_wake(&h->seq_not_empty, 1);
+    if (putters && gq_futex_wake(&h->seq_not_full, INT_MAX) == 0) gq_reap(h, GQ_PUTTERS);
+    if (getters && gq_futex_wake(&h->seq_not_empty, 1) == 0) gq_reap(h, GQ_GETTERS);
 }
 
 /*
@@ -458,11 +507,11 @@ static inline int gq_get_wait(void *mem, uint64_t max_msgs, uint64_t max_bytes,
             if (left < wait) wait = left;
         }
         uint32_t seq = __atomic_load_n(&h->seq_not_empty, __ATOMIC_ACQUIRE);
-        h->waiting_getters++;
+        int slot = gq_register(h, GQ_GETTERS);
         gq_unlock(h);
         gq_futex_wait(&h->seq_not_empty, seq, wait);
         if (gq_lock(h)) return GQ_ERROR;
-        if (h->waiting_getters) h->waiting_getters--;
+        gq_unregister(h, GQ_GETTERS, slot);
         if (h->state[h->cur].count == 0) {
             gq_unlock(h);
             return GQ_AGAIN;

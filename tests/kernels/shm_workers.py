@@ -89,9 +89,17 @@ def is_intact(msg: bytes) -> bool:
     return hashlib.blake2b(msg[8:], digest_size=8).digest() == msg[:8]
 
 
-def churn(q, seed: int) -> None:
-    """Put and get checksummed messages of random sizes forever (until killed)."""
+def churn(q, seed: int, pause_in_put: float = 0.0) -> None:
+    """Put and get checksummed messages of random sizes forever (until killed).
+
+    ``pause_in_put`` > 0 makes every put sleep that long inside the critical section (lock
+    held, message written, not committed), so that a kill usually lands there.
+    """
     rng = random.Random(seed)
+    if pause_in_put:
+        from gristmill.kernels._shmqueue import set_debug_put_pause
+
+        set_debug_put_pause(pause_in_put)
     while True:
         for _ in range(rng.randint(1, 4)):
             msg = checksummed(rng.randint(0, 3000), rng)
@@ -110,6 +118,11 @@ def churn(q, seed: int) -> None:
                 pass
             except BaseException:  # a corrupt message: die with a telling status
                 os._exit(3)
+
+
+def block_in_get(q) -> None:
+    """Sleep in get() on an empty queue until killed."""
+    q.get()
 
 
 def pause_inside_put(q) -> None:
