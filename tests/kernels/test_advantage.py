@@ -488,6 +488,23 @@ def test_other_input_errors():
             adv.gae(*args, parallel=bad)
 
 
+def test_numpy_fallback_when_numba_is_missing(monkeypatch):
+    """Without numba the public functions run the references (same validation, same out=)."""
+    monkeypatch.setattr(adv, "_fast", lambda: None)
+    batch = _batch(8, 9, 4, np.float32)
+    o = np.empty((9, 4), np.float32)
+    a, _ = adv.gae(*_pick(batch, *GAE_ARGS), 0.9, 0.8, out=(o, None))
+    assert a is o
+    np.testing.assert_array_equal(o, ref.gae(*_pick(batch, *GAE_ARGS), 0.9, 0.8)[0])
+    np.testing.assert_array_equal(
+        adv.vtrace(*_pick(batch, *VT_ARGS))[1], ref.vtrace(*_pick(batch, *VT_ARGS))[1]
+    )
+    rets = _pick(batch, *RET_ARGS)
+    np.testing.assert_array_equal(adv.lambda_returns(*rets), ref.lambda_returns(*rets))
+    np.testing.assert_array_equal(adv.discounted_returns(*rets), ref.discounted_returns(*rets))
+    np.testing.assert_array_equal(adv.n_step_returns(*rets, 3), ref.n_step_returns(*rets, 3))
+
+
 def test_kernel_errors_in_threads_reach_the_caller(monkeypatch):
     from gristmill.kernels import _advantage_numba as fast
 
