@@ -53,6 +53,7 @@ _OWNED: dict[str, int] = {}
 # Re-entrant: the SIGTERM handler may run while the main thread holds it.
 _OWNED_LOCK = threading.RLock()
 _SIGTERM_INSTALLED = False
+_EXIT_HOOK_PID = 0
 
 
 def make_name(kind: str = "") -> str:
@@ -123,6 +124,23 @@ def _install_sigterm_handler() -> None:
         pass
 
 
+def _ensure_exit_hooks() -> None:
+    """Clean up at exit in this process, including a multiprocessing child.
+
+    ``atexit`` covers a normal interpreter exit (Ctrl-C included), but a multiprocessing child
+    leaves through ``os._exit`` after running only multiprocessing's own finalizers: register
+    one of those too, once per process (forked children start with an empty registry).
+    """
+    global _EXIT_HOOK_PID
+    if _EXIT_HOOK_PID == os.getpid():
+        return
+    _EXIT_HOOK_PID = os.getpid()
+    from multiprocessing import util
+
+    util.Finalize(None, _cleanup_all, exitpriority=-10)
+    _install_sigterm_handler()
+
+
 atexit.register(_cleanup_all)
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
@@ -163,7 +181,7 @@ class SharedSegment:
                     "gristmill-shm can find leftovers"
                 )
         size = max(nbytes, 1)  # a zero-length segment cannot be mapped
-        _install_sigterm_handler()
+        _ensure_exit_hooks()
         try:
             shm = posix_ipc.SharedMemory(_posix(name), posix_ipc.O_CREX, mode=0o600, size=size)
         except posix_ipc.ExistentialError:

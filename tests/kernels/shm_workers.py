@@ -23,6 +23,20 @@ def fill_array(shared, value) -> None:
     shared.array[...] = value
 
 
+_KEEP = []
+
+
+def create_and_return(names) -> None:
+    """Create an array and a queue, keep them referenced, and just return (mp child exit)."""
+    from gristmill.kernels.shm import SharedArray
+    from gristmill.kernels.shmqueue import Queue
+
+    a = SharedArray.create(10, np.float32)
+    q = Queue(1024)
+    _KEEP.extend([a, q])
+    names.put([a.name, q.name])
+
+
 def attach_and_sleep(shared, ready) -> None:
     """Attach (by unpickling), signal, then wait to be killed."""
     shared.array[0] = 1

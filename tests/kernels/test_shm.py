@@ -184,6 +184,20 @@ def test_child_writes_are_visible_and_child_never_unlinks(method, workers):
         assert _exists(a.name), "a child's exit must not unlink its parent's segment"
 
 
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_segments_created_by_a_multiprocessing_child_go_when_it_exits(method, workers):
+    """mp children leave through os._exit (no atexit): gristmill still cleans up there."""
+    ctx = mp.get_context(method)
+    names = ctx.SimpleQueue()
+    p = ctx.Process(target=workers.create_and_return, args=(names,))
+    p.start()
+    created = names.get()
+    p.join(60)
+    assert p.exitcode == 0
+    assert all(n.startswith(PREFIX) and parse_owner_pid(n) == p.pid for n in created)
+    assert not any(_exists(n) for n in created)
+
+
 def test_forked_child_does_not_inherit_ownership():
     with SharedArray.create(3, np.uint8) as a:
         pid = os.fork()
