@@ -17,6 +17,9 @@ a generals.io turn) in which both players act:
 4. vision: each player sees its own cells and their 8 neighbours; fogged mountains and cities
    both look like obstacles, fogged generals like fog.
 
+One deliberate difference: armies are int32 here, int16 in generals-bots (which would wrap
+past 32,767 army on one cell, far beyond any real game's length).
+
 State (per board ``b``, padded to ``S = pad_to``; padding is mountain):
 
 - ``terrain`` uint8 [N, S, S] (maps.PLAIN/MOUNTAIN/CITY/GENERAL), ``owner`` int8 [N, S, S]
