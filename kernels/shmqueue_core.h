@@ -523,6 +523,58 @@ static inline int gq_get_wait(void *mem, uint64_t max_msgs, uint64_t max_bytes,
     return r;
 }
 
+/* ---- zero-staging get for a caller holding the GIL ------------------------------------------
+ * gq_hold_try() takes the lock without waiting and exposes [head, tail); the caller copies
+ * records straight into the objects it returns (gq_read_at), then gq_release_commit() removes
+ * what it took, or gq_release() leaves everything queued. Between the two the caller may
+ * allocate but must not run arbitrary Python code (nothing may wait for this lock).
+ */
+static inline int gq_hold_try(void *mem, uint64_t *head, uint64_t *tail) {
+    gq_header *h = (gq_header *)mem;
+    int r = gq_trylock(h);
+    if (r) return r == GQ_BUSY ? GQ_BUSY : GQ_ERROR;
+    gq_state *s = &h->state[h->cur];
+    if (s->count == 0) {
+        gq_unlock(h);
+        return GQ_EMPTY;
+    }
+    *head = s->head;
+    *tail = s->tail;
+    return GQ_OK;
+}
+
+/* Record header at pos (lock held). */
+static inline void gq_record_at(void *mem, uint64_t pos, uint32_t *len, uint32_t *meta) {
+    gq_header *h = (gq_header *)mem;
+    const uint32_t *rec = (const uint32_t *)(gq_ring(h) + pos % h->capacity);
+    *len = rec[0];
+    *meta = rec[1];
+}
+
+/* Copy n payload bytes of the record at pos, from payload offset off (lock held). */
+static inline void gq_read_at(void *mem, uint64_t pos, uint64_t off, char *dst, uint64_t n) {
+    gq_ring_read((gq_header *)mem, pos + 8 + off, dst, n);
+}
+
+static inline void gq_release(void *mem) { gq_unlock((gq_header *)mem); }
+
+/* Remove the n records before new_head, unlock, wake. */
+static inline void gq_release_commit(void *mem, uint64_t new_head, uint64_t n) {
+    gq_header *h = (gq_header *)mem;
+    uint32_t cur = h->cur;
+    gq_state s = h->state[cur];
+    s.head = new_head;
+    s.count -= n;
+    h->state[cur ^ 1u] = s;
+    __atomic_store_n(&h->cur, cur ^ 1u, __ATOMIC_RELEASE); /* the commit */
+    h->total_got += n;
+    __atomic_fetch_add(&h->seq_not_full, 1u, __ATOMIC_RELEASE);
+    uint32_t wp = h->waiting_putters;
+    uint32_t wg = (s.count > 0) ? h->waiting_getters : 0;
+    gq_unlock(h);
+    gq_after_get(h, wp, wg);
+}
+
 /* ---- inspection -------------------------------------------------------------------------- */
 typedef struct {
     uint64_t count, used_bytes, capacity, maxsize, recoveries, total_put, total_got;

@@ -133,6 +133,15 @@ def test_every_kind_of_message_round_trips_in_order(q):
     assert q.empty() and q.qsize() == 0
 
 
+def test_get_many_drains_arrays_of_dtypes_not_seen_before(q):
+    # dtypes no other test uses: the receiving side parses them mid-batch
+    batch = [b"a", np.arange(3, dtype=">u2"), np.array([5], "<m8[us]"), {"x": 1}, b"z"]
+    q.put_many(batch)
+    got = q.get_many()
+    assert len(got) == 5 and got[0] == b"a" and got[3] == {"x": 1} and got[4] == b"z"
+    assert _same(got[1], batch[1]) and _same(got[2], batch[2])
+
+
 def test_received_arrays_own_their_memory(q):
     a = np.arange(5)
     q.put(a)
