@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from gristmill.apps.doom.config import add_arguments, from_args
@@ -35,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Idle OpenMP threads sleep instead of spinning: on a small box the spin steals the cores
+    # the games and the other torch thread need (must be set before torch starts OpenMP).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = _parser().parse_args(argv)
     if args.command == "envs":
         from gristmill.envs.doom import DOOM_ENVS  # noqa: PLC0415

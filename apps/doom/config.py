@@ -28,7 +28,8 @@ class TrainConfig:
     train_for_seconds: float = 0.0  # stop after this wall time (0: no limit)
     seed: int = 0  # seeds torch and the envs (env i resets with seed + i)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    torch_threads: int = 0  # intra-op threads (0: one per core)
+    torch_threads: int = 0  # learner intra-op threads (0: one per core)
+    inference_threads: int = 1  # inference intra-op threads (small batches: 1 is fastest)
     # sampling
     num_workers: int = 2  # rollout worker processes
     num_envs_per_worker: int = 8  # envs per worker (each a VizDoom game process)

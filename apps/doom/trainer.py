@@ -106,8 +106,6 @@ class DoomTrainer:
         self.console = console or Console(stderr=True)
         self.exp_dir = os.path.join(cfg.train_dir, cfg.experiment_name)
         self.ckpt_dir = os.path.join(self.exp_dir, "checkpoints")
-        if cfg.torch_threads > 0:
-            torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
 
         self.env_fn = DoomEnvFactory(
@@ -227,6 +225,9 @@ class DoomTrainer:
     def _learner_loop(self) -> None:
         ch = self.channels
         pending: list[int] = []
+        # OpenMP thread counts are per calling thread: the learner takes every core, the
+        # inference thread (small batches) one, so neither waits on the other's barriers.
+        torch.set_num_threads(self.cfg.torch_threads or os.cpu_count() or 1)
         try:
             while not self.stop_event.is_set():
                 try:
@@ -400,6 +401,7 @@ class DoomTrainer:
         learner_thread = threading.Thread(target=self._learner_loop, name="learner", daemon=True)
         t0 = time.time()
         reason = "done"
+        torch.set_num_threads(max(1, cfg.inference_threads))
         try:
             self.pool.start()
             learner_thread.start()
