@@ -230,6 +230,8 @@ def train(args: Args, console: Console | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Idle OpenMP threads sleep rather than spin while the pool's workers need the cores.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     ns = _parser().parse_args(argv)
     args = Args(**{f.name: getattr(ns, f.name) for f in fields(Args)})
     try:
