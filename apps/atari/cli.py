@@ -27,9 +27,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
-from gristmill.apps.doom.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
-from gristmill.learners import ActionSpec, ActorCritic, PPOConfig, PPOLearner, select_device
-from gristmill.learners.ppo import cleanrl_atari_model_config
+from gristmill.apps.doom.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from gristmill.learners import ActionSpec, ActorCritic, PPOConfig, PPOLearner, select_device  # noqa: E402
+from gristmill.learners.ppo import cleanrl_atari_model_config  # noqa: E402
 from rich.console import Console
 
 __all__ = ["Args", "main", "train"]
@@ -230,8 +230,6 @@ def train(args: Args, console: Console | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Idle OpenMP threads sleep rather than spin while the pool's workers need the cores.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     ns = _parser().parse_args(argv)
     args = Args(**{f.name: getattr(ns, f.name) for f in fields(Args)})
     try:
