@@ -25,12 +25,26 @@ import time
 from collections import deque
 from dataclasses import dataclass, fields
 
-import numpy as np
-import torch
-from gristmill.apps.doom.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
-from gristmill.learners import ActionSpec, ActorCritic, PPOConfig, PPOLearner, select_device  # noqa: E402
+# Idle OpenMP threads sleep rather than spin while the pool's workers need the cores (read
+# when torch loads OpenMP, so before the import).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from gristmill.apps.doom.checkpoints import (  # noqa: E402
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from gristmill.learners import (  # noqa: E402
+    ActionSpec,
+    ActorCritic,
+    PPOConfig,
+    PPOLearner,
+    select_device,
+)
 from gristmill.learners.ppo import cleanrl_atari_model_config  # noqa: E402
-from rich.console import Console
+from rich.console import Console  # noqa: E402
 
 __all__ = ["Args", "main", "train"]
 
