@@ -10,7 +10,8 @@ gristmill modes:
   + masks for both players, actions from the Numba random bot (its cost included);
 - ``batched+planes``: the same plus ``expand_planes`` to float32 [N, 2, 15, 24, 24] each tick
   (the plane expansion's cost is also reported alone);
-- ``batched-parallel``: the same engine stepping boards on Numba's thread pool (wall clock);
+- ``batched-parallel``: the same engine and bot on Numba's thread pool (wall clock; run with
+  ``OMP_WAIT_POLICY=PASSIVE``, which this script sets by default);
 - ``pettingzoo``: one board through ``GeneralsParallelEnv`` (float32 planes + masks), moves
   picked in Python from the masks exactly as for the peer's wrappers.
 
@@ -148,6 +149,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "generals.json"))
     args = ap.parse_args(argv)
     os.environ.setdefault("NUMBA_NUM_THREADS", str(os.cpu_count()))
+    # OpenMP's spin-waiting threads burn the other cores between Numba's parallel loops, which
+    # on a small or shared machine costs more than the loops gain
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     rows, results = [], {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                      "python": platform.python_version()}, "runs": []}
 
