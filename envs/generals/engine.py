@@ -123,7 +123,9 @@ class GeneralsEngine:
             ``general_positions`` option is pool-only). ``False``: reset from the pool only,
             whose maps are generals-bots' ``GridFactory`` maps draw for draw.
         seed: seeds the map generator and the per-board RNGs that pick pool maps.
-        parallel: step boards on Numba's thread pool (``prange``) instead of one thread.
+        parallel: step boards on Numba's thread pool (``prange``) instead of one thread. It pays
+            with idle cores; with Numba's OpenMP layer set ``OMP_WAIT_POLICY=PASSIVE`` (or
+            ``NUMBA_THREADING_LAYER=workqueue``) so that spinning threads do not steal them.
     """
 
     def __init__(
