@@ -300,3 +300,22 @@ def test_memory_features_match_reference():
                     ref = memory_update_reference(hist[b][p], K=3)
                     np.testing.assert_array_equal(feats[b, p], ref, err_msg=f"t={t} b={b}")
     assert feats[:, :, 0].sum() > 0 and feats[:, :, 6].any()
+
+
+def test_pool_refresh_and_bad_configs():
+    gen = MapGenerator("uniform", seed=0)
+    e = GeneralsEngine(2, gen, fresh_maps=False, pool_size=4)
+    before = e.pool.army.copy()
+    e.refresh_pool(2)
+    assert not np.array_equal(before[:2], e.pool.army[:2])
+    np.testing.assert_array_equal(before[2:], e.pool.army[2:])
+    with pytest.raises(RuntimeError, match="fixed layouts"):
+        GeneralsEngine(1, ["A..B"]).refresh_pool()
+    with pytest.raises(ValueError, match="pad_to"):
+        GeneralsEngine(1, "generalsio", pad_to=20)
+    with pytest.raises(ValueError, match="num_boards"):
+        GeneralsEngine(0)
+    with pytest.raises(ValueError, match="truncation"):
+        GeneralsEngine(1, ["A..B"], truncation=0)
+    with pytest.raises(IndexError):
+        GeneralsEngine(1, ["A..B"]).load(3, "A..B")
