@@ -11,8 +11,9 @@ Two code paths per estimator, both running the backward recursion over time:
 
 Every driver takes a column range ``[start, stop)`` and releases the GIL (``nogil``): the
 recursion never crosses columns, so the public API runs disjoint ranges on several threads
-for large batches. (A numba ``prange`` version was measured too: no faster, twice the compile
-time, and an OpenMP thread pool that is not fork-safe, which matters to forking samplers.)
+for large batches. (A numba ``prange`` version came first: on the 2-core dev box it was slower
+than one thread, it doubled the compile time, and numba's OpenMP pool is not fork-safe, which
+matters to samplers that fork.)
 
 The arithmetic mirrors ``_advantage_reference`` operation for operation (same order, selects
 instead of multiplying by ``1 - flag``), so the two agree bit for bit except where ``exp`` is
@@ -90,12 +91,16 @@ def _exp_overload(x):
 # --------------------------------------------------------------------------------------- GAE
 @njit(**_JIT)
 def _gae_row(r, v, nv, te, tr, a_next, gamma, gl, first, a, ret):
+    # Row sweeps compute both sides of every choice and then select: branches around loads
+    # keep LLVM from vectorising (measured 2-3x slower).
     for b in range(r.shape[0]):
-        d = (r[b] - v[b]) if te[b] else (r[b] + gamma * nv[b] - v[b])
+        rb, vb = r[b], v[b]
+        d_boot = rb + gamma * nv[b] - vb
+        d = (rb - vb) if te[b] else d_boot
         s = d + gl * a_next[b]
         d = d if (first | te[b] | tr[b]) else s
         a[b] = d
-        ret[b] = d + v[b]
+        ret[b] = d + vb
 
 
 @njit(**_JIT)
@@ -156,19 +161,23 @@ def _vtrace_row_vs(
     for b in range(r.shape[0]):
         x = exp(tlp[b] - blp[b])
         ratio[b] = x
-        d = (r[b] - v[b]) if te[b] else (r[b] + gamma * nv[b] - v[b])
+        rb, vb = r[b], v[b]
+        d_boot = rb + gamma * nv[b] - vb
+        d = (rb - vb) if te[b] else d_boot
         d = _clip(x, rho_clip) * d
         s = d + gamma * (lam * _clip(x, c_clip)) * acc[b]
         d = d if (first | te[b] | tr[b]) else s
         acc[b] = d
-        vs[b] = v[b] + d
+        vs[b] = vb + d
 
 
 @njit(**_JIT)
 def _vtrace_row_pg(r, v, nv, te, tr, vs_next, gamma, pg_rho_clip, first, ratio, pg):
     for b in range(r.shape[0]):
-        boot = nv[b] if (first | te[b] | tr[b]) else vs_next[b]
-        q = (r[b] - v[b]) if te[b] else (r[b] + gamma * boot - v[b])
+        rb, vb, nvb, vsb = r[b], v[b], nv[b], vs_next[b]
+        boot = nvb if (first | te[b] | tr[b]) else vsb
+        q_boot = rb + gamma * boot - vb
+        q = (rb - vb) if te[b] else q_boot
         pg[b] = _clip(ratio[b], pg_rho_clip) * q
 
 
@@ -256,12 +265,11 @@ def vtrace_any(
 @njit(**_JIT)
 def _lambda_row(r, nv, te, tr, g_next, gamma, lam, oml, first, mc, out):
     for b in range(r.shape[0]):
-        if mc:
-            x = g_next[b]
-        else:
-            x = oml * nv[b] + lam * g_next[b]
-        x = nv[b] if (first | tr[b]) else x
-        out[b] = r[b] if te[b] else r[b] + gamma * x
+        rb, nvb, gb = r[b], nv[b], g_next[b]
+        x = gb if mc else oml * nvb + lam * gb
+        x = nvb if (first | tr[b]) else x
+        g_boot = rb + gamma * x
+        out[b] = rb if te[b] else g_boot
 
 
 @njit(**_JIT)

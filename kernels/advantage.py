@@ -71,9 +71,10 @@ __all__ = [
 ]
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-# Auto-parallel only above this many elements: below it one thread takes well under 100 µs
-# and handing work to other threads (and, on a busy machine, waiting for a core) costs as much.
-PARALLEL_MIN_ELEMENTS = 1 << 18
+# Auto-threading only from this many elements (T*B) up. Measured on the 2-core dev box (with
+# other jobs running): 2 threads lost to 1 at 128x1024 and 128x4096 and won (1.2-1.7x) only at
+# 128x16384; below a few ms of work, waiting for a busy core costs more than it saves.
+PARALLEL_MIN_ELEMENTS = 1 << 21
 # Column ranges given to threads are multiples of this (whole SIMD vectors, whole cache lines).
 _COLUMN_ALIGN = 16
 # Columns per block of the generic (F-order) kernels: a block's cache lines stay in L1.
