@@ -436,7 +436,11 @@ class DoomTrainer:
                 learner_thread.join(timeout=120)
             if self.pool is not None:
                 self.pool.stop()
-            self._reap_orphan_games()
+            # Games of workers that had to be killed re-parent to us: end them all.
+            deadline = time.time() + 10
+            while game_processes(os.getpid()) and time.time() < deadline:
+                self._reap_orphan_games()
+                time.sleep(0.1)
             try:
                 if self.learner_error is None and self.learner.train_step > 0:
                     path = self.save()
