@@ -27,6 +27,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import resource  # noqa: E402
+import shlex  # noqa: E402
 import shutil  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
@@ -260,8 +261,9 @@ def main() -> None:
     p.add_argument("--component_seconds", type=float, default=15)
     p.add_argument("--sf_python", default="/work/sf-venv/bin/python")
     p.add_argument("--repeat", type=int, default=2)
-    p.add_argument("extra", nargs="*", help="extra gristmill-doom flags (after --)")
+    p.add_argument("--gm_args", default="", help="extra gristmill-doom flags, one string")
     args = p.parse_args()
+    args.extra = shlex.split(args.gm_args)
     if args.what == "components":
         print(json.dumps(components(args)), flush=True)
     elif args.what == "gristmill":
