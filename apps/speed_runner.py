@@ -77,10 +77,14 @@ def _cpu_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
 
 
+_EXCLUDED: set[int] = set()  # --load busy loops: children, but not part of what is measured
+
+
 def cpu_seconds() -> float:
-    """CPU seconds used so far by this process (all threads) and its live descendants."""
+    """CPU seconds used so far by this process (all threads) and its live descendants (minus
+    the ``--load`` busy loops)."""
     me = os.getpid()
-    return sum(_cpu_of(p) for p in [me, *_descendants(me)])
+    return sum(_cpu_of(p) for p in [me, *_descendants(me)] if p not in _EXCLUDED)
 
 
 def is_atari(task: str) -> bool:
@@ -333,7 +337,9 @@ def configs(task: str, systems: list[str], grid: list[int], cores: int, have_env
 
 
 def _start_load(n: int) -> list[subprocess.Popen]:
-    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    _EXCLUDED.update(p.pid for p in procs)
+    return procs
 
 
 def run_table(tasks, systems, grid, seconds, warmup, repeats, cores, load=0,
