@@ -314,7 +314,8 @@ def measure(system: str, task: str, num_envs: int = 1, batch_size: int | None = 
 
 
 # ---- the table --------------------------------------------------------------------------------
-def configs(task: str, systems: list[str], grid: list[int], cores: int, have_envpool: bool):
+def configs(task: str, systems: list[str], grid: list[int], cores: int, have_envpool: bool,
+            batches: int = 2):
     out = []
     for s in systems:
         if s == "ale-vector" and not is_atari(task):
@@ -331,8 +332,8 @@ def configs(task: str, systems: list[str], grid: list[int], cores: int, have_env
                 out.append((s, n, n, cores if s.startswith("gristmill") else 0))
         elif s.endswith("-async"):
             for n in grid:
-                if n >= 2 * cores and n % 2 == 0:
-                    out.append((s, n, n // 2, cores if s.startswith("gristmill") else 0))
+                if n >= batches * cores and n % batches == 0:
+                    out.append((s, n, n // batches, cores if s.startswith("gristmill") else 0))
     return out
 
 
@@ -343,13 +344,14 @@ def _start_load(n: int) -> list[subprocess.Popen]:
 
 
 def run_table(tasks, systems, grid, seconds, warmup, repeats, cores, load=0,
-              progress=True) -> list[dict]:
+              progress=True, batches=2) -> list[dict]:
     try:
         import envpool  # noqa: F401
         have_envpool = True
     except ImportError:
         have_envpool = False
-    plan = [(t, c) for t in tasks for c in configs(t, systems, grid, cores, have_envpool)]
+    plan = [(t, c) for t in tasks
+            for c in configs(t, systems, grid, cores, have_envpool, batches)]
     results = []
     loaders = _start_load(load)
     try:
@@ -557,8 +559,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated task ids (default: %(default)s)")
     p.add_argument("--systems", default=",".join(SYSTEMS),
                    help="comma-separated subset of: " + ", ".join(SYSTEMS))
-    p.add_argument("--num-envs", default="8,16,32",
-                   help="num_envs grid for the pools (async uses batch = num_envs/2)")
+    p.add_argument("--num-envs", default="8,16,32", help="num_envs grid for the pools")
+    p.add_argument("--async-batches", type=int, default=2,
+                   help="async pools run batch_size = num_envs / this (default 2)")
     p.add_argument("--seconds", type=float, default=3.0, help="seconds per measured window")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per config")
     p.add_argument("--repeats", type=int, default=3, help="windows per config (median)")
@@ -602,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats, "command": " ".join(sys.argv),
             "loadavg_before": os.getloadavg()}
     results = run_table(tasks, systems, grid, args.seconds, args.warmup, args.repeats,
-                        args.cores, args.load, progress)
+                        args.cores, args.load, progress, args.async_batches)
     print_table(results)
     payload = {"meta": meta, "results": results}
     if args.python_env:
