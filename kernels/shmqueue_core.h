@@ -84,6 +84,7 @@ typedef struct {
     uint32_t waiting_getters; /* consumers sleeping (under the mutex) */
     uint32_t waiting_putters; /* producers sleeping (under the mutex) */
     int32_t debug_holder;     /* test hook: pid paused inside put's critical section */
+    uint32_t wakes_pending;   /* getters woken that have not re-taken the lock yet */
     uint64_t recoveries;      /* times a dead owner's lock was recovered */
     uint64_t total_put;
     uint64_t total_got;
@@ -184,6 +185,32 @@ static inline void gq_unregister(gq_header *h, int side, int slot) {
     uint32_t *w = gq_waiting(h, side);
     if (slot >= 0) h->waiter_pid[side][slot] = 0;
     if (*w) (*w)--;
+}
+
+/*
+ * Wake-ups of getters are rationed: a getter already woken (and about to run) will take
+ * what arrives meanwhile, so puts only wake sleepers beyond those pending. This turns a
+ * wake-up per message into a wake-up per burst when consumers outnumber the work. A pending
+ * count inflated by a getter killed right after its wake-up heals on the next sleeper's
+ * time-out (it resets the count).
+ */
+static inline uint32_t gq_getters_to_wake(gq_header *h, uint64_t want) {
+    uint32_t waiting = h->waiting_getters;
+    uint32_t pending = __atomic_load_n(&h->wakes_pending, __ATOMIC_RELAXED);
+    uint32_t avail = waiting > pending ? waiting - pending : 0;
+    uint32_t k = want < avail ? (uint32_t)want : avail;
+    if (k) __atomic_fetch_add(&h->wakes_pending, k, __ATOMIC_RELAXED);
+    return k;
+}
+
+static inline void gq_pending_sub(gq_header *h, uint32_t k) {
+    uint32_t cur = __atomic_load_n(&h->wakes_pending, __ATOMIC_RELAXED);
+    while (cur) {
+        uint32_t next = cur > k ? cur - k : 0;
+        if (__atomic_compare_exchange_n(&h->wakes_pending, &cur, next, 0, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+            break;
+    }
 }
 
 /* A wake-up found nobody asleep: forget registrations of processes that no longer exist. */
@@ -315,13 +342,19 @@ static inline uint32_t gq_put_locked(gq_header *h, const gq_msg *msgs, size_t n)
     __atomic_store_n(&h->cur, cur ^ 1u, __ATOMIC_RELEASE); /* the commit */
     h->total_put += n;
     __atomic_fetch_add(&h->seq_not_empty, 1u, __ATOMIC_RELEASE);
-    return h->waiting_getters;
+    return gq_getters_to_wake(h, n);
+}
+
+/* Wake k getters counted as pending by gq_getters_to_wake (lock released). */
+static inline void gq_wake_getters(gq_header *h, uint32_t k) {
+    long r = gq_futex_wake(&h->seq_not_empty, (int)k);
+    if (r < (long)k) gq_pending_sub(h, k - (uint32_t)(r > 0 ? r : 0));
+    if (r <= 0) gq_reap(h, GQ_GETTERS);
 }
 
 static inline void gq_after_put(gq_header *h, uint32_t getters, size_t n) {
-    if (getters &&
-        gq_futex_wake(&h->seq_not_empty, n < (size_t)INT_MAX ? (int)n : INT_MAX) == 0)
-        gq_reap(h, GQ_GETTERS);
+    (void)n;
+    if (getters) gq_wake_getters(h, getters);
 }
 
 /* Non-blocking attempt; never sleeps (GQ_BUSY if another process holds the lock). */
@@ -453,13 +486,13 @@ static inline int gq_get_locked(gq_header *h, uint64_t max_msgs, uint64_t max_by
     *out_n = n;
     *wake_putters = h->waiting_putters;
     /* pass the baton: more left and others asleep (their wake-up may have gone to us) */
-    *wake_getters = (s.count > 0) ? h->waiting_getters : 0;
+    *wake_getters = (s.count > 0) ? gq_getters_to_wake(h, 1) : 0;
     return GQ_OK;
 }
 
 static inline void gq_after_get(gq_header *h, uint32_t putters, uint32_t getters) {
     if (putters && gq_futex_wake(&h->seq_not_full, INT_MAX) == 0) gq_reap(h, GQ_PUTTERS);
-    if (getters && gq_futex_wake(&h->seq_not_empty, 1) == 0) gq_reap(h, GQ_GETTERS);
+    if (getters) gq_wake_getters(h, getters);
 }
 
 /*
@@ -509,9 +542,14 @@ static inline int gq_get_wait(void *mem, uint64_t max_msgs, uint64_t max_bytes,
         uint32_t seq = __atomic_load_n(&h->seq_not_empty, __ATOMIC_ACQUIRE);
         int slot = gq_register(h, GQ_GETTERS);
         gq_unlock(h);
-        gq_futex_wait(&h->seq_not_empty, seq, wait);
+        int fr = gq_futex_wait(&h->seq_not_empty, seq, wait);
+        int ferr = errno;
         if (gq_lock(h)) return GQ_ERROR;
         gq_unregister(h, GQ_GETTERS, slot);
+        if (fr == 0)
+            gq_pending_sub(h, 1); /* our wake-up has arrived */
+        else if (ferr == ETIMEDOUT)
+            __atomic_store_n(&h->wakes_pending, 0, __ATOMIC_RELAXED); /* heal a stale count */
         if (h->state[h->cur].count == 0) {
             gq_unlock(h);
             return GQ_AGAIN;
@@ -570,7 +608,7 @@ static inline void gq_release_commit(void *mem, uint64_t new_head, uint64_t n) {
     h->total_got += n;
     __atomic_fetch_add(&h->seq_not_full, 1u, __ATOMIC_RELEASE);
     uint32_t wp = h->waiting_putters;
-    uint32_t wg = (s.count > 0) ? h->waiting_getters : 0;
+    uint32_t wg = (s.count > 0) ? gq_getters_to_wake(h, 1) : 0;
     gq_unlock(h);
     gq_after_get(h, wp, wg);
 }
