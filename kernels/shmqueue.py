@@ -4,7 +4,8 @@
 ``put/get`` block until possible (``timeout=None`` waits forever; *not* faster-fifo's 10 s
 default), ``put_nowait/get_nowait``, ``queue.Full``/``queue.Empty``, ``qsize/empty/full`` --
 plus faster-fifo's batch calls: ``put_many`` (atomic: all messages or none) and
-``get_many(max_messages=...)`` (whatever is queued, up to the cap, under one lock).
+``get_many(max_messages=..., max_bytes=128 KiB)`` (whatever is queued, up to the caps, under one
+lock; the first message is always taken).
 
 Messages: ``bytes``, ``bytearray`` and plain ``np.ndarray`` s of simple dtypes travel without
 pickling (a type tag plus dtype/shape header; arrays come back as arrays, C-ordered); anything
