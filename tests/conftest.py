@@ -16,11 +16,48 @@ SHM = Path("/dev/shm")
 PREFIX = "gristmill_"
 
 
+def _owner_pid(name: str) -> int | None:
+    # gristmill_<pid>_<tag> (segments) or sem.gristmill_<pid>_<tag> (semaphores)
+    head = name.split(PREFIX, 1)[1].split("_", 1)[0] if PREFIX in name else ""
+    return int(head) if head.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _ancestors(pid: int) -> set[int]:
+    out = set()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            break
+    return out
+
+
 def gristmill_shm_entries() -> set[str]:
-    """Names of gristmill's entries in /dev/shm (segments and ``sem.`` semaphores)."""
+    """gristmill's entries in /dev/shm that this test run answers for.
+
+    Counts segments and ``sem.`` semaphores owned by this process, by its descendants, or by
+    owners that have died; a live unrelated process (another test run on the same box) may
+    create its own meanwhile and is not counted.
+    """
     if not SHM.is_dir():
         return set()
-    return {p.name for p in SHM.iterdir() if PREFIX in p.name}
+    me = os.getpid()
+    out = set()
+    for entry in SHM.iterdir():
+        if PREFIX not in entry.name:
+            continue
+        pid = _owner_pid(entry.name)
+        if pid is None or pid == me or not _alive(pid) or me in _ancestors(pid):
+            out.add(entry.name)
+    return out
 
 
 def _children(pid: int) -> list[int]:
@@ -42,10 +79,10 @@ def pytest_sessionstart(session):
 
 def pytest_sessionfinish(session, exitstatus):
     leaked = sorted(gristmill_shm_entries() - _BEFORE)
+    # multiprocessing's resource tracker (started by any spawn) exits with its parent.
     orphans = [
         c for c in _children(os.getpid())
-        if Path(f"/proc/{c}/stat").exists()
-        and Path(f"/proc/{c}/stat").read_text().split()[2] != "Z"
+        if _alive(c) and b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()
     ]
     problems = []
     if leaked:
