@@ -31,7 +31,7 @@ import torch
 from gristmill.apps.doom.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from gristmill.apps.doom.config import TrainConfig
 from gristmill.apps.doom.env_factory import DoomEnvFactory
-from gristmill.envs.doom import game_processes
+from gristmill.envs.doom import game_instances, game_processes, unlink_game_shm
 from gristmill.learners import (
     ActionSpec,
     ActorCritic,
@@ -320,7 +320,8 @@ class DoomTrainer:
 
     def _reap_orphan_games(self) -> None:
         """End game processes re-parented to us (their worker died)."""
-        pids = game_processes(os.getpid())
+        instances = game_instances(os.getpid())
+        pids = list(instances)
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -331,6 +332,7 @@ class DoomTrainer:
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
+        unlink_game_shm(instances.values())  # VizDoom's own shm of the killed games
 
     def _check_workers(self) -> None:
         for w, reason in self.pool.check():

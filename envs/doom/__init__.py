@@ -5,7 +5,13 @@ policy-driven players in one match (host/join on loopback ports). See :mod:`.spe
 scenarios.
 """
 
-from gristmill.envs.doom.game import DoomEnv, DoomEnvError, scratch_dir
+from gristmill.envs.doom.game import (
+    DoomEnv,
+    DoomEnvError,
+    game_instances,
+    scratch_dir,
+    unlink_game_shm,
+)
 from gristmill.envs.doom.multiplayer import DoomMultiAgentEnv, find_free_port, game_processes
 from gristmill.envs.doom.spaces import Discretized, action_to_buttons
 from gristmill.envs.doom.specs import DOOM_ENVS, DoomSpec, doom_env_ids, doom_spec
@@ -21,9 +27,11 @@ __all__ = [
     "doom_env_ids",
     "doom_spec",
     "find_free_port",
+    "game_instances",
     "game_processes",
     "make_doom",
     "scratch_dir",
+    "unlink_game_shm",
 ]
 
 

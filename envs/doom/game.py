@@ -30,7 +30,7 @@ from gristmill.envs.doom.spaces import action_to_buttons, button_count
 from gristmill.envs.doom.specs import DoomSpec, doom_spec
 from gymnasium import spaces
 
-__all__ = ["DoomEnv", "DoomEnvError", "scratch_dir"]
+__all__ = ["DoomEnv", "DoomEnvError", "scratch_dir", "game_instances", "unlink_game_shm"]
 
 # Variables VizDoom forgets to reset on new_episode (Sample Factory's workaround).
 _BUGGED_VARIABLES = ("DEATHCOUNT", "HITCOUNT", "DAMAGECOUNT")
@@ -49,6 +49,57 @@ def scratch_dir() -> str:
     path = os.path.join(tempfile.gettempdir(), f"gristmill-vizdoom-{os.getuid()}")
     os.makedirs(path, exist_ok=True)
     return path
+
+
+_SHM_PREFIXES = ("ViZDoomSM", "ViZDoomMQCtr", "ViZDoomMQDoom")
+
+
+def game_instances(parent: int | None = None) -> dict[int, str]:
+    """``{pid: instance id}`` of live VizDoom game processes (children of ``parent``).
+
+    VizDoom names its shared memory and message queues after the ``+viz_instance_id`` it
+    passes to the game process; reading it from ``/proc`` (Linux) lets gristmill remove them
+    when the game dies without cleaning up (a killed game or worker).
+    """
+    out = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+        except (OSError, IndexError):
+            continue
+        if fields[0] == "Z" or not args[0].endswith(b"/vizdoom"):
+            continue
+        if parent is not None and int(fields[1]) != parent:
+            continue
+        if b"+viz_instance_id" in args:
+            i = args.index(b"+viz_instance_id")
+            if i + 1 < len(args):
+                out[int(entry)] = args[i + 1].decode(errors="replace")
+    return out
+
+
+def unlink_game_shm(instance_ids) -> list[str]:
+    """Remove VizDoom's /dev/shm entries of games that no longer run; returns what was removed.
+
+    An instance whose game process is still alive is left alone.
+    """
+    live = set(game_instances().values())
+    removed = []
+    for iid in instance_ids:
+        if iid in live:
+            continue
+        for prefix in _SHM_PREFIXES:
+            try:
+                os.unlink(f"/dev/shm/{prefix}{iid}")
+                removed.append(f"{prefix}{iid}")
+            except OSError:
+                pass
+    return removed
 
 
 @contextmanager
@@ -265,6 +316,7 @@ class DoomEnv(gym.Env):
             return
         game = self._configure()
         self.game = game
+        before = game_instances(os.getpid())
         try:
             with _game_cwd(self.workdir):
                 game.init()
@@ -274,7 +326,11 @@ class DoomEnv(gym.Env):
                 game.close()
             except Exception:  # noqa: BLE001 - the init error is the one to report
                 pass
+            unlink_game_shm(set(game_instances(os.getpid()).values()) - set(before.values()))
             raise DoomEnvError(f"{self._label()}: VizDoom failed to start: {exc}") from exc
+        # Candidates only: envs in other threads may have started games meanwhile; close()
+        # removes an instance's entries only once its process is gone.
+        self._instances = sorted(set(game_instances(os.getpid()).values()) - set(before.values()))
         self._var_names = [str(v).split(".")[-1] for v in game.get_available_game_variables()]
         self._after_new_episode()
 
@@ -292,6 +348,7 @@ class DoomEnv(gym.Env):
                 game.close()
             except Exception:  # noqa: BLE001 - closing a dead game must not raise
                 pass
+            unlink_game_shm(getattr(self, "_instances", ()))
 
     def __del__(self):
         try:

@@ -191,3 +191,36 @@ def test_single_agent_vs_bot_hosts_a_match():
         assert obs["measurements"].shape == (23,)
     finally:
         env.close()
+
+
+def _vizdoom_shm(instance: str) -> list[str]:
+    return [n for n in os.listdir("/dev/shm") if n.startswith("ViZDoom") and n.endswith(instance)]
+
+
+def test_closing_an_env_whose_game_was_killed_removes_vizdooms_shm():
+    """VizDoom leaves its shared memory and message queues behind when its game process is
+    killed; closing the env removes them (and only those of games that are gone)."""
+    import signal
+
+    from gristmill.envs.doom import game_instances
+
+    env = DoomEnv("doom_basic", resolution=TINY, seed=1)
+    other = DoomEnv("doom_basic", resolution=TINY, seed=2)
+    try:
+        env.reset(seed=1)
+        other.reset(seed=2)
+        (mine,) = env._instances
+        (theirs,) = other._instances
+        assert mine != theirs
+        assert len(_vizdoom_shm(mine)) == 3 and len(_vizdoom_shm(theirs)) == 3
+        pid = next(p for p, i in game_instances(os.getpid()).items() if i == mine)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        assert len(_vizdoom_shm(mine)) == 3, "VizDoom cleaned up by itself: test is moot"
+        env.close()
+        assert _vizdoom_shm(mine) == []
+        assert len(_vizdoom_shm(theirs)) == 3, "a live game's entries must stay"
+    finally:
+        env.close()
+        other.close()
+    assert _vizdoom_shm(theirs) == []
