@@ -145,39 +145,3 @@ def pause_inside_put(q) -> None:
 
     set_debug_put_pause(600.0)
     q.put(b"half-written message that must never be seen")
-
-
-def _ppid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def ours_or_orphaned(owner_pid: int) -> bool:
-    """True if ``owner_pid`` is this process, one of its descendants, or dead.
-
-    Several test runs share /dev/shm on a dev box: entries of unrelated live processes are
-    not this run's business, while a dead owner's entry is a leak whoever made it.
-    """
-    me = os.getpid()
-    pid = owner_pid
-    for _ in range(64):
-        if pid == me:
-            return True
-        if pid is None or pid <= 1:
-            break
-        pid = _ppid(pid)
-    return not os.path.exists(f"/proc/{owner_pid}")
-
-
-def our_shm_entries() -> set[str]:
-    from gristmill.kernels.shm import parse_owner_pid
-
-    out = set()
-    for name in os.listdir("/dev/shm"):
-        pid = parse_owner_pid(name)
-        if pid is not None and ours_or_orphaned(pid):
-            out.add(name)
-    return out

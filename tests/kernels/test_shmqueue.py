@@ -19,7 +19,6 @@ import sys
 import textwrap
 import threading
 import time
-from multiprocessing import resource_tracker
 from pathlib import Path
 
 import numpy as np
@@ -33,33 +32,6 @@ from hypothesis import strategies as st
 HERE = Path(__file__).resolve().parent
 pytestmark = pytest.mark.usefixtures("shm_clean")
 WAIT = 60  # generous joins/timeouts: the box may be loaded; nothing is timed
-
-
-@pytest.fixture
-def shm_clean():
-    """/dev/shm's gristmill entries are left as found (overrides tests/conftest.py's).
-
-    Only entries of this process, its descendants or dead owners count: other test runs may
-    share the box and create their own meanwhile.
-    """
-    sys.path.insert(0, str(HERE))
-    try:
-        import shm_workers
-    finally:
-        sys.path.remove(str(HERE))
-    before = shm_workers.our_shm_entries()
-    yield
-    leaked = shm_workers.our_shm_entries() - before
-    assert not leaked, f"leaked /dev/shm entries: {sorted(leaked)}"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _stop_resource_tracker():
-    """spawn starts multiprocessing's resource tracker; stop it so no child outlives us."""
-    running = resource_tracker._resource_tracker._pid is not None
-    yield
-    if not running and resource_tracker._resource_tracker._pid is not None:
-        resource_tracker._resource_tracker._stop()
 
 
 @pytest.fixture
