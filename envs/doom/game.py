@@ -54,13 +54,8 @@ def scratch_dir() -> str:
 _SHM_PREFIXES = ("ViZDoomSM", "ViZDoomMQCtr", "ViZDoomMQDoom")
 
 
-def game_instances(parent: int | None = None) -> dict[int, str]:
-    """``{pid: instance id}`` of live VizDoom game processes (children of ``parent``).
-
-    VizDoom names its shared memory and message queues after the ``+viz_instance_id`` it
-    passes to the game process; reading it from ``/proc`` (Linux) lets gristmill remove them
-    when the game dies without cleaning up (a killed game or worker).
-    """
+def _game_args(parent: int | None = None) -> dict[int, list[bytes]]:
+    """``{pid: argv}`` of live VizDoom game processes (children of ``parent``), from ``/proc``."""
     out = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -74,12 +69,24 @@ def game_instances(parent: int | None = None) -> dict[int, str]:
             continue
         if fields[0] == "Z" or not args[0].endswith(b"/vizdoom"):
             continue
-        if parent is not None and int(fields[1]) != parent:
-            continue
+        if parent is None or int(fields[1]) == parent:
+            out[int(entry)] = args
+    return out
+
+
+def game_instances(parent: int | None = None) -> dict[int, str]:
+    """``{pid: instance id}`` of live VizDoom game processes (children of ``parent``).
+
+    VizDoom names its shared memory and message queues after the ``+viz_instance_id`` it
+    passes to the game process; reading it from ``/proc`` (Linux) lets gristmill remove them
+    when the game dies without cleaning up (a killed game or worker).
+    """
+    out = {}
+    for pid, args in _game_args(parent).items():
         if b"+viz_instance_id" in args:
             i = args.index(b"+viz_instance_id")
             if i + 1 < len(args):
-                out[int(entry)] = args[i + 1].decode(errors="replace")
+                out[pid] = args[i + 1].decode(errors="replace")
     return out
 
 

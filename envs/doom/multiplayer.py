@@ -13,7 +13,7 @@ import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
-from gristmill.envs.doom.game import DoomEnv, DoomEnvError
+from gristmill.envs.doom.game import DoomEnv, DoomEnvError, _game_args
 from gristmill.envs.doom.specs import DoomSpec, doom_spec
 
 __all__ = ["find_free_port", "DoomMultiAgentEnv", "game_processes"]
@@ -47,24 +47,7 @@ def game_processes(parent: int | None = None) -> list[int]:
 
     Reads ``/proc`` (Linux); used to check that closing envs leaves no game behind.
     """
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().split(b"\0")[0]
-        except OSError:
-            continue
-        name_end = stat.rfind(")")
-        fields = stat[name_end + 2 :].split()
-        if fields[0] == "Z" or not cmd.endswith(b"/vizdoom"):
-            continue
-        if parent is None or int(fields[1]) == parent:
-            pids.append(int(entry))
-    return pids
+    return list(_game_args(parent))
 
 
 class DoomMultiAgentEnv:
