@@ -58,6 +58,7 @@ cdef extern from "shmqueue_core.h" nogil:
 
     ctypedef struct gq_stats_t:
         uint64_t count, used_bytes, capacity, maxsize, recoveries, total_put, total_got
+        uint64_t putter_wakeups
         uint32_t waiting_getters, waiting_putters
         int32_t debug_holder
 
@@ -573,7 +574,7 @@ cdef class QueueCore:
             "count": s.count, "used_bytes": s.used_bytes, "capacity": s.capacity,
             "maxsize": s.maxsize, "recoveries": s.recoveries, "total_put": s.total_put,
             "total_got": s.total_got, "waiting_getters": s.waiting_getters,
-            "waiting_putters": s.waiting_putters,
+            "waiting_putters": s.waiting_putters, "putter_wakeups": s.putter_wakeups,
         }
 
     def qsize(self):

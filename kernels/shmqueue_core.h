@@ -23,7 +23,9 @@
  * was killed costs at most one slice, never a hang, and the Python shell can check signals.
  * Sleepers register their pid under the mutex so that wake-ups are only issued when someone
  * sleeps; a killed sleeper's registration is reaped (kill(pid, 0) == ESRCH) the first time
- * a wake-up finds nobody in the kernel.
+ * a wake-up finds nobody in the kernel. A sleeping putter also registers the room its batch
+ * needs, and gets wake putters only once the smallest such batch fits (a get that frees less
+ * would only make every producer take the lock to go back to sleep).
  */
 #ifndef GRISTMILL_SHMQUEUE_CORE_H
 #define GRISTMILL_SHMQUEUE_CORE_H
@@ -56,8 +58,8 @@
 #define GQ_BAD_BLOCK 8 /* not a gristmill queue, or wrong version/size */
 
 #define GQ_MAGIC 0x6772697374514d31ULL /* "gristQM1" */
-#define GQ_VERSION 1u
-#define GQ_HEADER_SIZE 1024u
+#define GQ_VERSION 2u
+#define GQ_HEADER_SIZE 2048u
 #define GQ_MAX_WAITERS 64 /* per side; more still work, but a dead one stays counted */
 #define GQ_WAIT_SLICE_NS 100000000LL /* 100 ms */
 #define GQ_MAX_MSG_LEN 0xFFFFFFFFull
@@ -91,6 +93,13 @@ typedef struct {
     /* pid of each registered sleeper (0 = free slot), getters then putters: a sleeper that
        is killed leaves its pid behind, and is reaped once a wake-up finds nobody asleep */
     int32_t waiter_pid[2][GQ_MAX_WAITERS];
+    /* what each sleeping putter waits for: ring bytes and messages. Consumers wake putters
+       only once the smallest of these fits, not on every get: a big batch waits for several
+       gets, and waking every producer on each of them is a thundering herd */
+    uint64_t waiter_need[GQ_MAX_WAITERS];
+    uint32_t waiter_nmsg[GQ_MAX_WAITERS];
+    uint32_t untracked_putters; /* sleepers past the table: their needs are unknown */
+    uint64_t putter_wakeups;    /* wake-ups issued to sleeping putters (inspection) */
 } gq_header;
 
 _Static_assert(sizeof(gq_header) <= GQ_HEADER_SIZE, "gq_header too large");
@@ -169,22 +178,45 @@ static inline uint32_t *gq_waiting(gq_header *h, int side) {
     return side == GQ_GETTERS ? &h->waiting_getters : &h->waiting_putters;
 }
 
-static inline int gq_register(gq_header *h, int side) {
+static inline int gq_register(gq_header *h, int side, uint64_t need, uint64_t nmsg) {
     int32_t pid = (int32_t)getpid();
     (*gq_waiting(h, side))++;
     for (int i = 0; i < GQ_MAX_WAITERS; i++) {
         if (h->waiter_pid[side][i] == 0) {
             h->waiter_pid[side][i] = pid;
+            if (side == GQ_PUTTERS) {
+                h->waiter_need[i] = need;
+                h->waiter_nmsg[i] = nmsg > UINT32_MAX ? UINT32_MAX : (uint32_t)nmsg;
+            }
             return i;
         }
     }
+    if (side == GQ_PUTTERS) h->untracked_putters++;
     return -1; /* table full: counted only */
 }
 
 static inline void gq_unregister(gq_header *h, int side, int slot) {
     uint32_t *w = gq_waiting(h, side);
-    if (slot >= 0) h->waiter_pid[side][slot] = 0;
+    if (slot >= 0)
+        h->waiter_pid[side][slot] = 0;
+    else if (side == GQ_PUTTERS && h->untracked_putters)
+        h->untracked_putters--;
     if (*w) (*w)--;
+}
+
+/* Whether some sleeping putter's batch fits in state s (mutex held). */
+static inline int gq_putter_fits(const gq_header *h, const gq_state *s) {
+    if (h->waiting_putters == 0) return 0;
+    if (h->untracked_putters) return 1;
+    uint64_t free_bytes = h->capacity - (s->tail - s->head);
+    for (int i = 0; i < GQ_MAX_WAITERS; i++) {
+        if (h->waiter_pid[GQ_PUTTERS][i] == 0) continue;
+        if (h->waiter_need[i] <= free_bytes &&
+            (h->maxsize == 0 || s->count + h->waiter_nmsg[i] <= h->maxsize))
+            return 1;
+    }
+    /* registrations of killed putters may linger until reaped: never starve a live one */
+    return 0;
 }
 
 /*
@@ -396,7 +428,7 @@ static inline int gq_put_wait(void *mem, const gq_msg *msgs, size_t n, int64_t d
             if (left < wait) wait = left;
         }
         uint32_t seq = __atomic_load_n(&h->seq_not_full, __ATOMIC_ACQUIRE);
-        int slot = gq_register(h, GQ_PUTTERS);
+        int slot = gq_register(h, GQ_PUTTERS, need, n);
         gq_unlock(h);
         gq_futex_wait(&h->seq_not_full, seq, wait);
         if (gq_lock(h)) return GQ_ERROR;
@@ -484,13 +516,14 @@ static inline int gq_get_locked(gq_header *h, uint64_t max_msgs, uint64_t max_by
     *out = b->data;
     *out_bytes = bytes;
     *out_n = n;
-    *wake_putters = h->waiting_putters;
+    *wake_putters = gq_putter_fits(h, &s);
     /* pass the baton: more left and others asleep (their wake-up may have gone to us) */
     *wake_getters = (s.count > 0) ? gq_getters_to_wake(h, 1) : 0;
     return GQ_OK;
 }
 
 static inline void gq_after_get(gq_header *h, uint32_t putters, uint32_t getters) {
+    if (putters) __atomic_fetch_add(&h->putter_wakeups, 1u, __ATOMIC_RELAXED);
     if (putters && gq_futex_wake(&h->seq_not_full, INT_MAX) == 0) gq_reap(h, GQ_PUTTERS);
     if (getters) gq_wake_getters(h, getters);
 }
@@ -540,7 +573,7 @@ static inline int gq_get_wait(void *mem, uint64_t max_msgs, uint64_t max_bytes,
             if (left < wait) wait = left;
         }
         uint32_t seq = __atomic_load_n(&h->seq_not_empty, __ATOMIC_ACQUIRE);
-        int slot = gq_register(h, GQ_GETTERS);
+        int slot = gq_register(h, GQ_GETTERS, 0, 0);
         gq_unlock(h);
         int fr = gq_futex_wait(&h->seq_not_empty, seq, wait);
         int ferr = errno;
@@ -607,7 +640,7 @@ static inline void gq_release_commit(void *mem, uint64_t new_head, uint64_t n) {
     __atomic_store_n(&h->cur, cur ^ 1u, __ATOMIC_RELEASE); /* the commit */
     h->total_got += n;
     __atomic_fetch_add(&h->seq_not_full, 1u, __ATOMIC_RELEASE);
-    uint32_t wp = h->waiting_putters;
+    uint32_t wp = gq_putter_fits(h, &s);
     uint32_t wg = (s.count > 0) ? gq_getters_to_wake(h, 1) : 0;
     gq_unlock(h);
     gq_after_get(h, wp, wg);
@@ -616,6 +649,7 @@ static inline void gq_release_commit(void *mem, uint64_t new_head, uint64_t n) {
 /* ---- inspection -------------------------------------------------------------------------- */
 typedef struct {
     uint64_t count, used_bytes, capacity, maxsize, recoveries, total_put, total_got;
+    uint64_t putter_wakeups;
     uint32_t waiting_getters, waiting_putters;
     int32_t debug_holder;
 } gq_stats_t;
@@ -633,6 +667,7 @@ static inline int gq_stats(void *mem, gq_stats_t *out) {
     out->total_got = h->total_got;
     out->waiting_getters = h->waiting_getters;
     out->waiting_putters = h->waiting_putters;
+    out->putter_wakeups = h->putter_wakeups;
     gq_unlock(h);
     out->debug_holder = __atomic_load_n(&h->debug_holder, __ATOMIC_SEQ_CST);
     return GQ_OK;

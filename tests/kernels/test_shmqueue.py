@@ -309,6 +309,29 @@ def test_blocking_put_is_woken_by_a_get_from_another_thread():
         assert done.is_set() and q.get() == b"y" * 40
 
 
+def test_sleeping_putter_is_woken_only_once_its_batch_fits():
+    """A get that frees too little for the waiting batch does not wake its producer."""
+    rec = 8 + 1024  # ring bytes of one 1 KiB message
+    with Queue(4 * rec) as q:
+        q.put_many([b"a" * 1024] * 4)
+        done = threading.Event()
+        t = threading.Thread(target=lambda: (q.put_many([b"b" * 1024] * 2), done.set()))
+        t.start()
+        deadline = time.monotonic() + WAIT
+        while q._stats()["waiting_putters"] != 1:
+            assert time.monotonic() < deadline, "producer never went to sleep in put_many()"
+            time.sleep(0.01)
+        woken = q._stats()["putter_wakeups"]
+        assert q.get() == b"a" * 1024  # one record free: the batch of two still cannot fit
+        assert q._stats()["putter_wakeups"] == woken
+        assert not done.is_set()
+        assert q.get() == b"a" * 1024  # now it fits: the producer is woken and finishes
+        assert q._stats()["putter_wakeups"] == woken + 1
+        t.join(WAIT)
+        assert done.is_set()
+        assert q.get_many(max_messages=10) == [b"a" * 1024] * 2 + [b"b" * 1024] * 2
+
+
 def test_threads_many_producers_many_consumers(workers):
     n_prod, n_cons, n = 4, 3, 500
     with Queue(4096) as q:  # small ring: producers block on full often
