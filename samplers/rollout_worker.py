@@ -5,6 +5,12 @@ steps the other (double buffering). An env that raises is reported (worker, env 
 error), closed and re-created; the lost step is marked invalid and ends the episode, so the
 run goes on. The worker exits when the stop flag is set, when its parent dies (Linux
 ``PR_SET_PDEATHSIG``) or on SIGTERM, always closing its envs (and so their game processes).
+
+A worker killed hard (SIGKILL, a segfault in a simulator's client) closes nothing: whatever
+its envs own outside the process (simulator processes, their shared memory) is the
+supervisor's to clean up. The optional ``env_report`` hook tells it what that is: the worker
+calls ``env_report(env)`` after creating (or re-creating) each env and sends the returned items
+as an ``env_started`` report (``worker``, ``generation``, ``env``, ``pid`` added).
 """
 
 from __future__ import annotations
@@ -22,10 +28,20 @@ from queue import Empty
 import numpy as np
 from gristmill.samplers.rollout import RolloutChannels, action_from_row
 
-__all__ = ["RolloutWorkerPool", "run_rollout_worker", "become_subreaper", "EnvFactory"]
+__all__ = [
+    "RolloutWorkerPool",
+    "run_rollout_worker",
+    "become_subreaper",
+    "EnvFactory",
+    "EnvReport",
+]
 
 EnvFactory = Callable[[int], object]
 """``env_fn(env_index) -> gymnasium.Env``; must pickle (spawned processes)."""
+
+EnvReport = Callable[[object], dict]
+"""``env_report(env) -> dict``, run in the worker after each env is created and reset; the
+items travel to the supervisor as an ``env_started`` report. Must pickle, like ``env_fn``."""
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -54,9 +70,18 @@ def _on_sigterm(signum, frame):
 
 class _Worker:
     def __init__(
-        self, worker_id, generation, env_fn, ch: RolloutChannels, seed, reward_scale, reward_clip
+        self,
+        worker_id,
+        generation,
+        env_fn,
+        ch: RolloutChannels,
+        seed,
+        reward_scale,
+        reward_clip,
+        env_report=None,
     ):
         self.w, self.gen, self.env_fn, self.ch = worker_id, generation, env_fn, ch
+        self.env_report = env_report
         self.layout = lay = ch.layout
         self.seed = seed
         self.reward_scale, self.reward_clip = reward_scale, reward_clip
@@ -110,6 +135,10 @@ class _Worker:
         env = self.env_fn(index)
         self.envs[i] = env
         obs, _ = env.reset(seed=self.seed + index + 1000 * self.restarts[i])
+        if self.env_report is not None:
+            # Sent before the env is stepped, so the supervisor knows it even if we die next.
+            extra = self.env_report(env) or {}
+            self.report("env_started", env=index, generation=self.gen, pid=os.getpid(), **extra)
         return self._agents(obs)
 
     def _agents(self, value) -> list:
@@ -240,13 +269,22 @@ class _Worker:
 
 
 def run_rollout_worker(
-    worker_id, generation, env_fn, channels, seed=0, reward_scale=1.0, reward_clip=1000.0
+    worker_id,
+    generation,
+    env_fn,
+    channels,
+    seed=0,
+    reward_scale=1.0,
+    reward_clip=1000.0,
+    env_report=None,
 ):
     """Entry point of a rollout worker process (see the module docstring)."""
     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
     signal.signal(signal.SIGTERM, _on_sigterm)
-    worker = _Worker(worker_id, generation, env_fn, channels, seed, reward_scale, reward_clip)
+    worker = _Worker(
+        worker_id, generation, env_fn, channels, seed, reward_scale, reward_clip, env_report
+    )
     code = 0
     try:
         worker.run()
@@ -273,6 +311,8 @@ class RolloutWorkerPool:
       heartbeat_timeout: seconds without a heartbeat after which a worker counts as hung.
       start_method: ``fork`` (default on Linux: fast, and no resource-tracker process left
         behind) or ``spawn`` (``env_fn`` and its module must then be importable by name).
+      env_report: optional :data:`EnvReport` hook (see the module docstring), e.g. the Doom
+        trainer's, which learns each worker's game processes to clean up after a killed one.
     """
 
     def __init__(
@@ -284,8 +324,10 @@ class RolloutWorkerPool:
         reward_clip: float = 1000.0,
         heartbeat_timeout: float = 120.0,
         start_method: str | None = None,
+        env_report: EnvReport | None = None,
     ):
         self.env_fn, self.ch, self.seed = env_fn, channels, seed
+        self.env_report = env_report
         self.reward_scale, self.reward_clip = reward_scale, reward_clip
         self.heartbeat_timeout = heartbeat_timeout
         if start_method is None:
@@ -310,6 +352,7 @@ class RolloutWorkerPool:
                     self.seed,
                     self.reward_scale,
                     self.reward_clip,
+                    self.env_report,
                 ),
                 name=f"gristmill-rollout-{w}",
                 daemon=True,

@@ -33,7 +33,7 @@ def shm_entries():
     return {p for p in os.listdir("/dev/shm") if mine in p}
 
 
-def make(num_workers=2, envs=4, slots=None, agents=1, **factory):
+def make(num_workers=2, envs=4, slots=None, agents=1, env_report=None, **factory):
     layout = RolloutLayout(
         num_workers=num_workers,
         envs_per_worker=envs,
@@ -47,7 +47,7 @@ def make(num_workers=2, envs=4, slots=None, agents=1, **factory):
     )
     ch = RolloutChannels(layout)
     factory = EchoEnvFactory(num_agents=agents, **factory)
-    pool = RolloutWorkerPool(factory, ch, seed=0, heartbeat_timeout=30)
+    pool = RolloutWorkerPool(factory, ch, seed=0, heartbeat_timeout=30, env_report=env_report)
     return layout, ch, pool
 
 
@@ -229,6 +229,36 @@ def test_multi_agent_envs_give_each_agent_a_slot():
             echoed = np.where(a["dones"] == 1, -1.0, acts)
             assert np.array_equal(obs[1:, 2], echoed)
         assert ids == {0, 1, 10, 11}
+    finally:
+        pool.stop()
+        ch.close()
+
+
+def echo_env_report(env):
+    return {"echo_index": env.env_index}
+
+
+def test_env_report_hook_tells_the_supervisor_about_every_env_made():
+    """Each env made (and re-made after a crash) is reported with the hook's items, so a
+    supervisor can learn what a worker owns outside itself before the worker dies."""
+    layout, ch, pool = make(
+        num_workers=2, envs=2, env_report=echo_env_report, crash_env=1, crash_at=3
+    )
+    try:
+        pool.start()
+        collect(ch, pool, 8)
+        reports, deadline = [], time.time() + 30
+        while len([r for r in reports if r["kind"] == "env_started"]) < 5:
+            assert time.time() < deadline, reports
+            try:
+                reports += ch.reports.get_many(timeout=0.5)
+            except Empty:
+                pass
+        started = [r for r in reports if r["kind"] == "env_started"]
+        assert sorted(r["env"] for r in started) == [0, 1, 1, 2, 3]  # env 1 crashed once
+        for r in started:
+            assert r["echo_index"] == r["env"] and r["generation"] == 0
+            assert r["worker"] == r["env"] // 2 and r["pid"] == pool.procs[r["worker"]].pid
     finally:
         pool.stop()
         ch.close()
