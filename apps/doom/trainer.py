@@ -31,7 +31,7 @@ import torch
 from gristmill.apps.doom.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from gristmill.apps.doom.config import TrainConfig
 from gristmill.apps.doom.env_factory import DoomEnvFactory
-from gristmill.envs.doom import game_instances, game_processes, unlink_game_shm
+from gristmill.apps.doom.games import WorkerGames, report_worker_games
 from gristmill.learners import (
     ActionSpec,
     ActorCritic,
@@ -148,6 +148,7 @@ class DoomTrainer:
         self.min_inference_batch = self.layout.num_agents // self.layout.num_splits
         self.channels: RolloutChannels | None = None
         self.pool: RolloutWorkerPool | None = None
+        self.games = WorkerGames()  # each worker's VizDoom games, to clean up after it
         self.writer = None
 
         self.stop_event = threading.Event()
@@ -299,13 +300,17 @@ class DoomTrainer:
 
     # ------------------------------------------------------------------ housekeeping
     def _drain_reports(self) -> None:
-        try:
-            reports = self.channels.reports.get_many_nowait()
-        except Empty:
-            return
+        reports = []
+        for _ in range(64):  # each get is capped in bytes; a bound keeps the main loop going
+            try:
+                reports += self.channels.reports.get_many_nowait()
+            except Empty:
+                break
         for r in reports:
             kind = r.get("kind")
-            if kind == "episode":
+            if kind == "env_started":
+                self.games.record(r)
+            elif kind == "episode":
                 self.num_episodes += 1
                 for key in self.episodes:
                     if key in r:
@@ -318,24 +323,11 @@ class DoomTrainer:
             elif kind == "worker_error":
                 self.console.print(f"[red]worker {r['worker']} failed: {r['error']}[/red]")
 
-    def _reap_orphan_games(self) -> None:
-        """End game processes re-parented to us (their worker died)."""
-        instances = game_instances(os.getpid())
-        pids = list(instances)
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for pid in pids:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
-        unlink_game_shm(instances.values())  # VizDoom's own shm of the killed games
-
     def _check_workers(self) -> None:
-        for w, reason in self.pool.check():
+        bad = self.pool.check()
+        if bad:
+            self._drain_reports()  # game ids the dead workers reported just before dying
+        for w, reason in bad:
             envs = self.pool.env_indices(w)
             self.console.print(
                 f"[red]rollout worker {w} (envs {envs[0]}-{envs[-1]} of {self.cfg.env}) "
@@ -343,8 +335,10 @@ class DoomTrainer:
             )
             if self.pool.restarts >= MAX_WORKER_RESTARTS:
                 raise RuntimeError(f"rollout workers failed {self.pool.restarts} times; stopping")
-            self._reap_orphan_games()
+            # restart() kills a hung worker first; its games then re-parent to us, and the new
+            # worker's games are its own children, so the cleanup touches only the old ones.
             self.pool.restart(w)
+            self.games.cleanup(w)
 
     def _log(self, now: float, t0: float, last: dict) -> None:
         cfg = self.cfg
@@ -399,6 +393,7 @@ class DoomTrainer:
             reward_scale=cfg.reward_scale,
             reward_clip=cfg.reward_clip,
             heartbeat_timeout=cfg.heartbeat_timeout,
+            env_report=report_worker_games,
         )
         learner_thread = threading.Thread(target=self._learner_loop, name="learner", daemon=True)
         t0 = time.time()
@@ -436,14 +431,14 @@ class DoomTrainer:
             self.stop_event.set()
             if learner_thread.is_alive():
                 learner_thread.join(timeout=120)
-            if self.pool is not None:
-                self.pool.stop()
-            # Games of workers that had to be killed re-parent to us: end them all.
-            deadline = time.time() + 10
-            while game_processes(os.getpid()) and time.time() < deadline:
-                self._reap_orphan_games()
-                time.sleep(0.1)
             try:
+                try:
+                    self.pool.stop()
+                finally:
+                    # Games of workers that had to be killed re-parent to us: end them all,
+                    # and remove VizDoom's /dev/shm entries of every game that is gone.
+                    self._drain_reports()
+                    self.games.cleanup()
                 if self.learner_error is None and self.learner.train_step > 0:
                     path = self.save()
                     self.console.print(f"saved {path}")

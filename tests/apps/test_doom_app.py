@@ -1,5 +1,6 @@
 """`gristmill-doom` in subprocesses on a tiny budget: train, resume, eval to video, Ctrl-C and
-a killed rollout worker — each leaving no game process and nothing in /dev/shm."""
+a killed rollout worker — each leaving no game process and nothing in /dev/shm (gristmill's
+own segments and VizDoom's entries of the games)."""
 
 import json
 import os
@@ -10,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from gristmill.envs.doom import game_processes
+from gristmill.envs.doom import game_instances, game_processes
 
 TINY = [
     "--env",
@@ -180,6 +181,122 @@ def test_crashed_game_killed_worker_and_ctrl_c(tmp_path, no_new_games):
     assert "rollout worker 0" in err and "restarting" in err, err[-3000:]
     assert proc.returncode == 130, err[-3000:]
     assert "interrupted" in err
+    assert not shm_of(proc.pid), "shared memory left behind"
+
+
+def vizdoom_shm(instances) -> list[str]:
+    """VizDoom's /dev/shm entries (``ViZDoomSM<id>``, ``ViZDoomMQ...<id>``) of ``instances``."""
+    return sorted(
+        n
+        for n in os.listdir("/dev/shm")
+        if n.startswith("ViZDoom") and any(n.endswith(i) for i in instances)
+    )
+
+
+def game_children(pid) -> list[int]:
+    """VizDoom games whose parent is ``pid``, running or exited but not reaped (zombies)."""
+    out = []
+    for c in children(pid):
+        try:
+            stat = Path(f"/proc/{c}/stat").read_text()
+        except OSError:
+            continue
+        if stat.rpartition(")")[0].partition("(")[2] == "vizdoom":
+            out.append(c)
+    return out
+
+
+def is_gone_or_zombie(pid) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def wait_for(what, check, timeout=120):
+    """Poll ``check()`` until it returns something truthy (generous deadline: loaded box)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = check()
+        if got:
+            return got
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def rollout_worker(trainer_pid, games=2):
+    """The trainer's rollout worker once it runs ``games`` games: ``(pid, {game pid: id})``."""
+    for c in children(trainer_pid):
+        try:
+            python = b"python" in Path(f"/proc/{c}/cmdline").read_bytes()
+        except OSError:
+            continue
+        instances = game_instances(c)
+        if python and len(instances) >= games:
+            return c, instances
+    return None
+
+
+def test_hard_killed_worker_leaves_no_vizdoom_shm_or_games(tmp_path, no_new_games):
+    """A worker SIGKILLed just after one of its games died (the case where VizDoom's client
+    segfaults): the worker can clean up nothing, and the dead game's instance id can no longer
+    be read from /proc. The trainer ends and reaps the worker's games (the dead one a zombie)
+    and removes their VizDoom /dev/shm entries when it restarts the worker, and again at exit."""
+    proc = subprocess.Popen(
+        cli(
+            "train",
+            *TINY,
+            "--train_dir",
+            str(tmp_path),
+            "--experiment",
+            "killed",
+            "--train_for_env_steps",
+            "100000000",
+            "--save_every_sec",
+            "1000",
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        worker, games = wait_for("the rollout worker's 2 games", lambda: rollout_worker(proc.pid))
+        old_ids = set(games.values())
+        assert vizdoom_shm(old_ids), "VizDoom made no /dev/shm entries: the test is moot"
+        # Freeze the worker so it cannot notice its game dying and clean up after it.
+        os.kill(worker, signal.SIGSTOP)
+        victim = next(iter(games))
+        os.kill(victim, signal.SIGKILL)
+        wait_for("the killed game to exit", lambda: is_gone_or_zombie(victim))
+        os.kill(worker, signal.SIGKILL)
+
+        _, new_games = wait_for(
+            "the restarted worker's games",
+            lambda: (r := rollout_worker(proc.pid)) and r[0] != worker and r,
+        )
+        assert not set(new_games.values()) & old_ids
+        # The restart's cleanup runs right after the new worker starts: allow it to finish.
+        wait_for(
+            "the old games' shm and processes to go",
+            lambda: not vizdoom_shm(old_ids) and not game_children(proc.pid),
+            timeout=60,
+        )
+        assert vizdoom_shm(set(new_games.values())), "the live worker's entries must stay"
+        all_ids = old_ids | set(new_games.values())
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # a failed check: still let the trainer clean up
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+    assert "rollout worker 0" in err and "exited with code -9" in err, err[-3000:]
+    assert proc.returncode == 130, err[-3000:]
+    assert not vizdoom_shm(all_ids), "VizDoom shared memory left behind"
+    assert not set(game_instances().values()) & all_ids, "VizDoom games outlived the trainer"
     assert not shm_of(proc.pid), "shared memory left behind"
 
 
