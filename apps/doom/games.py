@@ -9,6 +9,8 @@ gone. Each worker therefore reports the instance ids of its games as it creates 
 (:func:`report_worker_games`, the pool's ``env_report`` hook), and :class:`WorkerGames` keeps
 them; when a worker dies, is restarted, or the run ends, it ends and reaps the orphaned games
 (zombies too) and removes the entries of every recorded game that no longer runs.
+Still lost: a game that dies, with its worker, while the worker's ``reset`` is starting it
+(before the report); its live siblings are still found in ``/proc``.
 Linux only (reads ``/proc``); elsewhere nothing is found and nothing is removed.
 """
 

@@ -4,9 +4,11 @@ own segments and VizDoom's entries of the games)."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -237,6 +239,15 @@ def rollout_worker(trainer_pid, games=2):
     return None
 
 
+def trained_frames(lines: list[str]) -> int:
+    """Frames in the trainer's latest progress line (0 before the first)."""
+    for line in reversed(lines):
+        m = re.search(r"frames\s+([\d,]+) \|", line)
+        if m:
+            return int(m.group(1).replace(",", ""))
+    return 0
+
+
 def test_hard_killed_worker_leaves_no_vizdoom_shm_or_games(tmp_path, no_new_games):
     """A worker SIGKILLed just after one of its games died (the case where VizDoom's client
     segfaults): the worker can clean up nothing, and the dead game's instance id can no longer
@@ -255,11 +266,21 @@ def test_hard_killed_worker_leaves_no_vizdoom_shm_or_games(tmp_path, no_new_game
             "--save_every_sec",
             "1000",
         ),
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
     )
+    lines: list[str] = []
+
+    def read_stderr():
+        for line in proc.stderr:
+            lines.append(line)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
     try:
+        # Trained frames: the worker made all its envs (and reported their games) and steps.
+        wait_for("training to start", lambda: trained_frames(lines) > 0)
         worker, games = wait_for("the rollout worker's 2 games", lambda: rollout_worker(proc.pid))
         old_ids = set(games.values())
         assert vizdoom_shm(old_ids), "VizDoom made no /dev/shm entries: the test is moot"
@@ -284,15 +305,17 @@ def test_hard_killed_worker_leaves_no_vizdoom_shm_or_games(tmp_path, no_new_game
         assert vizdoom_shm(set(new_games.values())), "the live worker's entries must stay"
         all_ids = old_ids | set(new_games.values())
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)  # a failed check: still let the trainer clean up
             try:
-                proc.communicate(timeout=60)
+                proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
-                proc.communicate()
+                proc.wait()
+        reader.join(timeout=30)
+    err = "".join(lines)
     assert "rollout worker 0" in err and "exited with code -9" in err, err[-3000:]
     assert proc.returncode == 130, err[-3000:]
     assert not vizdoom_shm(all_ids), "VizDoom shared memory left behind"
