@@ -6,11 +6,12 @@ closes none of its envs: its games re-parent to the trainer (a child subreaper, 
 entries (``ViZDoomSM*``, ``ViZDoomMQ*``, named after each game's ``+viz_instance_id``) stay.
 A game that had already exited is a zombie whose command line, and so its instance id, is
 gone. Each worker therefore reports the instance ids of its games as it creates its envs
-(:func:`report_worker_games`, the pool's ``env_report`` hook), and :class:`WorkerGames` keeps
-them; when a worker dies, is restarted, or the run ends, it ends and reaps the orphaned games
-(zombies too) and removes the entries of every recorded game that no longer runs.
-Still lost: a game that dies, with its worker, while the worker's ``reset`` is starting it
-(before the report); its live siblings are still found in ``/proc``.
+(:func:`report_worker_games`, the pool's ``env_report`` hook), the trainer also reads them off
+its workers' child processes every housekeeping tick (:meth:`WorkerGames.scan`: games still
+starting), and :class:`WorkerGames` keeps them; when a worker dies, is restarted, or the run
+ends, it ends and reaps the orphaned games (zombies too) and removes the entries of every
+recorded game that no longer runs. Still lost: a game that dies within a tick of its launch
+together with its worker (VizDoom's client segfaults when its game dies during ``init``).
 Linux only (reads ``/proc``); elsewhere nothing is found and nothing is removed.
 """
 
@@ -29,6 +30,34 @@ def report_worker_games(env) -> dict:
     """``env_report`` hook, run in a rollout worker after it created an env: the instance ids
     of every VizDoom game the worker runs now (a superset of the new env's)."""
     return {"game_instances": sorted(set(game_instances(os.getpid()).values()))}
+
+
+def _children(pid: int) -> set[int]:
+    out: set[int] = set()
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out.update(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def _game_instance(pid: int) -> str | None:
+    """The ``+viz_instance_id`` of process ``pid`` if it is a running VizDoom game."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return None
+    if not args[0].endswith(b"/vizdoom") or b"+viz_instance_id" not in args:
+        return None
+    i = args.index(b"+viz_instance_id")
+    return args[i + 1].decode(errors="replace") if i + 1 < len(args) else None
 
 
 def _zombie_games(parent: int) -> list[int]:
@@ -92,10 +121,25 @@ def reap_orphan_games(timeout: float = 10.0) -> list[str]:
 
 class WorkerGames:
     """Instance ids of the games each rollout worker has started (from ``env_started``
-    reports), kept until the games are gone and their /dev/shm entries removed."""
+    reports and :meth:`scan`), kept until the games are gone and their /dev/shm entries
+    removed."""
 
     def __init__(self):
         self.instances: dict[int, set[str]] = {}
+        self._seen: dict[int, set[int]] = {}  # worker -> game pids already read
+
+    def scan(self, worker: int, pid: int) -> None:
+        """Record the games running now as children of ``worker``'s process ``pid``: cheap
+        (reads only that process's children, each once), so it can run every tick."""
+        seen = self._seen.setdefault(worker, set())
+        children = _children(pid)
+        for child in children - seen:
+            # Not cached when not (yet) a game: a child forked but not exec'd looks like python.
+            iid = _game_instance(child)
+            if iid is not None:
+                seen.add(child)
+                self.instances.setdefault(worker, set()).add(iid)
+        seen &= children
 
     def record(self, report: dict) -> None:
         """Take the ids of an ``env_started`` report sent by :func:`report_worker_games`."""

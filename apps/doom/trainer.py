@@ -324,6 +324,9 @@ class DoomTrainer:
                 self.console.print(f"[red]worker {r['worker']} failed: {r['error']}[/red]")
 
     def _check_workers(self) -> None:
+        for w, p in enumerate(self.pool.procs):
+            if p is not None and p.pid is not None:
+                self.games.scan(w, p.pid)  # games still starting, not reported yet
         bad = self.pool.check()
         if bad:
             self._drain_reports()  # game ids the dead workers reported just before dying
