@@ -11,7 +11,8 @@ after a warm-up, ``--repeats`` windows of ``--seconds`` each and reports the med
 * ``gym-sync`` / ``gym-async``: ``gymnasium.vector.SyncVectorEnv`` / ``AsyncVectorEnv``;
 * ``ale-vector``: ale-py's ``AtariVectorEnv`` (Atari only);
 * ``envpool-sync`` / ``envpool-async`` (when envpool is installed) and ``gristmill-sync`` /
-  ``gristmill-async`` at several ``num_envs`` (async: ``batch_size = num_envs / 2``).
+  ``gristmill-async`` at several ``num_envs`` (async: ``batch_size = num_envs / k`` for each
+  ``k`` batches in flight of ``--async-batches``, default 2; both pools get the same grid).
 
 All drivers send random actions (pre-drawn) in a loop, as a training loop would. Reported:
 env steps/s, frames/s (steps x frame skip, EnvPool's FPS convention), env steps per
@@ -315,7 +316,7 @@ def measure(system: str, task: str, num_envs: int = 1, batch_size: int | None = 
 
 # ---- the table --------------------------------------------------------------------------------
 def configs(task: str, systems: list[str], grid: list[int], cores: int, have_envpool: bool,
-            batches: int = 2):
+            batches=(2,)):
     out = []
     for s in systems:
         if s == "ale-vector" and not is_atari(task):
@@ -332,8 +333,9 @@ def configs(task: str, systems: list[str], grid: list[int], cores: int, have_env
                 out.append((s, n, n, cores if s.startswith("gristmill") else 0))
         elif s.endswith("-async"):
             for n in grid:
-                if n >= batches * cores and n % batches == 0:
-                    out.append((s, n, n // batches, cores if s.startswith("gristmill") else 0))
+                for k in batches:  # batches in flight: both pools get the same choices
+                    if n >= k * cores and n % k == 0:
+                        out.append((s, n, n // k, cores if s.startswith("gristmill") else 0))
     return out
 
 
@@ -344,7 +346,7 @@ def _start_load(n: int) -> list[subprocess.Popen]:
 
 
 def run_table(tasks, systems, grid, seconds, warmup, repeats, cores, load=0,
-              progress=True, batches=2) -> list[dict]:
+              progress=True, batches=(2,)) -> list[dict]:
     try:
         import envpool  # noqa: F401
         have_envpool = True
@@ -560,8 +562,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--systems", default=",".join(SYSTEMS),
                    help="comma-separated subset of: " + ", ".join(SYSTEMS))
     p.add_argument("--num-envs", default="8,16,32", help="num_envs grid for the pools")
-    p.add_argument("--async-batches", type=int, default=2,
-                   help="async pools run batch_size = num_envs / this (default 2)")
+    p.add_argument("--async-batches", default="2",
+                   help="comma-separated batches in flight: async pools run batch_size = "
+                        "num_envs / each (default 2)")
     p.add_argument("--seconds", type=float, default=3.0, help="seconds per measured window")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per config")
     p.add_argument("--repeats", type=int, default=3, help="windows per config (median)")
@@ -601,11 +604,17 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         p.error(f"unknown systems {bad}; choose from {SYSTEMS}")
     grid = [int(x) for x in args.num_envs.split(",") if x]
+    try:
+        batches = sorted({int(x) for x in args.async_batches.split(",") if x})
+    except ValueError:
+        p.error(f"--async-batches takes integers, got {args.async_batches!r}")
+    if not batches or min(batches) < 1:
+        p.error(f"--async-batches must be >= 1, got {args.async_batches!r}")
     meta = {"cores": args.cores, "load": args.load, "seconds": args.seconds,
             "repeats": args.repeats, "command": " ".join(sys.argv),
             "loadavg_before": os.getloadavg()}
     results = run_table(tasks, systems, grid, args.seconds, args.warmup, args.repeats,
-                        args.cores, args.load, progress, args.async_batches)
+                        args.cores, args.load, progress, batches)
     print_table(results)
     payload = {"meta": meta, "results": results}
     if args.python_env:

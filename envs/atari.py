@@ -7,7 +7,8 @@ applies the DeepMind/baselines preprocessing in a few GIL-releasing OpenCV/numpy
   pixel-wise max of the last two frames (only when ``frame_skip > 1``);
 * grayscale straight from the palette (``getScreenGrayscale``), or RGB;
 * resize to ``img_height x img_width`` (84x84) with ``INTER_AREA`` (``use_inter_area_resize``)
-  or bilinear;
+  or bilinear; gray ``INTER_AREA`` downscales run :class:`~._area_resize.AreaResize`, equal to
+  OpenCV's output bit for bit at a quarter of its cost;
 * a stack of the last ``stack_num`` (4) frames, channel-first: obs ``(4, 84, 84) uint8``
   (``(3*stack_num, H, W)`` for RGB); the stack is a ring buffer, copied out once per step;
 * ``noop_max`` (30): 1..30 no-ops after a game reset, then FIRE when the game has it
@@ -38,6 +39,8 @@ import numpy as np
 from ale_py import Action, ALEInterface, LoggerMode, roms
 from gymnasium import spaces
 from gymnasium.utils import seeding
+
+from ._area_resize import AreaResize, supported
 
 __all__ = ["AtariEnv", "game_of_task", "list_tasks", "make_env"]
 
@@ -153,6 +156,13 @@ class AtariEnv(gym.Env):
 
         h, w = self.ale.getScreenDims()
         c = 1 if self.gray_scale else 3
+        # OpenCV's INTER_AREA, bit for bit, ~4x faster (envs._area_resize)
+        self._area = (
+            AreaResize((h, w), (int(img_height), int(img_width)))
+            if self.gray_scale and use_inter_area_resize
+            and supported((h, w), (int(img_height), int(img_width)))
+            else None
+        )
         self._raw = np.zeros((2, h, w) if self.gray_scale else (2, h, w, 3), np.uint8)
         # ring of resized frames: slot _head holds the newest
         self._ring = np.zeros((self.stack_num, img_height, img_width) + (() if c == 1 else (3,)),
@@ -301,6 +311,8 @@ class AtariEnv(gym.Env):
         raw = self._raw
         if self.frame_skip > 1:
             np.maximum(raw[0], raw[1], out=raw[0])
+        if self._area is not None:
+            return self._area(raw[0], out)
         return cv2.resize(raw[0], self._size, dst=out, interpolation=self._interp)
 
     def _write_obs(self, out: np.ndarray) -> None:
