@@ -150,27 +150,24 @@ def test_crashed_game_killed_worker_and_ctrl_c(tmp_path, no_new_games):
         text=True,
     )
     try:
-        deadline = time.time() + 120
-        workers = []
-        while time.time() < deadline and not workers:
-            time.sleep(0.5)
-            workers = [
-                c
-                for c in children(proc.pid)
-                if b"python" in Path(f"/proc/{c}/cmdline").read_bytes()
-            ]
-            if workers and not game_processes(workers[0]):
-                workers = []  # not started its games yet
-        assert workers, "no rollout worker appeared"
+        # Both envs made: the first game has finished starting (a game killed while starting
+        # fails the worker's start instead, another path).
+        worker, games = wait_for("the rollout worker's 2 games", lambda: rollout_worker(proc.pid))
         # A game process dies: the worker reports its env and re-creates it.
-        os.kill(game_processes(workers[0])[0], signal.SIGKILL)
-        time.sleep(3)
+        os.kill(min(games), signal.SIGKILL)
+        wait_for(
+            "the worker to re-create the env or die",
+            lambda: is_gone_or_zombie(worker) or game_instances(worker).keys() - games.keys(),
+        )
         # The whole worker dies: the trainer reports it, reaps its games and restarts it.
         try:
-            os.kill(workers[0], signal.SIGKILL)
+            os.kill(worker, signal.SIGKILL)
         except ProcessLookupError:
             pass  # already gone (and being restarted): the assertions below still hold
-        time.sleep(4)  # detection and restart happen within a housekeeping tick
+        wait_for(
+            "the restarted worker's games",
+            lambda: (r := rollout_worker(proc.pid)) and r[0] != worker,
+        )
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -184,6 +181,7 @@ def test_crashed_game_killed_worker_and_ctrl_c(tmp_path, no_new_games):
     assert proc.returncode == 130, err[-3000:]
     assert "interrupted" in err
     assert not shm_of(proc.pid), "shared memory left behind"
+    assert not vizdoom_shm(set(games.values())), "VizDoom shared memory left behind"
 
 
 def vizdoom_shm(instances) -> list[str]:
