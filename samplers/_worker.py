@@ -1,13 +1,18 @@
 """The env pool's worker process: step its envs, write results straight into shared memory.
 
-Protocol (all in one :class:`~gristmill.kernels.shm.SharedArrays` segment, see
-``pool._Layout``): the main process appends ``(env_id, cmd, block, pos)`` items to this
+Protocol (all in one :class:`~gristmill.kernels.shm.SharedArrays` segment, laid out by
+``pool.EnvPool``): the main process appends ``(env_id, cmd, block, pos)`` items to this
 worker's ring, bumps ``head[w]`` and posts semaphore ``w``. The worker takes items in order
 (FIFO), runs the env, writes obs/reward/flags/info into output slot ``(block, pos)``, then adds
 1 to the block's fill counter (atomic ``fetch_add``); whoever fills the block's last slot posts
-the block's semaphore, on which ``recv`` sleeps. Envs are dealt to workers round-robin, so
-every batch is spread evenly over the workers, and since each worker serves its ring in order,
-batches complete in the order they were sent.
+the block's semaphore, on which ``recv`` sleeps.
+
+Sync mode names the slot in the item (results in request order). Async mode sends
+``block = -1``: the worker steps the env into a staging row, then claims the next slot of a
+global counter and copies the observation there, so blocks fill in the order steps finish,
+whichever worker runs them -- EnvPool's "first ``batch_size`` envs to finish". A worker
+slowed down (by slower envs, or by a core it shares) then holds back nothing but its own
+envs, instead of stalling every batch that includes them while the other workers idle.
 
 No pickling, no pipes on the hot path: the pipe only carries "ready" and error reports.
 """
@@ -73,7 +78,8 @@ def worker_main(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid
 
 def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recovery):
     n_workers, n_blocks, batch, cap, sync = layout
-    sig = SignalSet(arrays["signals"], n_workers + n_blocks, n_blocks)
+    sig = SignalSet(arrays["signals"], n_workers + n_blocks, n_blocks + 1)
+    claim = n_blocks  # counter: output slots claimed so far (async mode)
     ring = arrays["ring"][w]
     head = arrays["head"][w]
     progress = arrays["progress"][w]
@@ -105,6 +111,7 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recov
 
     # Per-block 1-D rows and per-slot obs views, built once: the hot path indexes lists.
     obs_v = [[slot.obs[b, p, ...] for p in range(batch)] for b in range(n_blocks)]
+    stage = np.empty_like(obs_v[0][0])  # async: the step's obs, until its slot is claimed
     rew_b = list(slot.rew)
     term_b = list(slot.term)
     trunc_b = list(slot.trunc)
@@ -116,7 +123,8 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recov
         k = local[env_id]
         e = envs[k]
         current[0] = env_id
-        obs_row = obs_v[block][pos]
+        dynamic = block < 0
+        obs_row = stage if dynamic else obs_v[block][pos]
         if cmd != CMD_STEP or needs_reset[k]:
             s = int(seeds[env_id])
             if s < 0:
@@ -144,6 +152,15 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recov
             elapsed[k] += 1
             if term or trunc:
                 needs_reset[k] = True
+        if dynamic:
+            # async: the next free output slot, claimed once the step is done (results come
+            # in the order envs finish); recorded so that a restart fills it if we die now
+            s = sig.fetch_add(claim, 1)
+            progress[P_ENV] = env_id
+            progress[P_POS] = s
+            block = (s // batch) % n_blocks
+            pos = s % batch
+            obs_v[block][pos][...] = stage
         rew_b[block][pos] = rew
         term_b[block][pos] = term
         trunc_b[block][pos] = trunc
@@ -176,6 +193,8 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recov
         run_item(env_id, cmd, block, pos)
         tail += 1
         progress[P_TAIL] = tail
+        if block < 0:
+            progress[P_POS] = -1
 
 
 def split_envs(num_envs: int, num_workers: int) -> list[np.ndarray]:

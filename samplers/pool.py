@@ -31,13 +31,13 @@ Semantics, as EnvPool:
   ``pool.num_blocks`` says how many); copy what you keep longer.
 * ``info`` holds ``env_id`` and ``elapsed_step`` plus the env's own per-step fields
   (Atari: ``lives``, ``reward`` (unclipped), ``terminated``).
-* Async mode (``batch_size < num_envs``, ``num_envs`` a multiple of it): envs cycle in fixed
-  batches of ``batch_size``; ``recv`` returns the oldest batch in flight, named by
-  ``info["env_id"]``, while the others keep stepping. Envs are dealt to workers round-robin,
-  so every batch loads all workers equally, and each worker serves its requests in order, so
-  the oldest batch is also the first to complete -- EnvPool's "first ``batch_size`` envs to
-  finish" for its recv/send loop, with results in a fixed slot order (zero copy, no
-  gather). Sync mode returns results in request order.
+* Async mode (``batch_size < num_envs``): ``recv`` returns the first ``batch_size`` envs to
+  step, named by ``info["env_id"]``, while the others keep stepping (EnvPool's semantics).
+  Workers write each result into the next free slot of a ring of output blocks (slots are
+  claimed when a step starts), so ``recv`` returns one contiguous block (zero copy, no
+  gather) and a slow worker or env never stalls the others. With fewer than
+  ``batch_size`` results outstanding, ``recv`` returns those. Sync mode returns results in
+  request order.
 
 Improvements over EnvPool: any Gymnasium id or Python factory runs in the pool; misuse raises
 :class:`~gristmill.samplers.errors.APIUsageError` instead of hanging or crashing (``recv``
@@ -210,12 +210,9 @@ class EnvPool:
 
         W = num_workers
         B = batch_size
-        if self.is_async and num_envs % B:
-            raise ValueError(
-                f"async mode needs num_envs ({num_envs}) to be a multiple of batch_size ({B}): "
-                f"envs cycle in fixed batches (EnvPool's guidance is num_envs = 2-3 x batch)")
-        # Output ring of blocks, one per outstanding send, plus the block the user holds.
-        R = num_envs // B + 2 if self.is_async else 4
+        # Output ring of blocks: enough for every env's result in flight (async) or every
+        # outstanding send (sync), plus the block the user holds.
+        R = -(-num_envs // B) + 2 if self.is_async else 4
         self.num_blocks = R
         self._envs_of = split_envs(num_envs, W)
         self._worker_of = np.empty(num_envs, np.int64)
@@ -235,17 +232,20 @@ class EnvPool:
             "head": ((W, 8), np.int64),
             "progress": ((W, 8), np.int64),
             "expected": ((R,), np.int64),
-            "signals": ((nbytes(W + R, R),), np.uint8),
+            "signals": ((nbytes(W + R, R + 1),), np.uint8),
         }
         for k, (shape, dtype) in info_spec.items():
             spec["info_" + k] = ((R, B) + tuple(shape), np.dtype(dtype))
         self._info_keys = list(info_spec)
         self._res.arrays = a = SharedArrays.create(spec)
-        self._res.sig = SignalSet(a["signals"], W + R, R, init=True)
+        # semaphores: one per worker (work to do), one per block (block full); counters: one
+        # per block (slots filled), then the async slot-claim counter
+        self._res.sig = SignalSet(a["signals"], W + R, R + 1, init=True)
         self._res.n_workers, self._res.cap = W, cap
         self._a, self._sig = a, self._res.sig
         a["seeds"][:] = -1
         a["progress"][:, _worker.P_POS] = -1
+        a["expected"][:] = B
         self._obs, self._rew, self._term, self._trunc = a["obs"], a["rew"], a["term"], a["trunc"]
         self._env_id, self._elapsed = a["env_id"], a["elapsed_step"]
         self._info_arrays = {k: a["info_" + k] for k in self._info_keys}
@@ -255,9 +255,13 @@ class EnvPool:
 
         self._outstanding = np.zeros(num_envs, np.bool_)
         self._n_outstanding = 0
+        self._ids_cache: dict = {}
+        self._plan_cache: dict = {}
         self._started = False
-        self._pending: deque = deque()  # (block, n) per request batch, oldest first
+        self._pending: deque = deque()  # sync: (block, n) per request batch, oldest first
         self._next_block = 0
+        self._recv_seq = 0  # async: blocks received so far (block = seq % num_blocks)
+        self._last_check = time.monotonic()
 
         self._res.procs = [None] * W
         self._res.conns = [None] * W
@@ -350,6 +354,13 @@ class EnvPool:
         tail, head = int(prog[_worker.P_TAIL]), int(a["head"][w, 0])
         items = [tuple(int(x) for x in self._ring[w, t % self._cap]) for t in range(tail, head)]
         recovery = [(e, CMD_RESET_TRUNC, b, pos) for e, cmd, b, pos in items if cmd != CMD_CLOSE]
+        claimed = int(prog[_worker.P_POS])
+        if recovery and recovery[0][2] < 0 and claimed >= 0 and (
+                recovery[0][0] == int(prog[_worker.P_ENV])):
+            # async: it died inside this step after claiming its output slot; fill that one
+            B = self.batch_size
+            recovery[0] = (recovery[0][0], CMD_RESET_TRUNC, (claimed // B) % self.num_blocks,
+                           claimed % B)
         prog[_worker.P_TAIL] = head
         prog[_worker.P_POS] = -1
         self.restarts += 1
@@ -367,9 +378,17 @@ class EnvPool:
     def _ids(self, env_id) -> np.ndarray:
         if env_id is None:
             return self.all_env_ids
-        ids = np.asarray(env_id)
+        ids = env_id if isinstance(env_id, np.ndarray) else np.asarray(env_id)
         if ids.ndim == 0:
             ids = ids.reshape(1)
+        key = None
+        if ids.ndim == 1 and ids.dtype.kind in "iu":
+            # A loop sends the same few id batches (recv's env_id) again and again: validate
+            # each distinct batch once. Keyed by content, so a reused, mutated array is safe.
+            key = (ids.dtype.num, ids.tobytes())
+            hit = self._ids_cache.get(key)
+            if hit is not None:
+                return hit
         if ids.ndim != 1 or ids.dtype.kind not in "iu":
             raise ValueError(f"env_id must be a 1-D array of integer env ids, got dtype "
                              f"{ids.dtype} shape {ids.shape}")
@@ -379,7 +398,32 @@ class EnvPool:
             raise ValueError(f"env_id out of range [0, {self.num_envs}): {ids}")
         if len(np.unique(ids)) != len(ids):
             raise ValueError(f"env_id has duplicates: {ids}")
-        return ids.astype(np.int64, copy=False)
+        out = np.array(ids, dtype=np.int64)  # a private copy: the cache must not alias
+        out.flags.writeable = False
+        if len(self._ids_cache) >= 1024:
+            self._ids_cache.clear()
+        self._ids_cache[key] = out
+        return out
+
+    def _plan(self, ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
+        """``[(worker, rows)]`` for a batch of ``ids``: each worker's ring items
+        ``(env_id, cmd, block, pos)`` in batch order (cmd and block filled in per send)."""
+        key = ids.tobytes() if ids.dtype == np.int64 else ids.astype(np.int64).tobytes()
+        plan = self._plan_cache.get(key)
+        if plan is None:
+            wof = self._worker_of[ids]
+            plan = []
+            for w in range(self.num_workers):
+                sel = np.flatnonzero(wof == w)
+                if len(sel):
+                    rows = np.empty((len(sel), 4), np.int64)
+                    rows[:, 0] = ids[sel]
+                    rows[:, 3] = sel
+                    plan.append((w, rows))
+            if len(self._plan_cache) >= 1024:
+                self._plan_cache.clear()
+            self._plan_cache[key] = plan
+        return plan
 
     def _enqueue(self, ids: np.ndarray, cmd: int) -> None:
         """Hand ``ids`` to their workers, ``batch_size`` at a time; each chunk gets an output
@@ -390,6 +434,11 @@ class EnvPool:
                 self._enqueue(ids[i:i + B], cmd)
             return
         n = len(ids)
+        if self.is_async:
+            self._outstanding[ids] = True
+            self._n_outstanding += n
+            self._post_items(ids, cmd, -1)
+            return
         if len(self._pending) >= self.num_blocks - 1:
             raise APIUsageError(f"{len(self._pending)} batches requested and not received; "
                                 f"recv first")
@@ -399,27 +448,26 @@ class EnvPool:
         self._pending.append((block, n))
         self._outstanding[ids] = True
         self._n_outstanding += n
-        ring, head, cap = self._ring, self._head, self._cap
-        if self.num_workers == 1:
-            groups = ((0, ids, np.arange(n)),)
-        else:
-            wof = self._worker_of[ids]
-            groups = []
-            for w in range(self.num_workers):
-                sel = np.flatnonzero(wof == w)
-                if len(sel):
-                    groups.append((w, ids[sel], sel))
-        for w, mine, pos in groups:
-            k = len(mine)
+        self._post_items(ids, cmd, block)
+
+    def _post_items(self, ids: np.ndarray, cmd: int, block: int) -> None:
+        """Append ``(env_id, cmd, block, pos)`` to each worker's ring and wake it."""
+        ring, head, cap, post = self._ring, self._head, self._cap, self._sig.post
+        for w, rows in self._plan(ids):
+            k = len(rows)
+            rows[:, 1] = cmd
+            rows[:, 2] = block
             h = int(head[w, 0])
-            slots = (h + np.arange(k)) % cap
+            start = h % cap
             r = ring[w]
-            r[slots, 0] = mine
-            r[slots, 1] = cmd
-            r[slots, 2] = block
-            r[slots, 3] = pos
+            if start + k <= cap:
+                r[start:start + k] = rows
+            else:  # wraps around the ring's end
+                cut = cap - start
+                r[start:] = rows[:cut]
+                r[:k - cut] = rows[cut:]
             head[w, 0] = h + k
-            self._sig.post(w)
+            post(w)
 
     def async_reset(self) -> None:
         """Reset every env without waiting; results come from :meth:`recv`."""
@@ -448,6 +496,8 @@ class EnvPool:
             while sig.trywait(self.num_workers + b):
                 pass
             sig.store(b, 0)
+        sig.store(self.num_blocks, 0)  # async slot claims start again at block 0
+        self._recv_seq = 0
         self._next_block = 0
         self._pending.clear()
         self._outstanding[:] = False
@@ -508,19 +558,57 @@ class EnvPool:
         self._check_open()
         if not self._started:
             raise APIUsageError("recv before reset: call reset() or async_reset() first")
+        if self.is_async:
+            return self._recv_async()
         if not self._pending:
             raise APIUsageError("recv with nothing outstanding: send (or step) first")
         b, n = self._pending[0]
+        self._wait_block(b, n)
+        self._sig.store(b, 0)
+        self._pending.popleft()
+        return self._take(b, n)
+
+    def _wait_block(self, b: int, n: int) -> None:
+        """Until block ``b`` holds ``n`` results: its semaphore when ``n`` fills it, else
+        polling its fill counter (a partial async batch: nobody posts for it)."""
         sem = self.num_workers + b
+        full = n == self.batch_size or not self.is_async
         deadline = None if self.step_timeout is None else time.monotonic() + self.step_timeout
-        while not self._sig.wait(sem, timeout=0.25, spin=self.spin):
+        while True:
+            if full:
+                if self._sig.wait(sem, timeout=0.25, spin=self.spin):
+                    return
+            else:
+                if self._sig.load(b) >= n:
+                    return
+                time.sleep(0.0005)
             self._check_workers()
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(
                     f"no batch within step_timeout={self.step_timeout} s; outstanding envs: "
                     f"{np.flatnonzero(self._outstanding).tolist()}")
+
+    def _recv_async(self):
+        now = time.monotonic()
+        if now - self._last_check > 0.1:
+            # other workers' envs can keep every batch full while one worker is dead: look
+            # for failures even when no wait times out
+            self._last_check = now
+            self._check_workers()
+        n = min(self.batch_size, self._n_outstanding)
+        if n == 0:
+            raise APIUsageError("recv with nothing outstanding: send (or step) first")
+        b = self._recv_seq % self.num_blocks
+        self._wait_block(b, n)
+        self._recv_seq += 1
         self._sig.store(b, 0)
-        self._pending.popleft()
+        if n < self.batch_size:
+            # every result is in: no worker claims slots now, so realign the claims to the
+            # next block's start
+            self._sig.store(self.num_blocks, self._recv_seq * self.batch_size)
+        return self._take(b, n)
+
+    def _take(self, b: int, n: int):
         ids = self._env_id[b, :n]
         self._outstanding[ids] = False
         self._n_outstanding -= n

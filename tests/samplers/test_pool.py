@@ -89,6 +89,65 @@ def test_async_returns_batches_and_zero_copy_views():
         assert seen == {0, 1, 2, 3}
 
 
+def test_async_batch_need_not_divide_num_envs_and_last_batch_is_partial():
+    with make("CartPole-v1", num_envs=5, batch_size=2, num_workers=2) as pool:
+        pool.async_reset()
+        seen = []
+        for _ in range(10):
+            obs, rew, term, trunc, info = pool.recv()
+            assert len(info["env_id"]) == 2
+            seen.extend(info["env_id"].tolist())
+            pool.send(np.zeros(2, np.int64), info["env_id"])
+        assert set(seen) == set(range(5))
+        sizes = []
+        while True:  # stop sending: the 5 results in flight come back as 2 + 2 + 1
+            try:
+                sizes.append(len(pool.recv()[4]["env_id"]))
+            except APIUsageError:
+                break
+        assert sizes == [2, 2, 1]
+        obs, info = pool.reset()  # and the pool is usable again
+        assert obs.shape == (2, 4)
+
+
+class _SleepyEnv(gym.Env):
+    """Env 0 (by seed) sleeps ``nap`` seconds per step; the others return at once."""
+
+    observation_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+    nap = 2.0
+
+    def reset(self, *, seed=None, options=None):
+        if seed is not None:
+            self.idx = seed
+        return np.zeros(1, np.float32), {}
+
+    def step(self, action):
+        if self.idx == 0:
+            time.sleep(self.nap)
+        return np.zeros(1, np.float32), 0.0, False, False, {}
+
+
+def test_async_recv_returns_the_first_envs_to_finish():
+    """A slow env holds back only itself, not the batches it would have been part of."""
+    with make(_SleepyEnv, num_envs=6, batch_size=2, num_workers=2, seed=0) as pool:
+        pool.async_reset()
+        slow_seen, during_nap = 0, 0
+        deadline = time.monotonic() + 60
+        while slow_seen < 2 and time.monotonic() < deadline:
+            obs, rew, term, trunc, info = pool.recv()
+            ids = info["env_id"].tolist()
+            if 0 in ids:
+                slow_seen += 1
+                if slow_seen == 2:  # env 0's first step (the first was its reset)
+                    break
+            elif slow_seen == 1:
+                during_nap += len(ids)
+            pool.send(np.zeros(len(ids), np.int64), info["env_id"])
+        # worker 1's envs (1, 3, 5) kept cycling while env 0 slept through its first step
+        assert slow_seen == 2 and during_nap >= 10
+
+
 def test_mujoco_pool_equals_direct_env():
     from gristmill.envs.mujoco import make_env
 
@@ -127,8 +186,6 @@ def test_misuse_raises_clear_errors():
         make("NoSuchEnv-v0", num_envs=2)
     with pytest.raises(ValueError, match="batch_size"):
         make("CartPole-v1", num_envs=2, batch_size=3)
-    with pytest.raises(ValueError, match="multiple of batch_size"):
-        make("CartPole-v1", num_envs=5, batch_size=2)
     with make("CartPole-v1", num_envs=4, batch_size=2, num_workers=2) as pool:
         with pytest.raises(APIUsageError, match="recv before reset"):
             pool.recv()
@@ -211,6 +268,26 @@ def test_worker_restart_reports_truncated_and_continues():
     hit = np.array(truncs).any(axis=0)
     assert hit[1] and hit[3] and not hit[0] and not hit[2]  # worker 1 owns envs 1 and 3
     pool.close()
+
+
+def test_async_worker_death_is_noticed_while_other_workers_fill_every_batch():
+    """Worker 0's envs alone keep async batches full: the dead worker 1 must still be found,
+    restarted, and its envs must come back (truncated)."""
+    with make(_Crashy, num_envs=4, batch_size=2, num_workers=2, seed=0,
+              on_error="restart") as pool:
+        pool.async_reset()
+        truncated, after = set(), np.zeros(4, int)
+        deadline = time.monotonic() + 60
+        with pytest.warns(RuntimeWarning, match="restarting"):
+            while (pool.restarts == 0 or after.min() < 3) and time.monotonic() < deadline:
+                _, _, _, trunc, info = pool.recv()
+                ids = info["env_id"]
+                truncated.update(ids[trunc].tolist())
+                if pool.restarts:
+                    after[ids] += 1
+                pool.send(np.zeros(len(ids), np.int64), ids)
+        assert pool.restarts >= 1
+        assert {1, 3} <= truncated and after.min() >= 3  # every env steps after the restart
 
 
 def test_killed_worker_is_detected():
