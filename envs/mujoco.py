@@ -1,6 +1,7 @@
 """Gymnasium's MuJoCo locomotion/manipulation tasks, v5 semantics, stepping ``MjData`` directly.
 
-Each task class loads gymnasium's own XML asset, keeps one ``MjModel``/``MjData`` pair and
+Each task class loads gymnasium's own XML asset (one ``MjModel`` per task and thread, shared:
+see :func:`_shared_model`), keeps its own ``MjData`` and
 computes observation, reward and termination with the same expressions (and therefore the same
 floating-point results) as ``gymnasium.envs.mujoco.*_v5``, without gymnasium's wrapper stack
 (``OrderEnforcing``, ``PassiveEnvChecker``, ``TimeLimit``) and without per-step ``info`` dicts.
@@ -20,6 +21,7 @@ InvertedDoublePendulum, Pusher, Reacher, Swimmer, Walker2d (ids ``<Task>-v5``).
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,20 @@ __all__ = ["TASKS", "MujocoEnv", "list_tasks", "make_env"]
 _ASSETS = Path(gym.__file__).parent / "envs" / "mujoco" / "assets"
 
 
+_MODELS: dict[tuple[int, str], mujoco.MjModel] = {}
+
+
+def _shared_model(xml: str) -> mujoco.MjModel:
+    """One read-only ``MjModel`` per task per thread: a worker steps many envs of the same
+    task, and one copy of the model stays in cache where one per env would not (``mj_step``
+    only reads the model; each env owns its ``MjData``)."""
+    key = (threading.get_ident(), xml)
+    m = _MODELS.get(key)
+    if m is None:
+        m = _MODELS[key] = mujoco.MjModel.from_xml_path(str(_ASSETS / xml))
+    return m
+
+
 class MujocoEnv(gym.Env):
     """Base: one MuJoCo model stepped ``frame_skip`` times per action.
 
@@ -50,6 +66,9 @@ class MujocoEnv(gym.Env):
     frame_skip: int = 5
     max_episode_steps: int = 1000
     reset_noise_scale: float = 0.1
+    # envs of one task in one thread share a read-only MjModel; pass share_model=False to
+    # modify env.model (e.g. domain randomisation) without touching the others
+    share_model: bool = True
     info_spec = {"elapsed_step": ((), np.int32)}
 
     def __init__(self, *, max_episode_steps: int | None = None, seed: int | None = None,
@@ -62,7 +81,8 @@ class MujocoEnv(gym.Env):
             self.max_episode_steps = int(max_episode_steps)
         if frame_skip is not None:
             self.frame_skip = int(frame_skip)
-        self.model = mujoco.MjModel.from_xml_path(str(_ASSETS / self.xml))
+        self.model = (_shared_model(self.xml) if self.share_model
+                      else mujoco.MjModel.from_xml_path(str(_ASSETS / self.xml)))
         self.data = mujoco.MjData(self.model)
         self.init_qpos = self.data.qpos.ravel().copy()
         self.init_qvel = self.data.qvel.ravel().copy()

@@ -82,3 +82,23 @@ def test_pairwise_sumsq_is_bit_identical_to_numpy(dtype):
     for n in list(range(1, 140)) + [255, 256, 257, 500, 960]:
         x = (rng.standard_normal(n) * rng.uniform(0.01, 100)).astype(dtype)
         assert pairwise_sumsq(x) == np.sum(np.square(x)), n
+
+
+def test_envs_of_a_task_share_one_model_but_not_their_state():
+    a, b = make_env("Hopper-v5", seed=0), make_env("Hopper-v5", seed=1)
+    assert a.model is b.model and a.data is not b.data
+    ref = make_env("Hopper-v5", seed=1, share_model=False)
+    assert ref.model is not a.model
+    a.reset(seed=0)
+    ob, _ = b.reset(seed=1)
+    orf, _ = ref.reset(seed=1)
+    np.testing.assert_array_equal(ob, orf)
+    act = np.full(3, 0.5, np.float32)
+    for _ in range(20):  # stepping a (same model) leaves b exactly where its twin is
+        a.step(-act)
+        ob, rb, *_ = b.step(act)
+        orf, rr, *_ = ref.step(act)
+        np.testing.assert_array_equal(ob, orf)
+        assert rb == rr
+    ref.model.opt.gravity[2] = 0.0  # an unshared model can be changed alone
+    assert a.model.opt.gravity[2] != 0.0
