@@ -10,9 +10,9 @@ mkdir -p $OUT
 SPEED=".venv/bin/python -m gristmill.apps.speed_runner --no-progress --seconds $S --repeats $R"
 uptime
 # 1. the headline tasks, every system
-$SPEED --tasks Pong-v5,Ant-v5 --num-envs 16,32,48 --async-batches 2,3 --out $OUT/speed_main
+$SPEED --tasks Pong-v5,Ant-v5 --num-envs 16,32,48,64 --async-batches 2,3 --out $OUT/speed_main
 # 2. with a competing busy loop on one core
-$SPEED --tasks Pong-v5,Ant-v5 --num-envs 16,32,48 --async-batches 2,3 --load 1 \
+$SPEED --tasks Pong-v5,Ant-v5 --num-envs 16,32,48,64 --async-batches 2,3 --load 1 \
   --systems raw,envpool-sync,envpool-async,gristmill-sync,gristmill-async --out $OUT/speed_load
 # 3. Python envs against gymnasium's AsyncVectorEnv
 $SPEED --tasks Pong-v5 --systems raw --python-env --out $OUT/speed_python
