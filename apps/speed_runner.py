@@ -316,13 +316,17 @@ def measure(system: str, task: str, num_envs: int = 1, batch_size: int | None = 
 
 # ---- the table --------------------------------------------------------------------------------
 def configs(task: str, systems: list[str], grid: list[int], cores: int, have_envpool: bool,
-            batches=(2,)):
+            batches=(2,), workers=None):
+    """``(system, num_envs, batch_size, workers)`` to measure. ``workers``: the pools'
+    worker-process / thread counts to try (both pools get the same list); None: gristmill
+    one per core, EnvPool its default."""
     out = []
     for s in systems:
         if s == "ale-vector" and not is_atari(task):
             continue
         if s.startswith("envpool") and not have_envpool:
             continue
+        pool_w = list(workers) if workers else [cores if s.startswith("gristmill") else 0]
         if s in ("raw", "gym-single"):
             out.append((s, 1, 1, 0))
         elif s in ("gym-sync", "gym-async", "ale-vector"):
@@ -330,12 +334,12 @@ def configs(task: str, systems: list[str], grid: list[int], cores: int, have_env
                 out.append((s, n, n, 0))
         elif s.endswith("-sync"):
             for n in grid:
-                out.append((s, n, n, cores if s.startswith("gristmill") else 0))
+                out.extend((s, n, n, w) for w in pool_w if w <= n)
         elif s.endswith("-async"):
             for n in grid:
                 for k in batches:  # batches in flight: both pools get the same choices
                     if n >= k * cores and n % k == 0:
-                        out.append((s, n, n // k, cores if s.startswith("gristmill") else 0))
+                        out.extend((s, n, n // k, w) for w in pool_w if w <= n)
     return out
 
 
@@ -346,14 +350,14 @@ def _start_load(n: int) -> list[subprocess.Popen]:
 
 
 def run_table(tasks, systems, grid, seconds, warmup, repeats, cores, load=0,
-              progress=True, batches=(2,)) -> list[dict]:
+              progress=True, batches=(2,), workers=None) -> list[dict]:
     try:
         import envpool  # noqa: F401
         have_envpool = True
     except ImportError:
         have_envpool = False
     plan = [(t, c) for t in tasks
-            for c in configs(t, systems, grid, cores, have_envpool, batches)]
+            for c in configs(t, systems, grid, cores, have_envpool, batches, workers)]
     results = []
     loaders = _start_load(load)
     try:
@@ -565,6 +569,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--async-batches", default="2",
                    help="comma-separated batches in flight: async pools run batch_size = "
                         "num_envs / each (default 2)")
+    p.add_argument("--workers", default="",
+                   help="comma-separated worker counts for both pools (gristmill num_workers, "
+                        "EnvPool num_threads); default: gristmill one per core, EnvPool its "
+                        "own default")
     p.add_argument("--seconds", type=float, default=3.0, help="seconds per measured window")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per config")
     p.add_argument("--repeats", type=int, default=3, help="windows per config (median)")
@@ -610,11 +618,17 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--async-batches takes integers, got {args.async_batches!r}")
     if not batches or min(batches) < 1:
         p.error(f"--async-batches must be >= 1, got {args.async_batches!r}")
+    try:
+        workers = sorted({int(x) for x in args.workers.split(",") if x}) or None
+    except ValueError:
+        p.error(f"--workers takes integers, got {args.workers!r}")
+    if workers and min(workers) < 1:
+        p.error(f"--workers must be >= 1, got {args.workers!r}")
     meta = {"cores": args.cores, "load": args.load, "seconds": args.seconds,
             "repeats": args.repeats, "command": " ".join(sys.argv),
             "loadavg_before": os.getloadavg()}
     results = run_table(tasks, systems, grid, args.seconds, args.warmup, args.repeats,
-                        args.cores, args.load, progress, batches)
+                        args.cores, args.load, progress, batches, workers)
     print_table(results)
     payload = {"meta": meta, "results": results}
     if args.python_env:

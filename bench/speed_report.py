@@ -20,11 +20,17 @@ def best_rows(results):
     return best
 
 
+def _cfg(r):
+    """``envs/batch``, plus ``/wN`` for the pools' worker (thread) count when it was set."""
+    w = r.get("num_workers") or 0
+    return f"{r['num_envs']}/{r['batch_size']}" + (f"/w{w}" if w else "")
+
+
 def table(results, title):
     best = best_rows(results)
     out = [f"**{title}**", "",
-           "| task | system | best config (envs/batch) | steps/s | frames/s | steps per CPU-s "
-           "(eff.) | of limit | of CPU limit | vs EnvPool best |",
+           "| task | system | best config (envs/batch[/workers]) | steps/s | frames/s | "
+           "steps per CPU-s (eff.) | of limit | of CPU limit | vs EnvPool best |",
            "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     order = ["raw", "gym-single", "gym-sync", "gym-async", "ale-vector", "envpool-sync",
              "envpool-async", "gristmill-sync", "gristmill-async"]
@@ -37,7 +43,7 @@ def table(results, title):
             r = best.get((t, s))
             if r is None:
                 continue
-            cfg = "1" if s in ("raw", "gym-single") else f"{r['num_envs']}/{r['batch_size']}"
+            cfg = "1" if s in ("raw", "gym-single") else _cfg(r)
             eff = f" ({r['cpu_efficiency']:.2f})" if "cpu_efficiency" in r else ""
             lim = f"{r['of_limit']:.2f}" if "of_limit" in r else "-"
             clim = f"{r['of_cpu_limit']:.2f}" if "of_cpu_limit" in r else "-"
@@ -53,8 +59,7 @@ def all_configs(results):
     rows = defaultdict(list)
     for r in results:
         if "error" not in r:
-            rows[(r["task"], r["system"])].append(f"{r['num_envs']}/{r['batch_size']}: "
-                                                  f"{r['steps_per_s']:,.0f}")
+            rows[(r["task"], r["system"])].append(f"{_cfg(r)}: {r['steps_per_s']:,.0f}")
     return "\n".join(f"- {t} {s}: " + "; ".join(v) for (t, s), v in rows.items())
 
 

@@ -49,3 +49,18 @@ def test_autotune(tmp_path):
     assert len(res) == 10  # n=2: b in {2,1}; n=4: b in {4,2,1}; each with w in {1,2}
     assert res[0]["steps_per_s"] == max(r["steps_per_s"] for r in res)
     assert "best: gristmill.samplers.make('Hopper-v5'" in out.stdout
+
+
+def test_both_pools_get_the_same_config_grid():
+    from gristmill.apps.speed_runner import configs
+
+    got = configs("Ant-v5", ["envpool-async", "gristmill-async", "gristmill-sync"], [8, 12],
+                  2, True, batches=(2, 3), workers=[2, 3])
+    ep = {c[1:] for c in got if c[0] == "envpool-async"}
+    gm = {c[1:] for c in got if c[0] == "gristmill-async"}
+    # 8 envs: 2 batches in flight (8 % 3 != 0); 12 envs: 2 or 3; each with 2 and 3 workers
+    assert ep == gm == {(8, 4, 2), (8, 4, 3), (12, 6, 2), (12, 6, 3), (12, 4, 2), (12, 4, 3)}
+    assert {c[1:] for c in got if c[0] == "gristmill-sync"} == {
+        (8, 8, 2), (8, 8, 3), (12, 12, 2), (12, 12, 3)}
+    default = configs("Ant-v5", ["envpool-sync", "gristmill-sync"], [8], 2, True)
+    assert default == [("envpool-sync", 8, 8, 0), ("gristmill-sync", 8, 8, 2)]
