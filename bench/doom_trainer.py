@@ -11,6 +11,9 @@ Subcommands (run each under ``flock /tmp/gristmill-bench.lock``):
 - ``sf``: the same for Sample Factory (``--sf_python``: the interpreter of its own venv), with
   the settings of /work/shared/notes/sample_factory.md §6.
 - ``compare``: sf, gristmill, sf, gristmill (back to back) and the ratio of medians.
+- ``curves``: sample efficiency. Train Sample Factory, then gristmill, for ``--frames`` env
+  frames each with the same settings, read both TensorBoard reward curves (100-episode mean
+  against env frames) and write bench/results/doom_curves_<env>.{json,png}.
 
 Results print as JSON lines; BENCHMARKS.md quotes them with the command.
 """
@@ -95,8 +98,18 @@ def _run_timed(cmd: list[str], seconds: float, pattern: re.Pattern, cwd: str, en
     }
 
 
-def run_gristmill(args) -> dict:
+def _limit(args, frames: int | None) -> tuple[float, str, str]:
+    """(timeout s, limit flag, value): train for ``frames`` env frames, else for --seconds."""
+    if frames:
+        # Generous wall cap (>= 400 frames/s) so a stuck run still ends.
+        return frames / 400 + 180, "train_for_env_steps", str(frames)
+    return args.seconds, "train_for_seconds", str(int(args.seconds))
+
+
+def run_gristmill(args, frames: int | None = None) -> dict:
+    """Train gristmill-doom for --seconds (or ``frames`` env frames, then read its curve)."""
     work = tempfile.mkdtemp(prefix="gm-doom-bench-")
+    seconds, flag, value = _limit(args, frames)
     cmd = [
         sys.executable,
         "-m",
@@ -114,8 +127,8 @@ def run_gristmill(args) -> dict:
         str(args.workers),
         "--num_envs_per_worker",
         str(args.envs),
-        "--train_for_seconds",
-        str(args.seconds),
+        f"--{flag}",
+        value,
         "--stats_every_sec",
         "5",
         "--save_every_sec",
@@ -124,7 +137,10 @@ def run_gristmill(args) -> dict:
     ]
     pat = re.compile(r"\]\s+frames\s+(?P<frames>[\d,]+)\s+\|")
     try:
-        res = _run_timed(cmd, args.seconds, pat, ROOT)
+        res = _run_timed(cmd, seconds, pat, ROOT)
+        if frames:
+            res["curve"] = _read_curve(os.path.join(work, "bench", "tb"), "episode/reward")
+            res["command"] = shlex.join(cmd[1:])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {
@@ -137,8 +153,10 @@ def run_gristmill(args) -> dict:
     }
 
 
-def run_sf(args) -> dict:
+def run_sf(args, frames: int | None = None) -> dict:
+    """The same for Sample Factory; its reward curve is ``reward/reward`` (100-episode mean)."""
     work = tempfile.mkdtemp(prefix="sf-doom-bench-")
+    seconds, flag, value = _limit(args, frames)
     cmd = [
         args.sf_python,
         "-m",
@@ -151,15 +169,20 @@ def run_sf(args) -> dict:
         "--use_rnn=True",
         "--wide_aspect_ratio=False",
         "--decorrelate_envs_on_one_worker=False",
-        f"--train_for_seconds={int(args.seconds)}",
+        f"--{flag}={value}",
         f"--train_dir={work}",
         "--experiment=bench",
         "--save_every_sec=100000",
         "--with_wandb=False",
+        "--experiment_summaries_interval=5",  # logging only: gristmill's --stats_every_sec
     ]
     pat = re.compile(r"Total num frames: (?P<frames>\d+)")
     try:
-        res = _run_timed(cmd, args.seconds, pat, work)
+        res = _run_timed(cmd, seconds, pat, work)
+        if frames:
+            summary = os.path.join(work, "bench", ".summary", "0")  # policy 0
+            res["curve"] = _read_curve(summary, "reward/reward")
+            res["command"] = shlex.join(cmd[1:])
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return {
@@ -168,6 +191,67 @@ def run_sf(args) -> dict:
         "workers": args.workers,
         "envs": args.envs,
         **res,
+    }
+
+
+def _read_curve(logdir: str, tag: str) -> list[list[float]]:
+    """[[env frames, mean episode reward], ...] of TensorBoard scalar ``tag`` under ``logdir``."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(logdir, size_guidance={"scalars": 0})  # 0: keep every point
+    acc.Reload()
+    if tag not in acc.Tags()["scalars"]:
+        return []
+    return [[e.step, e.value] for e in acc.Scalars(tag)]
+
+
+def _final(curve: list[list[float]]) -> float | None:
+    """Mean reward of the last 10% of the curve's points."""
+    tail = curve[-max(1, len(curve) // 10) :]
+    return sum(v for _, v in tail) / len(tail) if tail else None
+
+
+def curves(args) -> dict:
+    """Train both for --frames env frames, then write bench/results/doom_curves_<env>.{json,png}:
+    mean episode reward (100 episodes) against env frames, one seed each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {"sample-factory 2.1.1": run_sf(args, args.frames)}
+    runs["gristmill"] = run_gristmill(args, args.frames)
+    for r in runs.values():
+        r["final_reward"] = _final(r["curve"])
+    out = {
+        "env": args.env,
+        "frames": args.frames,
+        "settings": f"{args.workers} workers x {args.envs} envs, conv + GRU 512, batch 1024, "
+        "rollout 32, frameskip 4, 128x72 RGB, CPU; seeds: gristmill 0, SF unseeded (default)",
+        "runs": runs,
+    }
+    base = os.path.join(ROOT, "bench", "results", f"doom_curves_{args.env}")
+    with open(base + ".json", "w") as f:
+        json.dump(out, f, indent=1)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, r in runs.items():
+        if r["curve"]:
+            x, y = zip(*r["curve"])
+            ax.plot(x, y, label=f"{name} (final {r['final_reward']:.2f})")
+    ax.set_xlabel("env frames (frameskip 4 counted)")
+    ax.set_ylabel("mean episode reward (last 100 episodes)")
+    ax.set_title(f"{args.env}: {args.frames:,} frames, {args.workers} x {args.envs} envs")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(base + ".png", dpi=110)
+    return {
+        "system": "curves",
+        "env": args.env,
+        "frames": args.frames,
+        **{f"{n}_final_reward": r["final_reward"] for n, r in runs.items()},
+        **{f"{n}_wall_s": r["wall_s"] for n, r in runs.items()},
+        "written": [base + ".json", base + ".png"],
     }
 
 
@@ -253,12 +337,13 @@ def components(args) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=["components", "gristmill", "sf", "compare"])
+    p.add_argument("what", choices=["components", "gristmill", "sf", "compare", "curves"])
     p.add_argument("--env", default="doom_basic")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--envs", type=int, default=4)
     p.add_argument("--seconds", type=float, default=120)
     p.add_argument("--component_seconds", type=float, default=15)
+    p.add_argument("--frames", type=int, default=500_000, help="curves: env frames per run")
     p.add_argument("--sf_python", default="/work/sf-venv/bin/python")
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--gm_args", default="", help="extra gristmill-doom flags, one string")
@@ -268,6 +353,8 @@ def main() -> None:
         print(json.dumps(components(args)), flush=True)
     elif args.what == "gristmill":
         print(json.dumps(run_gristmill(args)), flush=True)
+    elif args.what == "curves":
+        print(json.dumps(curves(args)), flush=True)
     elif args.what == "sf":
         print(json.dumps(run_sf(args)), flush=True)
     else:
