@@ -9,7 +9,9 @@ The time limit (``max_episode_steps``: 1000, Pusher 100, Reacher 50) is applied 
 ``TimeLimit``'s rule: ``truncated`` once ``elapsed_step >= max_episode_steps``.
 
 Physics: ``data.ctrl[:] = action``; ``mj_step(model, data, nstep=frame_skip)``;
-``mj_rnePostConstraint`` (v5 fills ``cfrc_ext``). ``mj_step`` releases the GIL.
+``mj_rnePostConstraint`` where the task reads ``cfrc_ext`` (Ant, Humanoid, HumanoidStandup;
+gymnasium runs it for every task, but nothing else depends on it). ``mj_step`` releases the
+GIL.
 
 Reset draws the same numbers from the same generator as gymnasium
 (``gymnasium.utils.seeding.np_random(seed)``), so ``reset(seed=s)`` gives gymnasium's initial
@@ -69,6 +71,9 @@ class MujocoEnv(gym.Env):
     # envs of one task in one thread share a read-only MjModel; pass share_model=False to
     # modify env.model (e.g. domain randomisation) without touching the others
     share_model: bool = True
+    # gymnasium runs mj_rnePostConstraint after every step; only cfrc_ext/cacc/cfrc_int depend
+    # on it, so tasks that read none of them skip it (their outputs are unchanged)
+    uses_cfrc_ext: bool = False
     info_spec = {"elapsed_step": ((), np.int32)}
 
     def __init__(self, *, max_episode_steps: int | None = None, seed: int | None = None,
@@ -84,8 +89,11 @@ class MujocoEnv(gym.Env):
         self.model = (_shared_model(self.xml) if self.share_model
                       else mujoco.MjModel.from_xml_path(str(_ASSETS / self.xml)))
         self.data = mujoco.MjData(self.model)
-        self.init_qpos = self.data.qpos.ravel().copy()
-        self.init_qvel = self.data.qvel.ravel().copy()
+        # views made once: each MjData attribute access builds a new array (~0.5 us), and the
+        # buffers never move for the MjData's life
+        self._qpos, self._qvel, self._ctrl = self.data.qpos, self.data.qvel, self.data.ctrl
+        self.init_qpos = self._qpos.ravel().copy()
+        self.init_qvel = self._qvel.ravel().copy()
         self.dt = self.model.opt.timestep * self.frame_skip
         low, high = self.model.actuator_ctrlrange.copy().astype(np.float32).T
         self.action_space = spaces.Box(low=low, high=high, dtype=np.float32)
@@ -117,9 +125,10 @@ class MujocoEnv(gym.Env):
         ``(reward, terminated, truncated)``."""
         before = self._before()
         d = self.data
-        d.ctrl[:] = action
+        self._ctrl[:] = action
         mujoco.mj_step(self.model, d, nstep=self.frame_skip)
-        mujoco.mj_rnePostConstraint(self.model, d)
+        if self.uses_cfrc_ext:
+            mujoco.mj_rnePostConstraint(self.model, d)
         self._obs(obs_out)  # first: some tasks' rewards reuse buffers _obs fills
         reward, terminated = self._reward(action, before)
         self.elapsed_step += 1
@@ -149,12 +158,12 @@ class MujocoEnv(gym.Env):
 
     def set_state(self, qpos, qvel) -> None:
         """Set ``qpos``/``qvel`` and run ``mj_forward`` (as gymnasium's ``set_state``)."""
-        self.data.qpos[:] = qpos
-        self.data.qvel[:] = qvel
+        self._qpos[:] = qpos
+        self._qvel[:] = qvel
         mujoco.mj_forward(self.model, self.data)
 
     def state_vector(self) -> np.ndarray:
-        return np.concatenate([self.data.qpos.flat, self.data.qvel.flat])
+        return np.concatenate([self._qpos.flat, self._qvel.flat])
 
     # ---- task hooks ---------------------------------------------------------------------------
     def _setup(self) -> None:
@@ -237,7 +246,7 @@ class Ant(MujocoEnv):
 
     def _obs(self, out, probe=False):
         if probe:
-            return self.data.qpos.size - 2 + self.data.qvel.size + self._cfrc.size - 6
+            return self._qpos.size - 2 + self._qvel.size + self._cfrc.size - 6
         # one Numba call computes the obs and (for _reward) the reward terms
         self._last = ant_obs_reward(
             self._qpos, self._qvel, self._cfrc, self._cf, out, self._action, self._x_vel,
@@ -255,7 +264,7 @@ class Ant(MujocoEnv):
             np.asarray(action, np.float32))
         before = self._xpos[self.main_body, 0]
         d = self.data
-        d.ctrl[:] = action
+        self._ctrl[:] = action
         mujoco.mj_step(self.model, d, nstep=self.frame_skip)
         mujoco.mj_rnePostConstraint(self.model, d)
         self._action = a
@@ -279,13 +288,13 @@ class HalfCheetah(MujocoEnv):
     reset_noise_scale = 0.1
 
     def _obs(self, out, probe=False):
-        return _fill(out, (self.data.qpos[1:], self.data.qvel), probe)
+        return _fill(out, (self._qpos[1:], self._qvel), probe)
 
     def _before(self):
-        return self.data.qpos[0]
+        return self._qpos[0]
 
     def _reward(self, action, before):
-        x_vel = (self.data.qpos[0] - before) / self.dt
+        x_vel = (self._qpos[0] - before) / self.dt
         ctrl = self.ctrl_cost_weight * _sumsq(action)
         return self.forward_reward_weight * x_vel - ctrl, False
 
@@ -315,7 +324,7 @@ class Hopper(MujocoEnv):
         return n + m
 
     def _before(self):
-        return self.data.qpos[0]
+        return self._qpos[0]
 
     def _healthy(self):
         d = self.data
@@ -329,7 +338,7 @@ class Hopper(MujocoEnv):
         )
 
     def _reward(self, action, before):
-        x_vel = (self.data.qpos[0] - before) / self.dt
+        x_vel = (self._qpos[0] - before) / self.dt
         healthy = self._healthy()
         ctrl = self.ctrl_cost_weight * _sumsq(action)
         reward = self.forward_reward_weight * x_vel + healthy * self.healthy_reward - ctrl
@@ -344,7 +353,7 @@ class Walker2d(Hopper):
     healthy_angle_range = (-1.0, 1.0)
 
     def _healthy(self):
-        z, angle = self.data.qpos[1:3]
+        z, angle = self._qpos[1:3]
         return bool(
             self.healthy_z_range[0] < z < self.healthy_z_range[1]
             and self.healthy_angle_range[0] < angle < self.healthy_angle_range[1]
@@ -361,13 +370,13 @@ class Swimmer(MujocoEnv):
     reset_noise_scale = 0.1
 
     def _obs(self, out, probe=False):
-        return _fill(out, (self.data.qpos[2:], self.data.qvel), probe)
+        return _fill(out, (self._qpos[2:], self._qvel), probe)
 
     def _before(self):
-        return self.data.qpos[0]
+        return self._qpos[0]
 
     def _reward(self, action, before):
-        x_vel = (self.data.qpos[0] - before) / self.dt
+        x_vel = (self._qpos[0] - before) / self.dt
         ctrl = self.ctrl_cost_weight * _sumsq(action)
         return self.forward_reward_weight * x_vel - ctrl, False
 
@@ -380,6 +389,8 @@ def _mass_center_x(model, data) -> float:
 class Humanoid(MujocoEnv):
     """``Humanoid-v5``: obs 348 = qpos[2:] (22) + qvel (23) + cinert[1:] (130) + cvel[1:] (78)
     + qfrc_actuator[6:] (17) + cfrc_ext[1:] (78)."""
+
+    uses_cfrc_ext = True
 
     xml = "humanoid.xml"
     frame_skip = 5
@@ -441,7 +452,7 @@ class InvertedPendulum(MujocoEnv):
     reset_noise_scale = 0.01
 
     def _obs(self, out, probe=False):
-        return _fill(out, (self.data.qpos, self.data.qvel), probe)
+        return _fill(out, (self._qpos, self._qvel), probe)
 
     def _reward(self, action, before):
         d = self.data
