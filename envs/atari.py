@@ -164,6 +164,8 @@ class AtariEnv(gym.Env):
             else None
         )
         self._raw = np.zeros((2, h, w) if self.gray_scale else (2, h, w, 3), np.uint8)
+        self._rows = (self._raw[0], self._raw[1])  # the last frame, the one before it
+        self._screen = self.ale.getScreenGrayscale if self.gray_scale else self.ale.getScreenRGB
         # ring of resized frames: slot _head holds the newest
         self._ring = np.zeros((self.stack_num, img_height, img_width) + (() if c == 1 else (3,)),
                               np.uint8)
@@ -224,18 +226,20 @@ class AtariEnv(gym.Env):
         """One agent step; writes the observation into ``obs_out``; returns
         ``(reward, terminated, truncated)``."""
         ale = self.ale
+        act, game_over = ale.act, ale.game_over
         a = self._action_set[int(action)]
         reward = 0
         fs = self.frame_skip
+        screen, (last, before_last) = self._screen, self._rows
         for t in range(fs):
-            reward += ale.act(a)
-            if ale.game_over():
-                self._grab(0)
+            reward += act(a)
+            if game_over():
+                screen(last)
                 break
             if t == fs - 2:
-                self._grab(1)
+                screen(before_last)
             elif t == fs - 1:
-                self._grab(0)
+                screen(last)
         self.elapsed_step += 1
         game_over = ale.game_over()
         lives = ale.lives()
@@ -265,7 +269,7 @@ class AtariEnv(gym.Env):
         return self.ale.getScreenRGB()
 
     def close(self):
-        self.ale = None
+        self.ale = self._screen = None
 
     # ---- internals --------------------------------------------------------------------------
     def _info(self) -> dict:
