@@ -191,10 +191,12 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recov
         if cmd == CMD_CLOSE:
             return
         run_item(env_id, cmd, block, pos)
+        if block < 0:
+            # forget the claimed slot before the item counts as done: a restart must never
+            # refill a slot that was already delivered (at worst it redoes this item)
+            progress[P_POS] = -1
         tail += 1
         progress[P_TAIL] = tail
-        if block < 0:
-            progress[P_POS] = -1
 
 
 def split_envs(num_envs: int, num_workers: int) -> list[np.ndarray]:
