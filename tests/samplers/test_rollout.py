@@ -202,6 +202,11 @@ def test_killed_worker_is_detected_and_restarted():
         while (ch.arrays["slot_owner"] == 1).sum() < 2:  # worker 1 is up and holds its slots
             assert time.time() < deadline, "worker 1 never took its slots"
             serve(ch, pool, rng)
+            try:  # hand finished slots back, or the free pool drains and worker 1 may starve
+                for s in ch.trajectories.get_many_nowait():
+                    ch.free_slots.put(s)
+            except Empty:
+                pass
         os.kill(pool.procs[1].pid, signal.SIGKILL)
         pool.procs[1].join(10)
         bad = pool.check()
