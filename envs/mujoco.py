@@ -40,17 +40,19 @@ __all__ = ["TASKS", "MujocoEnv", "list_tasks", "make_env"]
 _ASSETS = Path(gym.__file__).parent / "envs" / "mujoco" / "assets"
 
 
-_MODELS: dict[tuple[int, str], mujoco.MjModel] = {}
+_local = threading.local()
 
 
 def _shared_model(xml: str) -> mujoco.MjModel:
     """One read-only ``MjModel`` per task per thread: a worker steps many envs of the same
     task, and one copy of the model stays in cache where one per env would not (``mj_step``
     only reads the model; each env owns its ``MjData``)."""
-    key = (threading.get_ident(), xml)
-    m = _MODELS.get(key)
+    models = getattr(_local, "models", None)
+    if models is None:
+        models = _local.models = {}
+    m = models.get(xml)
     if m is None:
-        m = _MODELS[key] = mujoco.MjModel.from_xml_path(str(_ASSETS / xml))
+        m = models[xml] = mujoco.MjModel.from_xml_path(str(_ASSETS / xml))
     return m
 
 

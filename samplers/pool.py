@@ -34,7 +34,7 @@ Semantics, as EnvPool:
 * Async mode (``batch_size < num_envs``): ``recv`` returns the first ``batch_size`` envs to
   step, named by ``info["env_id"]``, while the others keep stepping (EnvPool's semantics).
   Workers write each result into the next free slot of a ring of output blocks (slots are
-  claimed when a step starts), so ``recv`` returns one contiguous block (zero copy, no
+  claimed when a step finishes), so ``recv`` returns one contiguous block (zero copy, no
   gather) and a slow worker or env never stalls the others. With fewer than
   ``batch_size`` results outstanding, ``recv`` returns those. Sync mode returns results in
   request order.
@@ -426,8 +426,8 @@ class EnvPool:
         return plan
 
     def _enqueue(self, ids: np.ndarray, cmd: int) -> None:
-        """Hand ``ids`` to their workers, ``batch_size`` at a time; each chunk gets an output
-        block with results in ``ids`` order."""
+        """Hand ``ids`` to their workers, ``batch_size`` at a time. Sync: each chunk gets an
+        output block with results in ``ids`` order; async: results take slots as they finish."""
         B = self.batch_size
         if len(ids) > B:
             for i in range(0, len(ids), B):
@@ -435,23 +435,17 @@ class EnvPool:
             return
         n = len(ids)
         if self.is_async:
-            self._outstanding[ids] = True
-            self._n_outstanding += n
-            self._post_items(ids, cmd, -1)
-            return
-        if len(self._pending) >= self.num_blocks - 1:
-            raise APIUsageError(f"{len(self._pending)} batches requested and not received; "
-                                f"recv first")
-        block = self._next_block
-        self._next_block = (block + 1) % self.num_blocks
-        self._a["expected"][block] = n
-        self._pending.append((block, n))
+            block = -1  # the workers claim output slots as steps finish
+        else:
+            if len(self._pending) >= self.num_blocks - 1:
+                raise APIUsageError(f"{len(self._pending)} batches requested and not "
+                                    f"received; recv first")
+            block = self._next_block
+            self._next_block = (block + 1) % self.num_blocks
+            self._a["expected"][block] = n
+            self._pending.append((block, n))
         self._outstanding[ids] = True
         self._n_outstanding += n
-        self._post_items(ids, cmd, block)
-
-    def _post_items(self, ids: np.ndarray, cmd: int, block: int) -> None:
-        """Append ``(env_id, cmd, block, pos)`` to each worker's ring and wake it."""
         ring, head, cap, post = self._ring, self._head, self._cap, self._sig.post
         for w, rows in self._plan(ids):
             k = len(rows)
