@@ -131,24 +131,20 @@ def test_train_resume_and_eval(tmp_path, no_new_games):
     assert len(result["episode_rewards"]) == 1 and video.stat().st_size > 1000
 
 
-def test_crashed_game_killed_worker_and_ctrl_c(tmp_path, no_new_games):
-    proc = subprocess.Popen(
-        cli(
-            "train",
-            *TINY,
-            "--train_dir",
-            str(tmp_path),
-            "--experiment",
-            "intr",
-            "--train_for_env_steps",
-            "100000000",
-            "--save_every_sec",
-            "1000",
-        ),
-        stdout=subprocess.PIPE,
+def train_until_stopped(tmp_path, experiment: str, stdout) -> subprocess.Popen:
+    """``gristmill-doom train`` on the tiny settings with no frame budget to reach (the test
+    stops it); stderr is piped, text mode."""
+    return subprocess.Popen(
+        cli("train", *TINY, "--train_dir", str(tmp_path), "--experiment", experiment,
+            "--train_for_env_steps", "100000000", "--save_every_sec", "1000"),
+        stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def test_crashed_game_killed_worker_and_ctrl_c(tmp_path, no_new_games):
+    proc = train_until_stopped(tmp_path, "intr", stdout=subprocess.PIPE)
     try:
         # Both envs made: the first game has finished starting (a game killed while starting
         # fails the worker's start instead, another path).
@@ -251,23 +247,7 @@ def test_hard_killed_worker_leaves_no_vizdoom_shm_or_games(tmp_path, no_new_game
     segfaults): the worker can clean up nothing, and the dead game's instance id can no longer
     be read from /proc. The trainer ends and reaps the worker's games (the dead one a zombie)
     and removes their VizDoom /dev/shm entries when it restarts the worker, and again at exit."""
-    proc = subprocess.Popen(
-        cli(
-            "train",
-            *TINY,
-            "--train_dir",
-            str(tmp_path),
-            "--experiment",
-            "killed",
-            "--train_for_env_steps",
-            "100000000",
-            "--save_every_sec",
-            "1000",
-        ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = train_until_stopped(tmp_path, "killed", stdout=subprocess.DEVNULL)
     lines: list[str] = []
 
     def read_stderr():
