@@ -11,9 +11,15 @@ Encoders (``ModelConfig.encoder``):
 A dict observation adds an MLP (128, 128) over each vector key (Doom's ``measurements``) and
 concatenates it to the image features (Sample Factory's ``VizdoomEncoder``). The core is a GRU
 or LSTM cell (Sample Factory: 1 layer, 512 units) or nothing; the heads are one linear layer
-each for action logits and the value. Linear and conv weights start orthogonal (gain 1, zero
-bias); the recurrent cell keeps PyTorch's default init (as in Sample Factory, whose init hook
-skips ``nn.GRU``).
+each for action logits and the value.
+
+Initialisation follows Sample Factory 2.1.1 (``ActorCritic.initialize_weights``, orthogonal,
+gain 1): every linear/conv bias starts at zero; the heads and the measurement MLPs start
+orthogonal; the recurrent cell keeps PyTorch's default init (the hook skips ``nn.GRU``). Its
+conv encoder and vector-only MLP encoder are ``torch.jit.script`` modules, whose layers the hook
+does not recognise (``type(layer)`` is ``RecursiveScriptModule``), so their weights keep
+PyTorch's default (Kaiming-uniform, ~1/sqrt(3) of an orthogonal init's scale): that is
+``encoder_init="torch_default"``. ``"orthogonal"`` makes them orthogonal too (CleanRL).
 
 Observations arrive raw (uint8 images) and are scaled ``(x - obs_subtract_mean) / obs_scale``
 then, optionally, normalised by running statistics (:mod:`.normalize`) that only the learner
@@ -52,6 +58,9 @@ class ModelConfig:
     rnn_size: int = 512
     nonlinearity: str = "elu"
     init_gain: float = 1.0
+    # Encoder (conv + its MLP, or a vector-only MLP) weights: "torch_default" (Sample Factory,
+    # see the module docstring) or "orthogonal" (gain init_gain, as CleanRL).
+    encoder_init: str = "torch_default"
     policy_head_gain: float | None = None  # None: init_gain (Sample Factory); CleanRL 0.01
     value_head_gain: float | None = None  # None: init_gain; CleanRL 1.0
     obs_scale: float = 255.0
@@ -66,6 +75,10 @@ class ModelConfig:
             raise ValueError(f"unknown core {self.core!r}: use 'gru', 'lstm' or 'none'")
         if self.nonlinearity not in _ACT:
             raise ValueError(f"unknown nonlinearity {self.nonlinearity!r}: use {list(_ACT)}")
+        if self.encoder_init not in ("torch_default", "orthogonal"):
+            raise ValueError(
+                f"unknown encoder_init {self.encoder_init!r}: use 'torch_default' or 'orthogonal'"
+            )
 
 
 def _mlp(sizes: list[int], act: type[nn.Module]) -> nn.Sequential:
@@ -157,9 +170,15 @@ class ActorCritic(nn.Module):
         self.core_out_size = size
         self.policy_head = nn.Linear(size, action_spec.num_logits)
         self.value_head = nn.Linear(size, 1)
+        keep_default = set()
+        if cfg.encoder_init == "torch_default":
+            enc = self.encoder
+            scripted = [enc.conv, enc.conv_mlp] if enc.image_key is not None else [enc.vector_mlps]
+            keep_default = {id(m) for part in scripted for m in part.modules()}
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Conv2d)):
-                nn.init.orthogonal_(m.weight, gain=cfg.init_gain)
+                if id(m) not in keep_default:
+                    nn.init.orthogonal_(m.weight, gain=cfg.init_gain)
                 nn.init.zeros_(m.bias)
         if self.encoder.image_key is not None:
             # channels_last: oneDNN's fast layout (~25% faster conv training on CPU).

@@ -48,6 +48,7 @@ def cleanrl_atari_model_config() -> ModelConfig:
         core="none",
         nonlinearity="relu",
         init_gain=float(np.sqrt(2)),
+        encoder_init="orthogonal",
         policy_head_gain=0.01,
         value_head_gain=1.0,
         obs_scale=255.0,

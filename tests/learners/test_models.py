@@ -71,11 +71,43 @@ def test_observation_scaling_and_normalisation():
     assert float(model.obs_normalizer.norms["obs"].count) == 5.0
 
 
+def _orthogonal(w: torch.Tensor) -> bool:
+    w = w.detach().reshape(w.shape[0], -1)
+    g = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    return bool(torch.allclose(g, torch.eye(g.shape[0]), atol=1e-4))
+
+
+def test_sample_factory_initialisation():
+    """Sample Factory's init hook misses its TorchScript encoders: conv/MLP weights keep
+    PyTorch's default (std 1/sqrt(3 fan_in)); heads and measurement MLPs are orthogonal; all
+    linear/conv biases are zero; the GRU keeps its default init."""
+    torch.manual_seed(0)
+    obs_spec = {"obs": (3, 72, 128), "measurements": (23,)}
+    model = ActorCritic(obs_spec, ActionSpec(discrete=(4,)), ModelConfig())
+    enc = model.encoder
+    for layer in [*enc.conv, *enc.conv_mlp]:
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.Linear)):
+            fan_in = layer.weight[0].numel()
+            assert not _orthogonal(layer.weight)
+            assert abs(float(layer.weight.detach().std()) * (3 * fan_in) ** 0.5 - 1.0) < 0.05
+            assert float(layer.bias.abs().max()) == 0.0
+    for layer in [enc.vector_mlps["measurements"][0], model.policy_head, model.value_head]:
+        assert _orthogonal(layer.weight) and float(layer.bias.abs().max()) == 0.0
+    assert float(model.core.bias_ih.abs().max()) > 0.0  # PyTorch's GRU init, untouched
+    ortho = ActorCritic(obs_spec, ActionSpec(discrete=(4,)), ModelConfig(encoder_init="orthogonal"))
+    assert _orthogonal(ortho.encoder.conv[0].weight)
+    assert _orthogonal(ortho.encoder.conv_mlp[0].weight)
+    mlp = ActorCritic({"obs": (17,)}, ActionSpec(continuous=6), ModelConfig(encoder="mlp"))
+    assert not _orthogonal(mlp.encoder.vector_mlps["obs"][0].weight)  # SF's MlpEncoder: scripted
+
+
 def test_bad_configs_are_named():
     with pytest.raises(ValueError, match="unknown encoder"):
         ModelConfig(encoder="resnet")
     with pytest.raises(ValueError, match="unknown core"):
         ModelConfig(core="transformer")
+    with pytest.raises(ValueError, match="unknown encoder_init"):
+        ModelConfig(encoder_init="xavier")
     with pytest.raises(ValueError, match="images"):
         ActorCritic({"obs": (3, 4)}, ActionSpec(discrete=(2,)))
 
