@@ -5,10 +5,12 @@ applies the DeepMind/baselines preprocessing in a few GIL-releasing OpenCV/numpy
 
 * ``frame_skip`` (4) emulator frames per step, rewards summed; the observation is the
   pixel-wise max of the last two frames (only when ``frame_skip > 1``);
-* grayscale straight from the palette (``getScreenGrayscale``), or RGB;
+* grayscale straight from the palette, or RGB;
 * resize to ``img_height x img_width`` (84x84) with ``INTER_AREA`` (``use_inter_area_resize``)
   or bilinear; gray ``INTER_AREA`` downscales run :class:`~._area_resize.AreaResize`, equal to
-  OpenCV's output bit for bit at a quarter of its cost;
+  OpenCV's output bit for bit at a quarter of its cost, and from one step to the next redo only
+  the pixels that changed (:class:`~._ale_frames.IncrementalGrayArea`: ~20 us instead of ~52 us
+  of Pong's preprocessing, same output);
 * a stack of the last ``stack_num`` (4) frames, channel-first: obs ``(4, 84, 84) uint8``
   (``(3*stack_num, H, W)`` for RGB); the stack is a ring buffer, copied out once per step;
 * ``noop_max`` (30): 1..30 no-ops after a game reset, then FIRE when the game has it
@@ -40,6 +42,7 @@ from ale_py import Action, ALEInterface, LoggerMode, roms
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
+from ._ale_frames import IncrementalGrayArea
 from ._area_resize import AreaResize, supported
 
 __all__ = ["AtariEnv", "game_of_task", "list_tasks", "make_env"]
@@ -163,6 +166,11 @@ class AtariEnv(gym.Env):
             and supported((h, w), (int(img_height), int(img_width)))
             else None
         )
+        # gray + INTER_AREA: only the pixels that changed since the last step are redone
+        self._inc = (
+            IncrementalGrayArea(self.ale, self.game, (h, w), self._area.dst_hw)
+            if self._area is not None and w % 8 == 0 else None
+        )
         self._raw = np.zeros((2, h, w) if self.gray_scale else (2, h, w, 3), np.uint8)
         self._rows = (self._raw[0], self._raw[1])  # the last frame, the one before it
         self._screen = self.ale.getScreenGrayscale if self.gray_scale else self.ale.getScreenRGB
@@ -211,14 +219,19 @@ class AtariEnv(gym.Env):
                 self._game_reset()
         else:
             self._game_reset()
-        self._grab(0)
-        self._raw[1].fill(0)
         self.lives = self.ale.lives()
         self.elapsed_step = 0
         self.raw_reward = 0.0
         self.game_terminated = False
-        frame = self._process()
-        self._ring[:] = frame
+        if self._inc is not None:
+            self._inc.reset()
+            self._inc.grab(0)
+            self._inc.frame(self._ring[0])
+            self._ring[1:] = self._ring[0]
+        else:
+            self._grab(0)
+            self._raw[1].fill(0)
+            self._ring[:] = self._process()
         self._head = 0
         self._write_obs(obs_out)
 
@@ -230,16 +243,27 @@ class AtariEnv(gym.Env):
         a = self._action_set[int(action)]
         reward = 0
         fs = self.frame_skip
-        screen, (last, before_last) = self._screen, self._rows
-        for t in range(fs):
-            reward += act(a)
-            if game_over():
-                screen(last)
-                break
-            if t == fs - 2:
-                screen(before_last)
-            elif t == fs - 1:
-                screen(last)
+        inc = self._inc
+        if inc is not None:
+            grab = inc.grab
+            for t in range(fs):
+                reward += act(a)
+                if game_over():
+                    break
+                if t == fs - 2:
+                    grab(1)
+            grab(0)
+        else:
+            screen, (last, before_last) = self._screen, self._rows
+            for t in range(fs):
+                reward += act(a)
+                if game_over():
+                    screen(last)
+                    break
+                if t == fs - 2:
+                    screen(before_last)
+                elif t == fs - 1:
+                    screen(last)
         self.elapsed_step += 1
         game_over = ale.game_over()
         lives = ale.lives()
@@ -249,7 +273,10 @@ class AtariEnv(gym.Env):
         self.game_terminated = game_over
         self.raw_reward = float(reward)
         self._head = (self._head + 1) % self.stack_num
-        self._process(self._ring[self._head])
+        if inc is not None:
+            inc.frame(self._ring[self._head])
+        else:
+            self._process(self._ring[self._head])
         self._write_obs(obs_out)
         r = float(np.sign(reward)) if self.reward_clip else float(reward)
         return r, bool(terminated), bool(truncated)
