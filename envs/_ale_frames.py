@@ -64,7 +64,8 @@ def _changed_rows(new64, idx64, rows):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, boundscheck=False)
-def _update(new, new64, idx, idx64, gray, lut, lo, hi, fresh, k, rows):  # pragma: no cover - compiled
+def _update(new, new64, idx, idx64, gray, lut, lo, hi, fresh, k,
+            rows):  # pragma: no cover - compiled
     """Bring frame ``k`` (``idx``/``gray``) up to the palette screen ``new``; widen row ``y``'s
     dirty columns ``[lo[y], hi[y])``. Rows are compared eight bytes at a time (``*64``: uint64
     views of the same rows; widths are multiples of 8), all pixels if ``fresh[k]`` (which is
