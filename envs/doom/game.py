@@ -292,6 +292,15 @@ class DoomEnv(gym.Env):
         game.set_mode(vzd.Mode.PLAYER)
         if self._seed is not None:
             game.set_seed(int(self._seed) % (2**32))
+        for name, on in spec.render:
+            setter = getattr(game, f"set_render_{name}", None)
+            if setter is None:
+                raise ValueError(f"{spec.name}: VizDoom has no render option {name!r}")
+            setter(bool(on))
+        if spec.living_reward is not None:
+            game.set_living_reward(float(spec.living_reward))
+        if spec.death_penalty is not None:
+            game.set_death_penalty(float(spec.death_penalty))
         for arg in spec.extra_args:
             game.add_game_args(arg)
         if self.multiplayer:

@@ -53,6 +53,11 @@ class DoomSpec:
       respawn_delay: seconds before a dead player respawns (multiplayer).
       timelimit: multiplayer match length in minutes.
       doom_map: map to load (None keeps the config's).
+      render: VizDoom render flags set after the config (``("hud", True)`` calls
+        ``set_render_hud(True)``): Sample Factory's ``.cfg`` values where the wheel's differ.
+      living_reward, death_penalty: override the config's game rewards (None keeps them);
+        Sample Factory's health_gathering .cfg files give 0.01 per tic and no death penalty
+        where the wheel's give 1 and 100.
     """
 
     name: str
@@ -71,6 +76,9 @@ class DoomSpec:
     timelimit: float = 4.0
     doom_map: str | None = None
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    render: tuple[tuple[str, bool], ...] = ()
+    living_reward: float | None = None
+    death_penalty: float | None = None
 
     @property
     def multiplayer(self) -> bool:
@@ -82,37 +90,59 @@ def _d(n: int) -> Callable[[], spaces.Space]:
 
 
 _TURN_MOVE = ("TURN_LEFT", "TURN_RIGHT", "MOVE_FORWARD", "MOVE_BACKWARD")
+# Sample Factory's scenario .cfg render options where the vizdoom wheel's differ: its agents
+# see the status bar (the 3D view is the top ~84% of the frame), no decals or particles.
+_NO_FX = (("decals", False), ("particles", False))
+_SF_HUD = (("hud", True), *_NO_FX)
+_SF_HUD_FLASH = (*_SF_HUD, ("screen_flashes", True))
+_SF_GATHER = (("weapon", False), *_NO_FX, ("screen_flashes", True))
 _FULL = tuple(FULL_VARIABLES)
 
 DOOM_ENVS: tuple[DoomSpec, ...] = (
     # idle, left, right, attack
-    DoomSpec("doom_basic", "basic.cfg", _d(4), reward_scale=0.01, timeout=300),
-    DoomSpec("doom_my_way_home", "my_way_home.cfg", dspaces.space_basic, buttons=_TURN_MOVE),
-    DoomSpec("doom_my_way_home_flat_actions", "my_way_home.cfg", _d(5), buttons=_TURN_MOVE),
+    DoomSpec("doom_basic", "basic.cfg", _d(4), reward_scale=0.01, timeout=300, render=_SF_HUD),
+    DoomSpec(
+        "doom_my_way_home",
+        "my_way_home.cfg",
+        dspaces.space_basic,
+        buttons=_TURN_MOVE,
+        render=_NO_FX,
+    ),
+    DoomSpec(
+        "doom_my_way_home_flat_actions",
+        "my_way_home.cfg",
+        _d(5),
+        buttons=_TURN_MOVE,
+        render=_NO_FX,
+    ),
     DoomSpec(
         "doom_deadly_corridor",
         "deadly_corridor.cfg",
         dspaces.space_extended,
         buttons=_TURN_MOVE + ("MOVE_LEFT", "MOVE_RIGHT", "ATTACK"),
         reward_scale=0.01,
+        render=_SF_HUD_FLASH,
     ),
     DoomSpec(
         "doom_defend_the_center",
         "defend_the_center.cfg",
         dspaces.space_turn_and_attack,
         buttons=("TURN_LEFT", "TURN_RIGHT", "ATTACK"),
+        render=_SF_HUD_FLASH,
     ),
     DoomSpec(
         "doom_defend_the_center_flat_actions",
         "defend_the_center.cfg",
         _d(4),
         buttons=("TURN_LEFT", "TURN_RIGHT", "ATTACK"),
+        render=_SF_HUD_FLASH,
     ),
     DoomSpec(
         "doom_defend_the_line",
         "defend_the_line.cfg",
         dspaces.space_turn_and_attack,
         buttons=("TURN_LEFT", "TURN_RIGHT", "ATTACK"),
+        render=_SF_HUD_FLASH,
     ),
     DoomSpec(
         "doom_health_gathering",
@@ -121,6 +151,9 @@ DOOM_ENVS: tuple[DoomSpec, ...] = (
         buttons=_TURN_MOVE,
         variables=("HEALTH",),
         shaping="gathering",
+        render=_SF_GATHER,
+        living_reward=0.01,
+        death_penalty=0.0,
     ),
     DoomSpec(
         "doom_health_gathering_supreme",
@@ -129,6 +162,9 @@ DOOM_ENVS: tuple[DoomSpec, ...] = (
         buttons=_TURN_MOVE,
         variables=("HEALTH",),
         shaping="gathering",
+        render=_SF_GATHER,
+        living_reward=0.01,
+        death_penalty=0.0,
     ),
     DoomSpec(
         "doom_take_cover",

@@ -129,6 +129,41 @@ def test_health_gathering_objective_is_unshaped_reward():
         env.close()
 
 
+def test_sample_factory_render_options_and_game_rewards():
+    """Specs apply Sample Factory's .cfg values where the wheel's differ: doom_basic shows the
+    status bar (the bottom of the frame), health_gathering pays 0.01 per tic, no death penalty."""
+    import dataclasses
+
+    spec = dataclasses.replace(DOOM_ENVS[0], render=())
+    assert DOOM_ENVS[0].name == "doom_basic" and ("hud", True) in DOOM_ENVS[0].render
+    frames = []
+    for env_id in (DOOM_ENVS[0], spec):
+        env = DoomEnv(env_id, seed=1)
+        try:
+            frames.append(env.reset()[0].astype(int))
+        finally:
+            env.close()
+    # Same game and seed: without the flags the frames would be identical.
+    assert np.abs(frames[0][-8:] - frames[1][-8:]).mean() > 20
+
+    env = DoomEnv("doom_health_gathering", resolution=TINY)
+    try:
+        env.reset(seed=0)
+        assert env.game.get_living_reward() == pytest.approx(0.01)
+        assert env.game.get_death_penalty() == 0.0
+        _, r, *_ = env.step(0)  # idle: no medkit, so no shaping
+        assert r == pytest.approx(4 * 0.01)
+    finally:
+        env.close()
+    bad = dataclasses.replace(DOOM_ENVS[0], render=(("hologram", True),))
+    env = DoomEnv(bad)
+    try:
+        with pytest.raises(ValueError, match="hologram"):
+            env.reset()
+    finally:
+        env.close()
+
+
 def test_bad_inputs_name_the_problem():
     with pytest.raises(KeyError, match="unknown Doom env 'doom_nope'"):
         DoomEnv("doom_nope")
