@@ -6,7 +6,7 @@ into VizDoom plus a resize. Frame skip runs inside VizDoom (``make_action(button
 
 Episode ends: ``terminated`` when the game ends by itself (goal reached, player died, or a
 multiplayer match ran its time limit), ``truncated`` when a single-player scenario's own tic
-timeout or the spec's step limit (``timeout``, Sample Factory's ``TimeLimitWrapper``) cut it.
+timeout or the spec's frame limit (``timeout``, Sample Factory's ``TimeLimitWrapper``) cut it.
 VizDoom gives no frame after the end, so the final observation is black (as in Sample Factory).
 
 The reward is ``(game reward + shaping) * reward_scale``. ``info["true_objective"]`` at episode
@@ -150,7 +150,8 @@ class DoomEnv(gym.Env):
       channels_first: observations ``[C, H, W]`` (model layout) instead of ``[H, W, C]``.
       frame_skip: game tics per step, run inside VizDoom (Sample Factory: 4; 2 for bots).
       game_resolution: the game's render size, ``"160x120"`` (default) or e.g. ``"256x144"``.
-      episode_horizon: step limit overriding the spec's ``timeout``.
+      episode_horizon: step limit overriding the spec's ``timeout`` (which counts frames: it
+        ends the episode after ``ceil(timeout / frame_skip)`` steps, as Sample Factory's).
       measurements: add the 23 measurements as a dict observation (default: the spec's).
       player_id, num_players, port, host: multiplayer seat; ``player_id == 0`` hosts a game for
         ``num_players`` on UDP ``port``, others join ``host:port``. ``None``: single player, or
@@ -200,7 +201,10 @@ class DoomEnv(gym.Env):
         self.channels_first = channels_first
         self.frame_skip = int(frame_skip)
         self.game_resolution = game_resolution
-        self.horizon = episode_horizon if episode_horizon is not None else spec.timeout
+        if episode_horizon is not None:
+            self.horizon = int(episode_horizon)
+        else:
+            self.horizon = -(-spec.timeout // self.frame_skip) if spec.timeout > 0 else spec.timeout
         self.use_measurements = spec.measurements if measurements is None else measurements
         self.render_mode = render_mode
         self.workdir = workdir or scratch_dir()

@@ -43,7 +43,9 @@ class DoomSpec:
       buttons: VizDoom button names replacing the config's list (None keeps the config's).
       variables: game variables replacing the config's list (None keeps the config's).
       reward_scale: multiplies the (shaped) reward (Sample Factory's ``reward_scaling``).
-      timeout: episode limit in agent steps, ``-1`` for the game's own timeout only.
+      timeout: episode limit in env frames (Sample Factory's ``TimeLimitWrapper`` counts
+        ``info["num_frames"]``, i.e. frame-skipped tics: 2100 is 525 steps at frame skip 4),
+        ``-1`` for the game's own timeout only.
       shaping: ``None``, ``"gathering"`` (+1 per health gain), ``"deathmatch_v0"`` (vs bots),
         ``"deathmatch_v1"`` (self-play) or ``"battle"``.
       objective: ``"reward"`` (env reward), ``"frags"`` or ``"win"`` (1.0 for an outright win).

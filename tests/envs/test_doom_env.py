@@ -10,6 +10,7 @@ from gristmill.envs.doom import (
     DOOM_ENVS,
     DoomEnv,
     DoomMultiAgentEnv,
+    doom_spec,
     find_free_port,
     game_processes,
     make_doom,
@@ -99,6 +100,22 @@ def test_frame_skip_runs_inside_vizdoom():
     finally:
         env1.close()
         env2.close()
+
+
+def test_spec_timeout_counts_frames():
+    """Sample Factory's TimeLimitWrapper counts frames: 20 frames at frame skip 4 = 5 steps."""
+    import dataclasses
+
+    spec = dataclasses.replace(doom_spec("doom_defend_the_center"), timeout=20)
+    env = DoomEnv(spec, resolution=TINY, frame_skip=4)
+    try:
+        assert env.horizon == 5
+        env.reset(seed=0)
+        ends = [env.step((0, 0))[2:4] for _ in range(5)]
+        assert ends[-1] == (False, True) and all(e == (False, False) for e in ends[:-1])
+    finally:
+        env.close()
+    assert DoomEnv(spec, frame_skip=3).horizon == 7  # ceil(20 / 3)
 
 
 def test_step_limit_truncates():
