@@ -106,7 +106,7 @@ def _limit(args, frames: int | None) -> tuple[float, str, str]:
     return args.seconds, "train_for_seconds", str(int(args.seconds))
 
 
-def run_gristmill(args, frames: int | None = None) -> dict:
+def run_gristmill(args, frames: int | None = None, seed: int = 0) -> dict:
     """Train gristmill-doom for --seconds (or ``frames`` env frames, then read its curve)."""
     work = tempfile.mkdtemp(prefix="gm-doom-bench-")
     seconds, flag, value = _limit(args, frames)
@@ -133,6 +133,8 @@ def run_gristmill(args, frames: int | None = None) -> dict:
         "5",
         "--save_every_sec",
         "100000",
+        "--seed",
+        str(seed),
         *args.extra,
     ]
     pat = re.compile(r"\]\s+frames\s+(?P<frames>[\d,]+)\s+\|")
@@ -153,7 +155,7 @@ def run_gristmill(args, frames: int | None = None) -> dict:
     }
 
 
-def run_sf(args, frames: int | None = None) -> dict:
+def run_sf(args, frames: int | None = None, seed: int | None = None) -> dict:
     """The same for Sample Factory; its reward curve is ``reward/reward`` (100-episode mean)."""
     work = tempfile.mkdtemp(prefix="sf-doom-bench-")
     seconds, flag, value = _limit(args, frames)
@@ -175,6 +177,7 @@ def run_sf(args, frames: int | None = None) -> dict:
         "--save_every_sec=100000",
         "--with_wandb=False",
         "--experiment_summaries_interval=5",  # logging only: gristmill's --stats_every_sec
+        *([f"--seed={seed}"] if seed is not None else []),
     ]
     pat = re.compile(r"Total num frames: (?P<frames>\d+)")
     try:
@@ -211,33 +214,70 @@ def _final(curve: list[list[float]]) -> float | None:
     return sum(v for _, v in tail) / len(tail) if tail else None
 
 
+def _mean_curve(curves: list[list[list[float]]], points: int = 60) -> list[list[float]]:
+    """Mean of several curves on a common frame grid (linear interpolation), up to the
+    shortest curve's last frame."""
+    import numpy as np
+
+    curves = [c for c in curves if c]
+    if not curves:
+        return []
+    lo = max(c[0][0] for c in curves)
+    hi = min(c[-1][0] for c in curves)
+    grid = np.linspace(lo, hi, points)
+    ys = [np.interp(grid, [x for x, _ in c], [y for _, y in c]) for c in curves]
+    return [[float(x), float(y)] for x, y in zip(grid, np.mean(ys, axis=0), strict=True)]
+
+
 def curves(args) -> dict:
-    """Train both for --frames env frames, then write bench/results/doom_curves_<env>.{json,png}:
-    mean episode reward (100 episodes) against env frames, one seed each."""
+    """Train both for --frames env frames with --seeds seeds each (0, 1, ...), then write
+    bench/results/doom_curves_<env>.{json,png}: mean episode reward (100 episodes) against env
+    frames, each seed's curve and the mean over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = {"sample-factory 2.1.1": run_sf(args, args.frames)}
-    runs["gristmill"] = run_gristmill(args, args.frames)
-    for r in runs.values():
-        r["final_reward"] = _final(r["curve"])
+    runs: dict[str, list[dict]] = {"sample-factory 2.1.1": [], "gristmill": []}
+    for seed in range(args.seeds):
+        runs["sample-factory 2.1.1"].append(run_sf(args, args.frames, seed=seed))
+        runs["gristmill"].append(run_gristmill(args, args.frames, seed=seed))
+    summary = {}
+    for name, rs in runs.items():
+        for r in rs:
+            r["final_reward"] = _final(r["curve"])
+        finals = [r["final_reward"] for r in rs if r["final_reward"] is not None]
+        mean = _mean_curve([r["curve"] for r in rs])
+        summary[name] = {
+            "finals": finals,
+            "mean_final": sum(finals) / len(finals) if finals else None,
+            "mean_curve": mean,
+            "frames_to_0": next((x for x, y in mean if y >= 0), None),
+            "frames_to_0.5": next((x for x, y in mean if y >= 0.5), None),
+        }
     out = {
         "env": args.env,
         "frames": args.frames,
+        "seeds": args.seeds,
         "settings": f"{args.workers} workers x {args.envs} envs, conv + GRU 512, batch 1024, "
-        "rollout 32, frameskip 4, 128x72 RGB, CPU; seeds: gristmill 0, SF unseeded (default)",
+        "rollout 32, frameskip 4, 128x72 RGB, CPU; seeds 0..seeds-1 for both",
+        "summary": summary,
         "runs": runs,
     }
     base = os.path.join(ROOT, "bench", "results", f"doom_curves_{args.env}")
     with open(base + ".json", "w") as f:
         json.dump(out, f, indent=1)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, r in runs.items():
-        if r["curve"]:
-            x, y = zip(*r["curve"])
-            ax.plot(x, y, label=f"{name} (final {r['final_reward']:.2f})")
+    for (name, rs), colour in zip(runs.items(), ("tab:blue", "tab:orange"), strict=True):
+        for r in rs:
+            if r["curve"]:
+                x, y = zip(*r["curve"], strict=True)
+                ax.plot(x, y, color=colour, alpha=0.25, lw=1)
+        m = summary[name]
+        if m["mean_curve"]:
+            x, y = zip(*m["mean_curve"], strict=True)
+            ax.plot(x, y, color=colour, lw=2,
+                    label=f"{name}: mean of {len(rs)} (final {m['mean_final']:.2f})")
     ax.set_xlabel("env frames (frameskip 4 counted)")
     ax.set_ylabel("mean episode reward (last 100 episodes)")
     ax.set_title(f"{args.env}: {args.frames:,} frames, {args.workers} x {args.envs} envs")
@@ -249,8 +289,11 @@ def curves(args) -> dict:
         "system": "curves",
         "env": args.env,
         "frames": args.frames,
-        **{f"{n}_final_reward": r["final_reward"] for n, r in runs.items()},
-        **{f"{n}_wall_s": r["wall_s"] for n, r in runs.items()},
+        "seeds": args.seeds,
+        **{f"{n}_finals": m["finals"] for n, m in summary.items()},
+        **{f"{n}_mean_final": m["mean_final"] for n, m in summary.items()},
+        **{f"{n}_frames_to_0.5": m["frames_to_0.5"] for n, m in summary.items()},
+        **{f"{n}_wall_s": [r["wall_s"] for r in rs] for n, rs in runs.items()},
         "written": [base + ".json", base + ".png"],
     }
 
@@ -346,6 +389,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=500_000, help="curves: env frames per run")
     p.add_argument("--sf_python", default="/work/sf-venv/bin/python")
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--seeds", type=int, default=1, help="curves: seeds per framework (0, 1, ...)")
     p.add_argument("--gm_args", default="", help="extra gristmill-doom flags, one string")
     args = p.parse_args()
     args.extra = shlex.split(args.gm_args)
