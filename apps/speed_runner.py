@@ -4,8 +4,8 @@ For each task (default: Pong-v5, Breakout-v5, Ant-v5, HalfCheetah-v5, Humanoid-v
 after a warm-up, ``--repeats`` windows of ``--seconds`` each and reports the median of:
 
 * ``raw``: the bare single-core emulator/simulator loop (ALE ``act`` with its internal frame
-  skip 4 + one grayscale fetch; MuJoCo ``mj_step(model, data, frame_skip)``) -- times the
-  core count, the *physical limit*;
+  skip 4 + one grayscale fetch; MuJoCo ``mj_step(model, data, frame_skip)``, with MuJoCo's
+  profiling timers off as in gristmill's envs) -- times the core count, the *physical limit*;
 * ``gym-single``: one Gymnasium env with matched preprocessing (Atari: ALE v5 with
   ``frameskip=1`` + ``AtariPreprocessing`` + ``FrameStackObservation``);
 * ``gym-sync`` / ``gym-async``: ``gymnasium.vector.SyncVectorEnv`` / ``AsyncVectorEnv``;
@@ -358,6 +358,12 @@ def run_table(tasks, systems, grid, seconds, warmup, repeats, cores, load=0,
         have_envpool = False
     plan = [(t, c) for t in tasks
             for c in configs(t, systems, grid, cores, have_envpool, batches, workers)]
+    if not all(is_atari(t) for t in tasks):
+        # MuJoCo's profiling timers off for every in-process system (raw, gym-single, gym-sync),
+        # as gristmill's MuJoCo envs have them (EnvPool's MuJoCo build times nothing either)
+        from gristmill.envs.mujoco import disable_profiling_timers
+
+        disable_profiling_timers()
     results = []
     loaders = _start_load(load)
     try:

@@ -13,6 +13,13 @@ Physics: ``data.ctrl[:] = action``; ``mj_step(model, data, nstep=frame_skip)``;
 gymnasium runs it for every task, but nothing else depends on it). ``mj_step`` releases the
 GIL.
 
+MuJoCo's profiling timers (``mjData.timer``) read the clock around every stage of every
+physics step, ~5 % of Ant's step (``clock_gettime`` from ``mj_fwdPosition``, ``mj_collision``,
+...). gristmill's envs are stepped for throughput, so the first env made installs a constant
+``mjcb_time`` clock (a Numba C callback; :func:`disable_profiling_timers`), which turns those
+timers off for the process: ``data.timer`` durations then read 0, physics is unchanged. An
+``mjcb_time`` set before is left alone, and ``profiling_timers=True`` keeps them.
+
 Reset draws the same numbers from the same generator as gymnasium
 (``gymnasium.utils.seeding.np_random(seed)``), so ``reset(seed=s)`` gives gymnasium's initial
 state. Observations are float64, actions float32 ``Box`` over the actuators' ``ctrlrange``.
@@ -23,6 +30,7 @@ InvertedDoublePendulum, Pusher, Reacher, Swimmer, Walker2d (ids ``<Task>-v5``).
 
 from __future__ import annotations
 
+import ctypes
 import threading
 from pathlib import Path
 from typing import Any
@@ -32,15 +40,36 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 from gymnasium.utils import seeding
+from numba import cfunc, types
 
 from ._mujoco_kernels import ant_obs_reward, pairwise_sumsq
 
-__all__ = ["TASKS", "MujocoEnv", "list_tasks", "make_env"]
+__all__ = ["TASKS", "MujocoEnv", "disable_profiling_timers", "list_tasks", "make_env"]
 
 _ASSETS = Path(gym.__file__).parent / "envs" / "mujoco" / "assets"
 
 
 _local = threading.local()
+_clock = []  # the constant clock's cfunc, compiled on first use and kept alive
+
+
+def disable_profiling_timers() -> bool:
+    """Turn MuJoCo's profiling timers off for this process by installing a constant
+    ``mjcb_time`` (physics unchanged; ``mjData.timer`` durations read 0). Does nothing if an
+    ``mjcb_time`` is already set (by the user, or by an earlier call). Returns whether the
+    timers are off by this module's clock."""
+    if not _clock:
+        @cfunc(types.float64())
+        def zero_clock():  # pragma: no cover - called by MuJoCo
+            return 0.0
+
+        _clock.append(zero_clock)
+    clock = _clock[0]
+    current = mujoco.get_mjcb_time()
+    if current is None:
+        mujoco.set_mjcb_time(clock.ctypes)
+        return True
+    return ctypes.cast(current, ctypes.c_void_p).value == clock.address
 
 
 def _shared_model(xml: str) -> mujoco.MjModel:
@@ -76,6 +105,8 @@ class MujocoEnv(gym.Env):
     # gymnasium runs mj_rnePostConstraint after every step; only cfrc_ext/cacc/cfrc_int depend
     # on it, so tasks that read none of them skip it (their outputs are unchanged)
     uses_cfrc_ext: bool = False
+    # keep MuJoCo's per-stage profiling timers (mjData.timer), ~5 % of a step; see the module
+    profiling_timers: bool = False
     info_spec = {"elapsed_step": ((), np.int32)}
 
     def __init__(self, *, max_episode_steps: int | None = None, seed: int | None = None,
@@ -88,6 +119,8 @@ class MujocoEnv(gym.Env):
             self.max_episode_steps = int(max_episode_steps)
         if frame_skip is not None:
             self.frame_skip = int(frame_skip)
+        if not self.profiling_timers:
+            disable_profiling_timers()
         self.model = (_shared_model(self.xml) if self.share_model
                       else mujoco.MjModel.from_xml_path(str(_ASSETS / self.xml)))
         self.data = mujoco.MjData(self.model)

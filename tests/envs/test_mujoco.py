@@ -102,3 +102,41 @@ def test_envs_of_a_task_share_one_model_but_not_their_state():
         assert rb == rr
     ref.model.opt.gravity[2] = 0.0  # an unshared model can be changed alone
     assert a.model.opt.gravity[2] != 0.0
+
+
+def test_profiling_timers_are_off_by_default_and_a_users_clock_is_kept():
+    import ctypes
+
+    import mujoco
+    from gristmill.envs.mujoco import disable_profiling_timers
+
+    saved = mujoco.get_mjcb_time()
+    try:
+        mujoco.set_mjcb_time(None)
+        env = make_env("Hopper-v5", seed=0)
+        assert mujoco.get_mjcb_time() is not None and disable_profiling_timers()
+        env.reset(seed=0)
+        env.step(env.action_space.sample())
+        assert env.data.timer[mujoco.mjtTimer.mjTIMER_STEP].number > 0
+        assert env.data.timer[mujoco.mjtTimer.mjTIMER_STEP].duration == 0.0
+
+        # a clock the user set stays, and it keeps the timers running
+        mujoco.set_mjcb_time(None)
+        libc = ctypes.CDLL(None)
+        clock = libc.drand48
+        clock.restype = ctypes.c_double
+        mujoco.set_mjcb_time(clock)
+        env = make_env("Hopper-v5", seed=0)
+        assert not disable_profiling_timers()
+        env.reset(seed=0)
+        env.step(env.action_space.sample())
+        assert env.data.timer[mujoco.mjtTimer.mjTIMER_STEP].duration != 0.0
+
+        # profiling_timers=True installs nothing
+        mujoco.set_mjcb_time(None)
+        make_env("Hopper-v5", seed=0, profiling_timers=True)
+        assert mujoco.get_mjcb_time() is None
+    finally:
+        mujoco.set_mjcb_time(None)
+        if saved is not None:
+            mujoco.set_mjcb_time(saved)
