@@ -4,6 +4,8 @@ Import only what you need; each module is independent and none needs torch or gy
 
 - :mod:`gristmill.kernels.advantage` -- GAE, V-trace and discounted returns (Numba), each
   with a plain NumPy reference.
+- :mod:`gristmill.kernels.dispatch` -- a batch of env ids validated and appended to
+  per-worker command rings in two calls (Numba), the env pool's ``send``.
 - :mod:`gristmill.kernels.shm` -- named POSIX shared memory as numpy arrays, owned and
   cleaned up.
 - :mod:`gristmill.kernels.shmqueue` -- a multi-producer multi-consumer shared-memory queue
@@ -12,4 +14,4 @@ Import only what you need; each module is independent and none needs torch or gy
   shared buffer (Cython); the env pool's hand-off.
 """
 
-__all__ = ["advantage", "shm", "shmqueue", "shmsignal"]
+__all__ = ["advantage", "dispatch", "shm", "shmqueue", "shmsignal"]

@@ -60,6 +60,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gristmill.kernels.dispatch import DUPLICATE, OK, OUT_OF_RANGE, claim, dispatch
 from gristmill.kernels.shm import SharedArrays
 from gristmill.kernels.shmsignal import SignalSet, nbytes
 from gymnasium import spaces
@@ -256,7 +257,8 @@ class EnvPool:
         self._outstanding = np.zeros(num_envs, np.bool_)
         self._n_outstanding = 0
         self._ids_cache: dict = {}
-        self._plan_cache: dict = {}
+        self._bad = np.zeros(1, np.int64)  # claim(): the offending id
+        self._counts = np.zeros(W, np.int64)  # dispatch(): items per worker
         self._started = False
         self._pending: deque = deque()  # sync: (block, n) per request batch, oldest first
         self._next_block = 0
@@ -405,63 +407,37 @@ class EnvPool:
         self._ids_cache[key] = out
         return out
 
-    def _plan(self, ids: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """``[(worker, rows)]`` for a batch of ``ids``: each worker's ring items
-        ``(env_id, cmd, block, pos)`` in batch order (cmd and block filled in per send)."""
-        key = ids.tobytes() if ids.dtype == np.int64 else ids.astype(np.int64).tobytes()
-        plan = self._plan_cache.get(key)
-        if plan is None:
-            wof = self._worker_of[ids]
-            plan = []
-            for w in range(self.num_workers):
-                sel = np.flatnonzero(wof == w)
-                if len(sel):
-                    rows = np.empty((len(sel), 4), np.int64)
-                    rows[:, 0] = ids[sel]
-                    rows[:, 3] = sel
-                    plan.append((w, rows))
-            if len(self._plan_cache) >= 1024:
-                self._plan_cache.clear()
-            self._plan_cache[key] = plan
-        return plan
-
-    def _enqueue(self, ids: np.ndarray, cmd: int) -> None:
+    def _enqueue(self, ids: np.ndarray, cmd: int, claimed: bool = False) -> None:
         """Hand ``ids`` to their workers, ``batch_size`` at a time. Sync: each chunk gets an
-        output block with results in ``ids`` order; async: results take slots as they finish."""
+        output block with results in ``ids`` order; async: results take slots as they finish.
+        ``claimed``: :func:`~gristmill.kernels.dispatch.claim` already marked them busy."""
         B = self.batch_size
         if len(ids) > B:
             for i in range(0, len(ids), B):
-                self._enqueue(ids[i:i + B], cmd)
+                self._enqueue(ids[i:i + B], cmd, claimed)
             return
         n = len(ids)
         if self.is_async:
             block = -1  # the workers claim output slots as steps finish
         else:
             if len(self._pending) >= self.num_blocks - 1:
+                if claimed:
+                    self._outstanding[ids] = False
                 raise APIUsageError(f"{len(self._pending)} batches requested and not "
                                     f"received; recv first")
             block = self._next_block
             self._next_block = (block + 1) % self.num_blocks
             self._a["expected"][block] = n
             self._pending.append((block, n))
-        self._outstanding[ids] = True
+        if not claimed:
+            self._outstanding[ids] = True
         self._n_outstanding += n
-        ring, head, cap, post = self._ring, self._head, self._cap, self._sig.post
-        for w, rows in self._plan(ids):
-            k = len(rows)
-            rows[:, 1] = cmd
-            rows[:, 2] = block
-            h = int(head[w, 0])
-            start = h % cap
-            r = ring[w]
-            if start + k <= cap:
-                r[start:start + k] = rows
-            else:  # wraps around the ring's end
-                cut = cap - start
-                r[start:] = rows[:cut]
-                r[:k - cut] = rows[cut:]
-            head[w, 0] = h + k
-            post(w)
+        counts = self._counts
+        dispatch(ids, self._worker_of, self._ring, self._head, cmd, block, counts)
+        post = self._sig.post
+        for w, k in enumerate(counts.tolist()):
+            if k:
+                post(w)
 
     def async_reset(self) -> None:
         """Reset every env without waiting; results come from :meth:`recv`."""
@@ -527,7 +503,17 @@ class EnvPool:
         self._check_open()
         if not self._started:
             raise APIUsageError("send before reset: call reset() or async_reset() first")
-        ids = self._ids(env_id)
+        if env_id is None:
+            ids = self.all_env_ids
+        else:
+            ids = env_id if isinstance(env_id, np.ndarray) else np.asarray(env_id)
+            if ids.ndim == 0:
+                ids = ids.reshape(1)
+            if ids.ndim != 1 or ids.dtype.kind not in "iu":
+                raise ValueError(f"env_id must be a 1-D array of integer env ids, got dtype "
+                                 f"{ids.dtype} shape {ids.shape}")
+            if len(ids) == 0:
+                raise ValueError("env_id is empty")
         a = actions if isinstance(actions, np.ndarray) else np.asarray(actions)
         want = (len(ids),) + self._act_shape
         if a.shape != want:
@@ -537,15 +523,28 @@ class EnvPool:
             kind = "floating" if self._act_kind == "f" else "integer"
             raise ValueError(f"actions have dtype {a.dtype}, expected a {kind} dtype for "
                              f"action space {self.single_action_space}")
-        busy = self._outstanding[ids]
-        if busy.any():
-            raise APIUsageError(f"send to envs {ids[busy].tolist()} whose previous results "
-                                f"were not received yet (recv first)")
-        if len(ids) == self.num_envs:
-            self._act[...] = a
-        else:
-            self._act[ids] = a
-        self._enqueue(ids, CMD_STEP)
+        # one pass: range, duplicates, not busy -- then mark the envs busy
+        code = claim(ids, self._outstanding, self._bad)
+        if code != OK:
+            self._claim_error(code, ids)
+        try:
+            if len(ids) == self.num_envs:
+                self._act[...] = a
+            else:
+                self._act[ids] = a
+        except BaseException:
+            self._outstanding[ids] = False
+            raise
+        self._enqueue(ids, CMD_STEP, claimed=True)
+
+    def _claim_error(self, code: int, ids: np.ndarray) -> None:
+        if code == OUT_OF_RANGE:
+            raise ValueError(f"env_id out of range [0, {self.num_envs}): {ids}")
+        if code == DUPLICATE:
+            raise ValueError(f"env_id has duplicates: {ids}")
+        busy = [int(e) for e in ids if self._outstanding[e]] or [int(self._bad[0])]
+        raise APIUsageError(f"send to envs {busy} whose previous results were not received "
+                            f"yet (recv first)")
 
     def recv(self):
         """Wait for the next batch; returns ``(obs, rew, terminated, truncated, info)`` views."""
