@@ -10,8 +10,10 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
+import signal
 import sys
 
 from gristmill.apps.doom.config import add_arguments, from_args
@@ -39,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     # Idle OpenMP threads sleep instead of spinning: on a small box the spin steals the cores
     # the games and the other torch thread need (must be set before torch starts OpenMP).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: a run that seems stuck can be
+    # inspected without stopping it
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     args = _parser().parse_args(argv)
     if args.command == "envs":
         from gristmill.envs.doom import DOOM_ENVS  # noqa: PLC0415

@@ -165,7 +165,14 @@ def test_crashed_game_killed_worker_and_ctrl_c(tmp_path, no_new_games):
             lambda: (r := rollout_worker(proc.pid)) and r[0] != worker,
         )
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # the trainer's faulthandler: every thread's stack
+            time.sleep(2)
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail(f"the trainer did not stop within 120 s of Ctrl-C; stacks:\n{err[-8000:]}")
     finally:
         if proc.poll() is None:
             proc.kill()
