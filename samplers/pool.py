@@ -414,7 +414,12 @@ class EnvPool:
         B = self.batch_size
         if len(ids) > B:
             for i in range(0, len(ids), B):
-                self._enqueue(ids[i:i + B], cmd, claimed)
+                try:
+                    self._enqueue(ids[i:i + B], cmd, claimed)
+                except APIUsageError:
+                    if claimed:  # the chunks not sent are not busy
+                        self._outstanding[ids[i + B:]] = False
+                    raise
             return
         n = len(ids)
         if self.is_async:

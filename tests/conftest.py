@@ -8,6 +8,7 @@ run is still alive.
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,11 @@ _BEFORE: set[str] = set()
 
 
 def pytest_sessionstart(session):
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        # Started in the background by a non-interactive shell (`cmd &`, nohup): SIGINT is
+        # ignored, every child inherits that and never sees KeyboardInterrupt, so the Ctrl-C
+        # tests would hang. A handler (unlike SIG_IGN) resets to the default on exec.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     _BEFORE.update(gristmill_shm_entries())
 
 
