@@ -24,11 +24,10 @@ and process.
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from numba import njit
 
-from ._area_resize import AreaResize, _horizontal, _scratch, _vertical, supported
+from ._area_resize import AreaResize, supported
 
 __all__ = ["IncrementalGrayArea", "gray_table", "supported"]
 
@@ -201,7 +200,7 @@ class IncrementalGrayArea:
         self._dlo = np.zeros(h, np.int64)
         self._dhi = np.zeros(h, np.int64)
         self._xi, self._xw, self._yi, self._yw = area._xi, area._xw, area._yi, area._yw
-        self._dx_first, self._dx_last = _coverage(self._xi, self._xw, w)
+        self._dx_first, self._dx_last = _coverage(self._xi, w)
         self._fresh = np.ones(2, np.uint8)  # frame k is stale: compare nothing, take all
         self._args = [
             (self._new, self._new64, self._idx[k], self._idx64[k], self._gray[k], self._lut,
@@ -243,16 +242,12 @@ class IncrementalGrayArea:
     def _rebuild(self) -> None:
         # the vectorised full passes of _area_resize, keeping h_t for later partial updates
         np.maximum(self._gray[0], self._gray[1], out=self._pool)
-        src_t, _, h, acc = _scratch(self._area.src_hw, self._area.dst_hw)
-        cv2.transpose(self._pool, src_t)
-        _horizontal(src_t, self._xi, self._xw, self._h_t)
-        cv2.transpose(self._h_t, h)
-        _vertical(h, self._yi, self._yw, acc, self._out)
+        self._area.resize_into(self._pool, self._out, self._h_t)
         self._lo.fill(self._pool.shape[1])
         self._hi.fill(0)
 
 
-def _coverage(xi: np.ndarray, xw: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+def _coverage(xi: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
     """For each source column: the first and last output column whose taps read it."""
     first = np.full(w, xi.shape[0], np.int64)
     last = np.full(w, -1, np.int64)

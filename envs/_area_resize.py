@@ -147,7 +147,12 @@ class AreaResize:
             out = np.empty(self.dst_hw, np.uint8)
         elif out.shape != self.dst_hw or out.dtype != np.uint8:
             raise ValueError(f"out must be uint8 {self.dst_hw}, got {out.dtype} {out.shape}")
-        src_t, h_t, h, acc = _scratch(self.src_hw, self.dst_hw)
+        return self.resize_into(src, out, _scratch(self.src_hw, self.dst_hw)[1])
+
+    def resize_into(self, src: np.ndarray, out: np.ndarray, h_t: np.ndarray) -> np.ndarray:
+        """:meth:`__call__` without the checks, leaving the horizontal pass in ``h_t``
+        (float32 ``[dst_w, src_h]``) for callers that update it in place later."""
+        src_t, _, h, acc = _scratch(self.src_hw, self.dst_hw)
         cv2.transpose(src, src_t)
         _horizontal(src_t, self._xi, self._xw, h_t)
         cv2.transpose(h_t, h)

@@ -256,7 +256,6 @@ class EnvPool:
 
         self._outstanding = np.zeros(num_envs, np.bool_)
         self._n_outstanding = 0
-        self._ids_cache: dict = {}
         self._bad = np.zeros(1, np.int64)  # claim(): the offending id
         self._counts = np.zeros(W, np.int64)  # dispatch(): items per worker
         self._started = False
@@ -377,35 +376,39 @@ class EnvPool:
         if self._closed:
             raise APIUsageError("the pool is closed")
 
-    def _ids(self, env_id) -> np.ndarray:
+    def _id_array(self, env_id) -> np.ndarray:
+        """``env_id`` (None: every env) as a non-empty 1-D integer array; ranges, duplicates
+        and busy envs are checked by the caller (:meth:`_ids`, or ``claim`` in ``send``)."""
         if env_id is None:
             return self.all_env_ids
         ids = env_id if isinstance(env_id, np.ndarray) else np.asarray(env_id)
         if ids.ndim == 0:
             ids = ids.reshape(1)
-        key = None
-        if ids.ndim == 1 and ids.dtype.kind in "iu":
-            # A loop sends the same few id batches (recv's env_id) again and again: validate
-            # each distinct batch once. Keyed by content, so a reused, mutated array is safe.
-            key = (ids.dtype.num, ids.tobytes())
-            hit = self._ids_cache.get(key)
-            if hit is not None:
-                return hit
         if ids.ndim != 1 or ids.dtype.kind not in "iu":
             raise ValueError(f"env_id must be a 1-D array of integer env ids, got dtype "
                              f"{ids.dtype} shape {ids.shape}")
         if len(ids) == 0:
             raise ValueError("env_id is empty")
+        return ids
+
+    def _ids(self, env_id) -> np.ndarray:
+        """Validated env ids for a reset: a private int64 copy."""
+        ids = self._id_array(env_id)
         if ids.min() < 0 or ids.max() >= self.num_envs:
-            raise ValueError(f"env_id out of range [0, {self.num_envs}): {ids}")
+            self._bad_ids(OUT_OF_RANGE, ids)
         if len(np.unique(ids)) != len(ids):
+            self._bad_ids(DUPLICATE, ids)
+        return np.array(ids, dtype=np.int64)
+
+    def _bad_ids(self, code: int, ids: np.ndarray) -> None:
+        """Raise the error for ``claim``'s ``code`` about ``ids``."""
+        if code == OUT_OF_RANGE:
+            raise ValueError(f"env_id out of range [0, {self.num_envs}): {ids}")
+        if code == DUPLICATE:
             raise ValueError(f"env_id has duplicates: {ids}")
-        out = np.array(ids, dtype=np.int64)  # a private copy: the cache must not alias
-        out.flags.writeable = False
-        if len(self._ids_cache) >= 1024:
-            self._ids_cache.clear()
-        self._ids_cache[key] = out
-        return out
+        busy = [int(e) for e in ids if self._outstanding[e]] or [int(self._bad[0])]
+        raise APIUsageError(f"send to envs {busy} whose previous results were not received "
+                            f"yet (recv first)")
 
     def _enqueue(self, ids: np.ndarray, cmd: int, claimed: bool = False) -> None:
         """Hand ``ids`` to their workers, ``batch_size`` at a time. Sync: each chunk gets an
@@ -508,17 +511,7 @@ class EnvPool:
         self._check_open()
         if not self._started:
             raise APIUsageError("send before reset: call reset() or async_reset() first")
-        if env_id is None:
-            ids = self.all_env_ids
-        else:
-            ids = env_id if isinstance(env_id, np.ndarray) else np.asarray(env_id)
-            if ids.ndim == 0:
-                ids = ids.reshape(1)
-            if ids.ndim != 1 or ids.dtype.kind not in "iu":
-                raise ValueError(f"env_id must be a 1-D array of integer env ids, got dtype "
-                                 f"{ids.dtype} shape {ids.shape}")
-            if len(ids) == 0:
-                raise ValueError("env_id is empty")
+        ids = self._id_array(env_id)
         a = actions if isinstance(actions, np.ndarray) else np.asarray(actions)
         want = (len(ids),) + self._act_shape
         if a.shape != want:
@@ -531,7 +524,7 @@ class EnvPool:
         # one pass: range, duplicates, not busy -- then mark the envs busy
         code = claim(ids, self._outstanding, self._bad)
         if code != OK:
-            self._claim_error(code, ids)
+            self._bad_ids(code, ids)
         try:
             if len(ids) == self.num_envs:
                 self._act[...] = a
@@ -541,15 +534,6 @@ class EnvPool:
             self._outstanding[ids] = False
             raise
         self._enqueue(ids, CMD_STEP, claimed=True)
-
-    def _claim_error(self, code: int, ids: np.ndarray) -> None:
-        if code == OUT_OF_RANGE:
-            raise ValueError(f"env_id out of range [0, {self.num_envs}): {ids}")
-        if code == DUPLICATE:
-            raise ValueError(f"env_id has duplicates: {ids}")
-        busy = [int(e) for e in ids if self._outstanding[e]] or [int(self._bad[0])]
-        raise APIUsageError(f"send to envs {busy} whose previous results were not received "
-                            f"yet (recv first)")
 
     def recv(self):
         """Wait for the next batch; returns ``(obs, rew, terminated, truncated, info)`` views."""
