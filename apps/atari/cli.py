@@ -8,6 +8,10 @@ annealed, clip 0.1, entropy 0.01, GAE 0.99/0.95, grad clip 0.5); CleanRL reports
 (``info["reward"]``, ended by ``info["terminated"]``, the real game over), as CleanRL's
 ``RecordEpisodeStatistics`` for envpool computes them.
 
+Ctrl-C or SIGTERM stops the run at the next env step and writes a checkpoint (the partial
+rollout is dropped); the same command resumes from the newest checkpoint (``--restart`` starts
+over). A second signal interrupts at once.
+
 Examples::
 
     gristmill-atari train --env Pong-v5 --total_timesteps 10000000
@@ -20,7 +24,9 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, fields
@@ -100,7 +106,38 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+class _StopRequest:
+    """SIGINT/SIGTERM handler: the first signal asks the loop to stop at the next env step (a
+    checkpoint is then written at a consistent point); a second one interrupts at once."""
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __call__(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 def train(args: Args, console: Console | None = None) -> dict:
+    """Run PPO until ``total_timesteps`` or a stop signal; returns a summary dict (its
+    ``"interrupted"`` names the signal when one stopped the run)."""
+    with _StopRequest() as stop:
+        return _train(args, console, stop)
+
+
+def _train(args: Args, console: Console | None, stop: _StopRequest) -> dict:
     from gristmill.samplers import make  # noqa: PLC0415
     from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - slow import
 
@@ -162,7 +199,7 @@ def train(args: Args, console: Console | None = None) -> dict:
         steps0, stats = learner.env_steps, {}
         state = model.initial_state(n, device)
         update = learner.updates
-        while update < num_updates:
+        while update < num_updates and stop.signum is None:
             for step in range(t):
                 obs_buf[step] = next_obs
                 with torch.no_grad():
@@ -181,6 +218,12 @@ def train(args: Args, console: Console | None = None) -> dict:
                     lengths.append(int(ep_len[i]))
                 ep_ret[ended] = 0.0
                 ep_len[ended] = 0
+                if stop.signum is not None:
+                    break
+            if stop.signum is not None:
+                # The partial rollout is dropped: the learner (and so the checkpoint) only
+                # counts steps it trained on, and a resumed run collects them again.
+                break
             with torch.no_grad():
                 next_value = model.act({"obs": next_obs.to(device)}, state)["values"].cpu()
             stats = learner.update(
@@ -221,6 +264,8 @@ def train(args: Args, console: Console | None = None) -> dict:
                     learner.env_steps,
                 )
                 last_save = now
+        if stop.signum is not None:
+            console.print(f"stopping on {signal.Signals(stop.signum).name}: saving a checkpoint")
         save_checkpoint(
             ckpt_dir,
             {"learner": learner.state_dict(), "config": dataclasses.asdict(args)},
@@ -231,7 +276,7 @@ def train(args: Args, console: Console | None = None) -> dict:
         pool.close()
         writer.close()
     elapsed = time.time() - t0
-    return {
+    summary = {
         "env": args.env,
         "steps": learner.env_steps,
         "frames": learner.env_steps * 4,
@@ -241,6 +286,9 @@ def train(args: Args, console: Console | None = None) -> dict:
         "return_mean_100": float(np.mean(returns)) if returns else None,
         "episodes": len(returns),
     }
+    if stop.signum is not None:
+        summary["interrupted"] = signal.Signals(stop.signum).name
+    return summary
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"reason": "interrupted"}))
         return 130
     print(json.dumps(summary))
-    return 0
+    return 130 if "interrupted" in summary else 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,13 @@
 """`gristmill-atari train` (CleanRL PPO on the env pool) in a subprocess on a tiny budget."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
+
+import pytest
 
 
 def test_pong_smoke(tmp_path):
@@ -34,3 +39,81 @@ def test_pong_smoke(tmp_path):
     assert list((exp / "checkpoints").glob("checkpoint_*.pt"))
     assert list((exp / "tb").glob("events.out.tfevents.*"))
     assert "SPS" in run.stderr
+
+
+def _shm() -> set[str]:
+    return set(os.listdir("/dev/shm"))
+
+
+def _train_cmd(tmp_path, total: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gristmill.apps.atari",
+        "train",
+        "--env",
+        "Pong-v5",
+        "--train_dir",
+        str(tmp_path),
+        "--num_envs",
+        "2",
+        "--num_steps",
+        "16",
+        "--total_timesteps",
+        str(total),
+        "--num_workers",
+        "1",
+        "--stats_every_sec",
+        "0",
+        "--save_every_sec",
+        "3600",
+    ]
+
+
+def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
+    before = _shm()
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err_file:
+        proc = subprocess.Popen(
+            _train_cmd(tmp_path, 10**9),
+            stdout=subprocess.PIPE,
+            stderr=err_file,
+            text=True,
+            start_new_session=True,
+        )
+    try:
+        # Wait for three updates (a stats line each, stats_every_sec=0), then SIGTERM.
+        deadline = time.monotonic() + 180
+        while log.read_text().count("SPS") < 3:
+            assert proc.poll() is None, "the trainer ended before three updates"
+            assert time.monotonic() < deadline, "no three updates in 180 s"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    err = log.read_text()
+    assert proc.returncode == 130, err[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["interrupted"] == "SIGTERM"
+    assert "stopping on SIGTERM" in err
+    steps = summary["steps"]
+    assert steps >= 3 * 32 and steps % 32 == 0  # whole updates only
+    ckpts = sorted((tmp_path / "Pong-v5" / "checkpoints").glob("checkpoint_*.pt"))
+    assert ckpts, "no checkpoint written on SIGTERM"
+    with pytest.raises(ProcessLookupError):
+        os.killpg(proc.pid, 0)  # no pool worker outlived the trainer
+    assert _shm() - before == set()
+
+    # Resume: one more update on top of the saved state.
+    run = subprocess.run(
+        _train_cmd(tmp_path, steps + 32), capture_output=True, text=True, timeout=240
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "resumed from" in run.stderr and f"{steps:,} steps" in run.stderr
+    resumed = json.loads(run.stdout.strip().splitlines()[-1])
+    assert resumed["steps"] == steps + 32
+    assert resumed["updates"] == summary["updates"] + 1
+    assert _shm() - before == set()
