@@ -304,9 +304,10 @@ def components(args) -> dict:
     from gristmill.apps.doom.config import TrainConfig
     from gristmill.apps.doom.env_factory import DoomEnvFactory
     from gristmill.apps.doom.trainer import appo_config, build_model
-    from gristmill.learners import APPOLearner
+    from gristmill.learners import APPOLearner, retain_freed_memory
 
     torch.set_num_threads(1)
+    retain_freed_memory()  # as the trainer does
     cfg = TrainConfig(env=args.env)
     factory = DoomEnvFactory(cfg.env, cfg.res_w, cfg.res_h, False, cfg.env_frameskip)
     # Env: 4 games stepped in turn from one thread ~ one core (Python side + game process).

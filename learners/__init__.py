@@ -6,11 +6,13 @@
 - :mod:`.advantages` -- Sample Factory's GAE / V-trace over gristmill's kernels.
 - :mod:`.normalize` -- running mean/std for observations and returns.
 - :mod:`.appo`, :mod:`.ppo` -- the learner classes.
+- :mod:`.host_memory` -- keep freed host memory mapped (CPU training without page faults).
 """
 
 from gristmill.learners.appo import APPOConfig, APPOLearner
 from gristmill.learners.device import select_device
 from gristmill.learners.distributions import ActionDistribution, ActionSpec
+from gristmill.learners.host_memory import retain_freed_memory
 from gristmill.learners.models import ActorCritic, ModelConfig
 from gristmill.learners.normalize import RunningMeanStd, RunningMeanStdDict
 from gristmill.learners.ppo import PPOConfig, PPOLearner, cleanrl_atari_model_config
@@ -27,5 +29,6 @@ __all__ = [
     "RunningMeanStd",
     "RunningMeanStdDict",
     "cleanrl_atari_model_config",
+    "retain_freed_memory",
     "select_device",
 ]

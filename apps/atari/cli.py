@@ -47,6 +47,7 @@ from gristmill.learners import (  # noqa: E402
     ActorCritic,
     PPOConfig,
     PPOLearner,
+    retain_freed_memory,
     select_device,
 )
 from gristmill.learners.ppo import cleanrl_atari_model_config  # noqa: E402
@@ -148,6 +149,7 @@ def _train(args: Args, console: Console | None, stop: _StopRequest) -> dict:
     with open(os.path.join(exp_dir, "config.json"), "w") as f:
         json.dump(dataclasses.asdict(args), f, indent=2)
     torch.manual_seed(args.seed)
+    retain_freed_memory()
     device = select_device(args.device)
     pool = make(
         args.env,
