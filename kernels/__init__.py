@@ -6,6 +6,8 @@ Import only what you need; each module is independent and none needs torch or gy
   with a plain NumPy reference.
 - :mod:`gristmill.kernels.dispatch` -- a batch of env ids validated and appended to
   per-worker command rings in two calls (Numba), the env pool's ``send``.
+- :mod:`gristmill.kernels.pixels` -- exact per-pixel moments and a normalise-to-channels-last
+  pass over uint8 image batches (Numba), a CPU learner's running observation normalisation.
 - :mod:`gristmill.kernels.shm` -- named POSIX shared memory as numpy arrays, owned and
   cleaned up.
 - :mod:`gristmill.kernels.shmqueue` -- a multi-producer multi-consumer shared-memory queue
@@ -14,4 +16,4 @@ Import only what you need; each module is independent and none needs torch or gy
   shared buffer (Cython); the env pool's hand-off.
 """
 
-__all__ = ["advantage", "dispatch", "shm", "shmqueue", "shmsignal"]
+__all__ = ["advantage", "dispatch", "pixels", "shm", "shmqueue", "shmsignal"]

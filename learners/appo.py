@@ -139,12 +139,18 @@ class APPOLearner:
         valids = torch.cat([valid, valid[:, -1:]], dim=1)  # step T copies step T-1
 
         model.train()
-        flat = {k: v.reshape((n * (t + 1),) + v.shape[2:]) for k, v in b["obs"].items()}
-        nobs = model.normalize_obs(flat, update=True)
-        nobs = {k: v.reshape((n, t + 1) + v.shape[1:]) for k, v in nobs.items()}
+        model.update_obs_stats(
+            {k: v.reshape((n * (t + 1),) + v.shape[2:]) for k, v in b["obs"].items()}
+        )
+        # Steps and the bootstrap obs are normalised apart, so the steps come out as one
+        # [N * T] tensor that forward_sequence takes without another copy.
+        steps = model.normalize_obs(
+            {k: v[:, :-1].reshape((n * t,) + v.shape[2:]) for k, v in b["obs"].items()}
+        )
+        nobs = {k: v.reshape((n, t) + v.shape[1:]) for k, v in steps.items()}
 
         values = b["values"].float().clone()
-        last_obs = {k: v[:, -1] for k, v in nobs.items()}
+        last_obs = model.normalize_obs({k: v[:, -1] for k, v in b["obs"].items()})
         _, next_values, _ = model(last_obs, b["rnn_states"][:, -1])
         values[:, -1] = next_values
         if model.returns_normalizer is not None:
@@ -158,7 +164,7 @@ class APPOLearner:
             rewards += cfg.gamma * denorm[:, :-1] * b["time_outs"].float() * dones
 
         out = {
-            "nobs": {k: v[:, :-1] for k, v in nobs.items()},
+            "nobs": nobs,
             "rnn_states": b["rnn_states"][:, :-1],
             "values": values[:, :-1],
             "valids": valids[:, :-1],

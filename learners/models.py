@@ -30,9 +30,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from gristmill.learners.distributions import ActionDistribution, ActionSpec
-from gristmill.learners.normalize import RunningMeanStd, RunningMeanStdDict
+from gristmill.learners.normalize import RunningMeanStd, RunningMeanStdDict, affine_image
 from torch import Tensor, nn
 
 __all__ = ["ModelConfig", "ActorCritic", "ObsSpec"]
@@ -215,26 +216,42 @@ class ActorCritic(nn.Module):
             out[k] = v
         return out
 
-    def normalize_obs(self, obs: dict[str, Tensor], update: bool = False) -> dict[str, Tensor]:
-        """Scale, then normalise with the running statistics (merging ``obs`` when ``update``).
+    def _obs_affine_args(self, key: str) -> tuple[float, float]:
+        """``(subtract, scale)`` that turn raw ``obs[key]`` into model units."""
+        if len(self.obs_spec[key]) == 3:
+            return self.cfg.obs_subtract_mean, 1.0 / self.cfg.obs_scale
+        return 0.0, 1.0
 
-        Tensors are ``[N, *shape]``. Scaling and normalisation run as one fused pass.
+    @torch.no_grad()
+    def update_obs_stats(self, obs: dict[str, Tensor]) -> None:
+        """Merge a batch ``[N, *shape]`` of raw observations into the running statistics (the
+        learner's job; no-op without input normalisation)."""
+        norms = self.obs_normalizer.norms if self.obs_normalizer is not None else {}
+        for k, v in obs.items():
+            if k in norms:
+                norms[k].update(v, *self._obs_affine_args(k))
+
+    def normalize_obs(self, obs: dict[str, Tensor], update: bool = False) -> dict[str, Tensor]:
+        """Scale, then normalise with the running statistics (merging ``obs`` first when
+        ``update``). Tensors are ``[N, *shape]``; scaling and normalisation run as one pass.
+        uint8 images on the CPU come back as channels-last float32 (see :mod:`.normalize`).
         """
+        if update:
+            self.update_obs_stats(obs)
         norms = self.obs_normalizer.norms if self.obs_normalizer is not None else {}
         out = {}
         for k, v in obs.items():
-            if len(self.obs_spec[k]) == 3:
-                sub, scale = self.cfg.obs_subtract_mean, 1.0 / self.cfg.obs_scale
+            sub, scale = self._obs_affine_args(k)
+            if k in norms:
+                out[k] = norms[k].affine(v, sub, scale)
+            elif len(self.obs_spec[k]) == 3 and v.dtype == torch.uint8 and v.device.type == "cpu":
+                shape = self.obs_spec[k]
+                a = np.full(shape, scale, np.float32)
+                b = np.full(shape, -sub * scale, np.float32)
+                out[k] = affine_image(v, a, b, -np.inf, np.inf)
             else:
-                sub, scale = 0.0, 1.0
-            if k not in norms:
                 vf = v.float()
                 out[k] = (vf - sub) * scale if (sub or scale != 1.0) else vf
-                continue
-            vf = v.float()  # one conversion shared by the update and the normalisation
-            if update:
-                norms[k].update(vf, sub, scale)
-            out[k] = norms[k].affine(vf, sub, scale)
         return out
 
     # ---------------------------------------------------------------- forward pieces

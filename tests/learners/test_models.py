@@ -119,3 +119,12 @@ def test_device_selection():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             select_device("cuda")
+
+
+def test_uint8_images_scale_to_channels_last_without_normaliser():
+    cfg = ModelConfig(rnn_size=8, normalize_input=False, obs_subtract_mean=128.0)
+    model = ActorCritic({"obs": (3, 36, 64)}, ActionSpec(discrete=(2,)), cfg)
+    x = torch.randint(0, 256, (4, 3, 36, 64), dtype=torch.uint8)
+    out = model.normalize_obs({"obs": x})["obs"]
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, (x.float() - 128.0) / 255.0)

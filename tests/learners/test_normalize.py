@@ -67,3 +67,32 @@ def test_per_channel_statistics():
 def test_shape_mismatch_is_named():
     with pytest.raises(ValueError, match=r"expects \[N, \*\(4,\)\]"):
         RunningMeanStd((4,)).update(torch.zeros(3, 5))
+
+
+def test_uint8_images_take_the_exact_kernel_path():
+    # uint8 CPU images: integer moments and a channels-last affine; same numbers as the
+    # float32 torch route, which the float input takes.
+    rng = np.random.default_rng(1)
+    shape = (3, 5, 7)
+    fast, slow = RunningMeanStd(shape), RunningMeanStd(shape)
+    for _ in range(4):
+        x = torch.from_numpy(rng.integers(0, 256, (33, *shape), dtype=np.uint8))
+        fast.update(x, subtract=10.0, scale=1 / 255)
+        slow.update(x.float(), subtract=10.0, scale=1 / 255)
+    np.testing.assert_allclose(fast.mean.numpy(), slow.mean.numpy(), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fast.var.numpy(), slow.var.numpy(), rtol=1e-5, atol=1e-9)
+    assert float(fast.count) == float(slow.count)
+
+    x = torch.from_numpy(rng.integers(0, 256, (6, *shape), dtype=np.uint8))
+    out = fast.affine(x, 10.0, 1 / 255)
+    ref = slow.affine(x.float(), 10.0, 1 / 255)
+    assert out.dtype == torch.float32 and out.shape == ref.shape
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    strided = torch.from_numpy(rng.integers(0, 256, (6, 2, *shape), dtype=np.uint8))[:, 1]
+    torch.testing.assert_close(
+        fast.affine(strided, 10.0, 1 / 255),
+        slow.affine(strided.float(), 10.0, 1 / 255),
+        rtol=1e-5,
+        atol=1e-5,
+    )
