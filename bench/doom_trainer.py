@@ -47,7 +47,12 @@ def _run_timed(cmd: list[str], seconds: float, pattern: re.Pattern, cwd: str, en
     samples: list[tuple[float, int]] = []
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(
-        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+        cmd,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
         start_new_session=True,
     )
     t0 = time.time()
@@ -155,9 +160,23 @@ def run_gristmill(args, frames: int | None = None, seed: int = 0) -> dict:
     }
 
 
+def _sweep_shm(before: set[str]) -> int:
+    """Sample Factory 2.1.1 leaves its games' ``ViZDoomMQ*``/``ViZDoomSM*`` entries (10 MB per
+    env) and multiprocessing semaphores in /dev/shm when it stops; remove the ones that
+    appeared during its run (it is the only thing running then). Returns how many."""
+    new = [n for n in set(os.listdir("/dev/shm")) - before if n.startswith(("ViZDoom", "sem.mp-"))]
+    for name in new:
+        try:
+            os.unlink(os.path.join("/dev/shm", name))
+        except FileNotFoundError:
+            pass
+    return len(new)
+
+
 def run_sf(args, frames: int | None = None, seed: int | None = None) -> dict:
     """The same for Sample Factory; its reward curve is ``reward/reward`` (100-episode mean)."""
     work = tempfile.mkdtemp(prefix="sf-doom-bench-")
+    shm_before = set(os.listdir("/dev/shm"))
     seconds, flag, value = _limit(args, frames)
     cmd = [
         args.sf_python,
@@ -188,7 +207,9 @@ def run_sf(args, frames: int | None = None, seed: int | None = None) -> dict:
             res["command"] = shlex.join(cmd[1:])
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        res_leftovers = _sweep_shm(shm_before)
     return {
+        "shm_leftovers_removed": res_leftovers,
         "system": "sample-factory 2.1.1",
         "env": args.env,
         "workers": args.workers,
@@ -276,8 +297,13 @@ def curves(args) -> dict:
         m = summary[name]
         if m["mean_curve"]:
             x, y = zip(*m["mean_curve"], strict=True)
-            ax.plot(x, y, color=colour, lw=2,
-                    label=f"{name}: mean of {len(rs)} (final {m['mean_final']:.2f})")
+            ax.plot(
+                x,
+                y,
+                color=colour,
+                lw=2,
+                label=f"{name}: mean of {len(rs)} (final {m['mean_final']:.2f})",
+            )
     ax.set_xlabel("env frames (frameskip 4 counted)")
     ax.set_ylabel("mean episode reward (last 100 episodes)")
     ax.set_title(f"{args.env}: {args.frames:,} frames, {args.workers} x {args.envs} envs")
