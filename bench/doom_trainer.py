@@ -259,8 +259,20 @@ def curves(args) -> dict:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    base = os.path.join(ROOT, "bench", "results", f"doom_curves_{args.env}")
     runs: dict[str, list[dict]] = {"sample-factory 2.1.1": [], "gristmill": []}
-    for seed in range(args.seeds):
+    if args.extend and os.path.exists(base + ".json"):
+        # Keep the seeds already run with the same budget and layout; run only the missing.
+        with open(base + ".json") as f:
+            old = json.load(f)
+        if (old["frames"], old.get("workers", args.workers), old.get("envs", args.envs)) != (
+            args.frames,
+            args.workers,
+            args.envs,
+        ):
+            raise SystemExit(f"--extend: {base}.json was run with other settings")
+        runs = {name: rs[: args.seeds] for name, rs in old["runs"].items()}
+    for seed in range(min(len(rs) for rs in runs.values()), args.seeds):
         runs["sample-factory 2.1.1"].append(run_sf(args, args.frames, seed=seed))
         runs["gristmill"].append(run_gristmill(args, args.frames, seed=seed))
     summary = {}
@@ -279,13 +291,14 @@ def curves(args) -> dict:
     out = {
         "env": args.env,
         "frames": args.frames,
+        "workers": args.workers,
+        "envs": args.envs,
         "seeds": args.seeds,
         "settings": f"{args.workers} workers x {args.envs} envs, conv + GRU 512, batch 1024, "
         "rollout 32, frameskip 4, 128x72 RGB, CPU; seeds 0..seeds-1 for both",
         "summary": summary,
         "runs": runs,
     }
-    base = os.path.join(ROOT, "bench", "results", f"doom_curves_{args.env}")
     with open(base + ".json", "w") as f:
         json.dump(out, f, indent=1)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -315,6 +328,8 @@ def curves(args) -> dict:
         "system": "curves",
         "env": args.env,
         "frames": args.frames,
+        "workers": args.workers,
+        "envs": args.envs,
         "seeds": args.seeds,
         **{f"{n}_finals": m["finals"] for n, m in summary.items()},
         **{f"{n}_mean_final": m["mean_final"] for n, m in summary.items()},
@@ -417,6 +432,11 @@ def main() -> None:
     p.add_argument("--sf_python", default="/work/sf-venv/bin/python")
     p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--seeds", type=int, default=1, help="curves: seeds per framework (0, 1, ...)")
+    p.add_argument(
+        "--extend",
+        action="store_true",
+        help="curves: keep the seeds in the existing results JSON, run only the missing ones",
+    )
     p.add_argument("--gm_args", default="", help="extra gristmill-doom flags, one string")
     args = p.parse_args()
     args.extra = shlex.split(args.gm_args)
