@@ -10,42 +10,11 @@ import time
 import pytest
 
 
-def test_pong_smoke(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "gristmill.apps.atari",
-        "train",
-        "--env",
-        "Pong-v5",
-        "--train_dir",
-        str(tmp_path),
-        "--num_envs",
-        "2",
-        "--num_steps",
-        "16",
-        "--total_timesteps",
-        "64",
-        "--num_workers",
-        "1",
-        "--stats_every_sec",
-        "1",
-    ]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
-    assert run.returncode == 0, run.stderr[-3000:]
-    summary = json.loads(run.stdout.strip().splitlines()[-1])
-    assert summary["steps"] == 64 and summary["updates"] == 2
-    exp = tmp_path / "Pong-v5"
-    assert list((exp / "checkpoints").glob("checkpoint_*.pt"))
-    assert list((exp / "tb").glob("events.out.tfevents.*"))
-    assert "SPS" in run.stderr
-
-
 def _shm() -> set[str]:
     return set(os.listdir("/dev/shm"))
 
 
-def _train_cmd(tmp_path, total: int) -> list[str]:
+def _train_cmd(tmp_path, total: int, stats_every_sec: float = 0) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -64,10 +33,22 @@ def _train_cmd(tmp_path, total: int) -> list[str]:
         "--num_workers",
         "1",
         "--stats_every_sec",
-        "0",
+        str(stats_every_sec),
         "--save_every_sec",
         "3600",
     ]
+
+
+def test_pong_smoke(tmp_path):
+    cmd = _train_cmd(tmp_path, 64, stats_every_sec=1)
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    assert run.returncode == 0, run.stderr[-3000:]
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    assert summary["steps"] == 64 and summary["updates"] == 2
+    exp = tmp_path / "Pong-v5"
+    assert list((exp / "checkpoints").glob("checkpoint_*.pt"))
+    assert list((exp / "tb").glob("events.out.tfevents.*"))
+    assert "SPS" in run.stderr
 
 
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
