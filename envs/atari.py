@@ -171,8 +171,13 @@ class AtariEnv(gym.Env):
             IncrementalGrayArea(self.ale, self.game, (h, w), self._area.dst_hw)
             if self._area is not None and w % 8 == 0 else None
         )
-        self._raw = np.zeros((2, h, w) if self.gray_scale else (2, h, w, 3), np.uint8)
-        self._rows = (self._raw[0], self._raw[1])  # the last frame, the one before it
+        # Full screens (the last frame, the one before it): only the non-incremental path
+        # reads them; the incremental one keeps its own palette-index screens.
+        self._raw = (
+            None if self._inc is not None
+            else np.zeros((2, h, w) if self.gray_scale else (2, h, w, 3), np.uint8)
+        )
+        self._rows = None if self._raw is None else (self._raw[0], self._raw[1])
         self._screen = self.ale.getScreenGrayscale if self.gray_scale else self.ale.getScreenRGB
         # ring of resized frames: slot _head holds the newest
         self._ring = np.zeros((self.stack_num, img_height, img_width) + (() if c == 1 else (3,)),
