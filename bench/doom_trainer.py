@@ -207,9 +207,9 @@ def run_sf(args, frames: int | None = None, seed: int | None = None) -> dict:
             res["command"] = shlex.join(cmd[1:])
     finally:
         shutil.rmtree(work, ignore_errors=True)
-        res_leftovers = _sweep_shm(shm_before)
+        leftovers = _sweep_shm(shm_before)
     return {
-        "shm_leftovers_removed": res_leftovers,
+        "shm_leftovers_removed": leftovers,
         "system": "sample-factory 2.1.1",
         "env": args.env,
         "workers": args.workers,

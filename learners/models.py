@@ -28,6 +28,7 @@ updates. Values are predicted in return-normalised units when ``normalize_return
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,6 +81,16 @@ class ModelConfig:
             raise ValueError(
                 f"unknown encoder_init {self.encoder_init!r}: use 'torch_default' or 'orthogonal'"
             )
+
+
+@functools.lru_cache(maxsize=16)
+def _constant_planes(shape: tuple[int, ...], a: float, b: float) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only float32 planes of ``a`` and ``b`` for :func:`affine_image`, made once per
+    shape and scaling rather than on every inference call."""
+    planes = np.full(shape, a, np.float32), np.full(shape, b, np.float32)
+    for p in planes:
+        p.flags.writeable = False
+    return planes
 
 
 def _mlp(sizes: list[int], act: type[nn.Module]) -> nn.Sequential:
@@ -245,9 +256,7 @@ class ActorCritic(nn.Module):
             if k in norms:
                 out[k] = norms[k].affine(v, sub, scale)
             elif len(self.obs_spec[k]) == 3 and v.dtype == torch.uint8 and v.device.type == "cpu":
-                shape = self.obs_spec[k]
-                a = np.full(shape, scale, np.float32)
-                b = np.full(shape, -sub * scale, np.float32)
+                a, b = _constant_planes(tuple(self.obs_spec[k]), scale, -sub * scale)
                 out[k] = affine_image(v, a, b, -np.inf, np.inf)
             else:
                 vf = v.float()

@@ -134,13 +134,11 @@ class RunningMeanStd(nn.Module):
         """``clip(((x - subtract) * scale - mean) / sqrt(var + eps))`` in one fused pass
         (channels-last float32 for uint8 images on the CPU)."""
         std = torch.sqrt(self.var + self.eps)
+        a64, b64 = scale / std, (-subtract * scale - self.mean) / std
         if self._uint8_image(x):
-            a = (scale / std).float().numpy()
-            b = ((-subtract * scale - self.mean) / std).float().numpy()
-            return affine_image(x, a, b, -self.clip, self.clip)
+            return affine_image(x, a64.float().numpy(), b64.float().numpy(), -self.clip, self.clip)
         xf = x if x.is_floating_point() else x.float()
-        a = (scale / std).to(xf.dtype)
-        b = ((-subtract * scale - self.mean) / std).to(xf.dtype)
+        a, b = a64.to(xf.dtype), b64.to(xf.dtype)
         if self.per_channel:
             shape = (1, -1) + (1,) * (xf.dim() - 2)
             a, b = a.view(shape), b.view(shape)
