@@ -142,17 +142,35 @@ def sf_gae(
       valids: bool ``[N, T + 1]``.
 
     δ_t = (r_t − V_t)·valid_t + (1 − d_t)·γ·V_{t+1}·valid_{t+1};
-    A_t = δ_t + γλ(1 − d_t)·A_{t+1}; returns = A + valid·V. Returns ``(adv, returns)`` ``[N, T]``.
+    A_t = δ_t + k_t(1 − d_t)·A_{t+1} with k_t = γλ at valid steps and 1 at invalid ones (Sample
+    Factory does not discount across the part of a trajectory it skips); returns = A + valid·V.
+    Returns ``(adv, returns)`` ``[N, T]``. All-valid batches (the usual case) take the kernel.
     """
     vf = valids.to(values.dtype)
     v = values * vf
     tm = lambda x: x.transpose(0, 1).contiguous()  # noqa: E731
     r = tm(rewards.to(values.dtype) * vf[:, :-1])
     term = tm(dones.bool())
+    if not bool(valids[:, :-1].all()):
+        return _sf_gae_masked(r, tm(v), term, tm(vf[:, :-1]), gamma, lam)
     adv, ret = gae_time_major(
         r, tm(v[:, :-1]), tm(v[:, 1:]), term, torch.zeros_like(term), gamma, lam
     )
     return adv.transpose(0, 1), ret.transpose(0, 1)
+
+
+def _sf_gae_masked(r, v, term, valid, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
+    """:func:`sf_gae` with invalid steps, time-major: ``r``/``valid`` ``[T, N]`` (rewards
+    already masked), ``v`` ``[T + 1, N]`` masked values, ``term`` bool ``[T, N]``."""
+    nonterm = 1.0 - term.to(r.dtype)
+    delta = r - v[:-1] + nonterm * gamma * v[1:]
+    discount = gamma * lam * valid + (1.0 - valid)
+    adv = torch.empty_like(r)
+    acc = torch.zeros_like(r[0])
+    for t in range(r.shape[0] - 1, -1, -1):
+        acc = delta[t] + discount[t] * nonterm[t] * acc
+        adv[t] = acc
+    return adv.transpose(0, 1), (adv + v[:-1]).transpose(0, 1)
 
 
 def sf_vtrace(

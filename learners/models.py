@@ -295,10 +295,12 @@ class ActorCritic(nn.Module):
 
         Args:
           nobs: normalised observations ``[N, T, *shape]``.
-          states: recurrent states recorded by the actors ``[N, T, S]``.
-          resets: bool ``[N, T]``; where set, step ``t`` starts from ``states[:, t]`` instead of
-            the state carried from ``t - 1`` (step 0 always does). Sample Factory resets after
-            every done or invalid step, so gradients never flow across episodes or policies.
+          states: recurrent states recorded by the actors ``[N, T, S]``; only ``states[:, 0]``
+            is read, as in Sample Factory (recurrence = rollout).
+          resets: bool ``[N, T]``; where set, step ``t`` starts from zeros instead of the state
+            carried from ``t - 1``. Sample Factory resets after every done or invalid step (a
+            new episode, or data of another policy or too stale), so neither state nor
+            gradients flow across them; its ``build_rnn_inputs`` zeroes the state there.
 
         Returns ``(logits[N, T, L], values[N, T])``.
         """
@@ -312,7 +314,7 @@ class ActorCritic(nn.Module):
             h = states[:, 0]
             for i in range(t):
                 if i > 0:
-                    h = torch.where(resets[:, i : i + 1], states[:, i], h)
+                    h = h.masked_fill(resets[:, i : i + 1], 0.0)
                 out, h = self.core_step(feats[:, i], h)
                 outs.append(out)
             core_out = torch.stack(outs, dim=1)

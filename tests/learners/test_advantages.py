@@ -12,7 +12,8 @@ def sf_gae_reference(rewards, dones, values, valids, gamma, lam):
     adv = torch.zeros_like(r)
     cum = torch.zeros_like(r[0])
     for i in reversed(range(len(r))):
-        cum = deltas[i] + gamma * lam * cum * (1 - d[i])
+        discount = gamma * lam * m[i] + (1 - m[i])  # invalid steps are not discounted
+        cum = deltas[i] + discount * cum * (1 - d[i])
         adv[i] = cum
     return adv.T, adv.T + m.T[:, :-1] * values[:, :-1]
 
@@ -54,6 +55,29 @@ def test_gae_matches_sample_factory(batch):
     adv, ret = A.sf_gae(rewards, dones, values, valids, 0.99, 0.95)
     ref_adv, ref_ret = sf_gae_reference(rewards, dones, values, valids, 0.99, 0.95)
     assert torch.allclose(adv, ref_adv, atol=1e-5) and torch.allclose(ret, ref_ret, atol=1e-5)
+
+
+def test_gae_all_valid_batch_matches_sample_factory(batch):
+    """All-valid batches take the kernel path, the others a torch loop: both are SF's."""
+    rewards, dones, values, valids, _ = batch
+    valids = torch.ones_like(valids)
+    adv, ret = A.sf_gae(rewards, dones, values, valids, 0.99, 0.95)
+    ref_adv, ref_ret = sf_gae_reference(rewards, dones, values, valids, 0.99, 0.95)
+    assert torch.allclose(adv, ref_adv, atol=1e-5) and torch.allclose(ret, ref_ret, atol=1e-5)
+
+
+def test_gae_does_not_discount_invalid_steps():
+    # Step 1 of 3 is invalid: A_0 = δ_0 + γλ·A_1 and A_1 = δ_1 + 1·A_2 (no discount there).
+    rewards = torch.tensor([[1.0, 5.0, 2.0]])
+    dones = torch.zeros(1, 3, dtype=torch.bool)
+    values = torch.tensor([[0.5, 7.0, 0.25, 1.0]])
+    valids = torch.tensor([[True, False, True, True]])
+    g, lam = 0.9, 0.5
+    adv, _ = A.sf_gae(rewards, dones, values, valids, g, lam)
+    a2 = 2.0 + g * 1.0 - 0.25
+    a1 = (0.0 - 0.0) + g * 0.25 + a2  # the invalid step's reward and value are masked
+    a0 = (1.0 - 0.5) + g * 0.0 + g * lam * a1
+    assert adv[0].tolist() == pytest.approx([a0, a1, a2])
 
 
 def test_vtrace_matches_sample_factory(batch):

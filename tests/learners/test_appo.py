@@ -29,7 +29,7 @@ def bandit_batch(model, n, t, version=0, gen=None):
     for i in range(t + 1):
         states.append(state)
         out = model.act({"obs": obs[:, i]}, state)
-        state = out["state"]
+        state = torch.zeros_like(out["state"])  # every step ends its episode: actors reset
         acts.append(out["actions"])
         lps.append(out["log_probs"])
         logits.append(out["logits"])

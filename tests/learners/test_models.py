@@ -42,6 +42,7 @@ def test_mlp_encoder_box_actions():
 
 
 def test_forward_sequence_equals_stepping_with_resets():
+    """Step 0 starts from the stored state, a reset step from zeros (Sample Factory)."""
     torch.manual_seed(0)
     cfg = ModelConfig(encoder="mlp", encoder_mlp_layers=(16,), rnn_size=8, normalize_input=False)
     model = ActorCritic({"obs": (5,)}, ActionSpec(discrete=(3,)), cfg)
@@ -54,7 +55,7 @@ def test_forward_sequence_equals_stepping_with_resets():
     h = stored[:, 0]
     for i in range(t):
         if i > 0:
-            h = torch.where(resets[:, i : i + 1], stored[:, i], h)
+            h = torch.where(resets[:, i : i + 1], torch.zeros_like(h), h)
         lg, v, h = model({"obs": obs[:, i]}, h)
         assert torch.allclose(lg, logits[:, i], atol=1e-6)
         assert torch.allclose(v, values[:, i], atol=1e-6)
