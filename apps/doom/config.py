@@ -36,7 +36,7 @@ class TrainConfig:
     worker_num_splits: int = 2  # double buffering: step one split while the other infers
     rollout: int = 32  # steps per trajectory slot (T)
     inference_wait_ms: float = 0.0  # wait this long to batch more workers' requests
-    num_batches_to_accumulate: int = 2  # back-pressure: slots for this many pending batches
+    num_batches_to_accumulate: int = 1  # back-pressure: finished batches the sampler may hold
     env_frameskip: int = 4  # game tics per agent step, inside VizDoom
     res_w: int = 128  # observation width after the resize
     res_h: int = 72  # observation height after the resize
@@ -94,6 +94,12 @@ class TrainConfig:
             )
         if self.num_envs_per_worker % self.worker_num_splits:
             raise ValueError("num_envs_per_worker must be divisible by worker_num_splits")
+        if self.num_batches_to_accumulate < 1:
+            # fewer slots than one batch plus every agent's open trajectory: the learner would
+            # wait for a batch the blocked workers can never finish
+            raise ValueError(
+                f"num_batches_to_accumulate must be >= 1, got {self.num_batches_to_accumulate}"
+            )
 
 
 def _bool(text: str) -> bool:

@@ -132,7 +132,10 @@ class DoomTrainer:
 
         self.trajs_per_batch = cfg.batch_size // cfg.rollout
         num_agents = cfg.num_workers * cfg.num_envs_per_worker * agents
-        slots = 2 * num_agents + cfg.num_batches_to_accumulate * self.trajs_per_batch
+        # One slot in progress per agent, plus this many batches of finished trajectories: the
+        # sampler runs at most that far ahead of the learner. With one batch, trained samples
+        # are ~1 version old, as in Sample Factory (each extra batch adds a version of lag).
+        slots = num_agents + cfg.num_batches_to_accumulate * self.trajs_per_batch
         self.layout = RolloutLayout(
             num_workers=cfg.num_workers,
             envs_per_worker=cfg.num_envs_per_worker,

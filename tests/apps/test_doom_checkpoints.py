@@ -33,3 +33,13 @@ def test_every_option_has_help():
     helps = _field_help()
     missing = [f for f in TrainConfig.__dataclass_fields__ if f not in helps]
     assert not missing, f"options without a help comment: {missing}"
+
+
+def test_configs_that_would_deadlock_or_misfit_are_refused():
+    import pytest  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match="num_batches_to_accumulate"):
+        TrainConfig(num_batches_to_accumulate=0).validate()
+    with pytest.raises(ValueError, match="multiple of rollout"):
+        TrainConfig(batch_size=1000).validate()
+    TrainConfig().validate()  # the defaults are fine
