@@ -28,14 +28,17 @@ def kernels_available() -> bool:
     return _kernels() is not None
 
 
-def _torch_gae(rewards, values, next_values, terminated, truncated, gamma, lam):
+def _torch_gae(rewards, values, next_values, terminated, truncated, gamma, lam, discount=None):
+    """GAE as a torch loop; ``discount`` ``[T, B]``, when given, replaces γλ step by step."""
     done = (terminated | truncated).to(rewards.dtype)
     nonterm = 1.0 - terminated.to(rewards.dtype)
     delta = rewards + gamma * nonterm * next_values - values
+    if discount is None:
+        discount = torch.full_like(rewards, gamma * lam)
     adv = torch.empty_like(rewards)
     last = torch.zeros_like(rewards[0])
     for t in range(rewards.shape[0] - 1, -1, -1):
-        last = delta[t] + gamma * lam * (1.0 - done[t]) * last
+        last = delta[t] + discount[t] * (1.0 - done[t]) * last
         adv[t] = last
     return adv, adv + values
 
@@ -151,26 +154,13 @@ def sf_gae(
     tm = lambda x: x.transpose(0, 1).contiguous()  # noqa: E731
     r = tm(rewards.to(values.dtype) * vf[:, :-1])
     term = tm(dones.bool())
-    if not bool(valids[:, :-1].all()):
-        return _sf_gae_masked(r, tm(v), term, tm(vf[:, :-1]), gamma, lam)
-    adv, ret = gae_time_major(
-        r, tm(v[:, :-1]), tm(v[:, 1:]), term, torch.zeros_like(term), gamma, lam
-    )
+    args = (r, tm(v[:, :-1]), tm(v[:, 1:]), term, torch.zeros_like(term), gamma, lam)
+    if bool(valids[:, :-1].all()):
+        adv, ret = gae_time_major(*args)
+    else:
+        valid = tm(vf[:, :-1])
+        adv, ret = _torch_gae(*args, discount=gamma * lam * valid + (1.0 - valid))
     return adv.transpose(0, 1), ret.transpose(0, 1)
-
-
-def _sf_gae_masked(r, v, term, valid, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
-    """:func:`sf_gae` with invalid steps, time-major: ``r``/``valid`` ``[T, N]`` (rewards
-    already masked), ``v`` ``[T + 1, N]`` masked values, ``term`` bool ``[T, N]``."""
-    nonterm = 1.0 - term.to(r.dtype)
-    delta = r - v[:-1] + nonterm * gamma * v[1:]
-    discount = gamma * lam * valid + (1.0 - valid)
-    adv = torch.empty_like(r)
-    acc = torch.zeros_like(r[0])
-    for t in range(r.shape[0] - 1, -1, -1):
-        acc = delta[t] + discount[t] * nonterm[t] * acc
-        adv[t] = acc
-    return adv.transpose(0, 1), (adv + v[:-1]).transpose(0, 1)
 
 
 def sf_vtrace(
