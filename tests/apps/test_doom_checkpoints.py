@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 import torch
 from gristmill.apps.doom.checkpoints import (
     latest_checkpoint,
@@ -36,8 +37,6 @@ def test_every_option_has_help():
 
 
 def test_configs_that_would_deadlock_or_misfit_are_refused():
-    import pytest  # noqa: PLC0415
-
     with pytest.raises(ValueError, match="num_batches_to_accumulate"):
         TrainConfig(num_batches_to_accumulate=0).validate()
     with pytest.raises(ValueError, match="multiple of rollout"):
