@@ -5,6 +5,8 @@ steps the other (double buffering). An env that raises is reported (worker, env 
 error), closed and re-created; the lost step is marked invalid and ends the episode, so the
 run goes on. The worker exits when the stop flag is set, when its parent dies (Linux
 ``PR_SET_PDEATHSIG``) or on SIGTERM, always closing its envs (and so their game processes).
+With ``niceness`` > 0 the worker lowers its own scheduling priority first, so its envs' own
+processes (VizDoom games) inherit it: a learner that shares the cores then keeps its share.
 
 A worker killed hard (SIGKILL, a segfault in a simulator's client) closes nothing: whatever
 its envs own outside the process (simulator processes, their shared memory) is the
@@ -20,6 +22,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -32,6 +35,7 @@ __all__ = [
     "RolloutWorkerPool",
     "run_rollout_worker",
     "become_subreaper",
+    "lower_thread_priority",
     "EnvFactory",
     "EnvReport",
 ]
@@ -62,6 +66,17 @@ def become_subreaper() -> bool:
     """Make orphaned descendants (game processes of a killed worker) re-parent to this process,
     so it can find and end them. Linux only; returns whether it worked."""
     return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def lower_thread_priority(niceness: int) -> bool:
+    """Add ``niceness`` to the calling thread's nice value (Linux: per thread; threads it
+    starts later inherit it). Returns whether it changed anything. Raising a priority back
+    needs privileges, so this is meant for threads that end with the work they do."""
+    if niceness <= 0 or not sys.platform.startswith("linux"):
+        return False
+    tid = threading.get_native_id()
+    os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
+    return True
 
 
 def _on_sigterm(signum, frame):
@@ -277,9 +292,12 @@ def run_rollout_worker(
     reward_scale=1.0,
     reward_clip=1000.0,
     env_report=None,
+    niceness=0,
 ):
     """Entry point of a rollout worker process (see the module docstring)."""
     _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if niceness > 0:
+        os.nice(niceness)  # before any env exists: their simulator processes inherit it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
     signal.signal(signal.SIGTERM, _on_sigterm)
     worker = _Worker(
@@ -313,6 +331,7 @@ class RolloutWorkerPool:
         behind) or ``spawn`` (``env_fn`` and its module must then be importable by name).
       env_report: optional :data:`EnvReport` hook (see the module docstring), e.g. the Doom
         trainer's, which learns each worker's game processes to clean up after a killed one.
+      niceness: added to each worker's nice value (and so its envs' processes); 0 leaves it.
     """
 
     def __init__(
@@ -325,7 +344,11 @@ class RolloutWorkerPool:
         heartbeat_timeout: float = 120.0,
         start_method: str | None = None,
         env_report: EnvReport | None = None,
+        niceness: int = 0,
     ):
+        if niceness < 0:
+            raise ValueError(f"niceness must be >= 0 (a lower priority), got {niceness}")
+        self.niceness = niceness
         self.env_fn, self.ch, self.seed = env_fn, channels, seed
         self.env_report = env_report
         self.reward_scale, self.reward_clip = reward_scale, reward_clip
@@ -353,6 +376,7 @@ class RolloutWorkerPool:
                     self.reward_scale,
                     self.reward_clip,
                     self.env_report,
+                    self.niceness,
                 ),
                 name=f"gristmill-rollout-{w}",
                 daemon=True,

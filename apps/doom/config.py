@@ -28,8 +28,9 @@ class TrainConfig:
     train_for_seconds: float = 0.0  # stop after this wall time (0: no limit)
     seed: int = 0  # seeds torch and the envs (env i resets with seed + i)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    torch_threads: int = 0  # learner intra-op threads (0: one per core)
+    torch_threads: int = 0  # learner intra-op threads (0: half the cores, at least 1)
     inference_threads: int = 1  # inference intra-op threads (small batches: 1 is fastest)
+    sampler_nice: int = 5  # workers, games and inference run this much nicer than the learner
     # sampling
     num_workers: int = 2  # rollout worker processes
     num_envs_per_worker: int = 8  # envs per worker (each a VizDoom game process)
@@ -94,6 +95,8 @@ class TrainConfig:
             )
         if self.num_envs_per_worker % self.worker_num_splits:
             raise ValueError("num_envs_per_worker must be divisible by worker_num_splits")
+        if not 0 <= self.sampler_nice <= 19:
+            raise ValueError(f"sampler_nice must be in 0..19, got {self.sampler_nice}")
         if self.num_batches_to_accumulate < 1:
             # fewer slots than one batch plus every agent's open trajectory: the learner would
             # wait for a batch the blocked workers can never finish

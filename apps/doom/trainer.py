@@ -5,14 +5,17 @@ Layout (chosen by measurement on a 2-core box, see BENCHMARKS.md "Doom trainer")
 - ``num_workers`` rollout processes (:mod:`gristmill.samplers.rollout_worker`) each step
   ``num_envs_per_worker`` VizDoom games in two splits, writing observations into
   shared-memory trajectory slots;
-- the main thread serves batched inference for every pending split (one forward pass for all
-  of them) and writes actions back into the slots;
+- an inference thread serves batched inference for every pending split (one forward pass for
+  all of them) and writes actions back into the slots;
 - a learner thread takes completed slots, trains with :class:`~gristmill.learners.APPOLearner`
-  (Sample Factory's APPO) and publishes weights to the inference copy with a new version.
+  (Sample Factory's APPO) and publishes weights to the inference copy with a new version;
+- the main thread watches the workers, collects episode reports, logs and checkpoints.
 
 torch runs its kernels without the GIL, so inference and learning overlap with each other and
-with the game processes; nothing is pickled per step. On a GPU box the same pieces run with the
-models on CUDA (``--device cuda``).
+with the game processes; nothing is pickled per step. Every frame ends up waiting on the
+learner, so the sampler side (workers, games, inference thread) runs ``--sampler_nice`` below
+it: when the cores are short, the learner keeps its core and the sampler takes what is left.
+On a GPU box the same pieces run with the models on CUDA (``--device cuda``).
 """
 
 from __future__ import annotations
@@ -47,10 +50,14 @@ from gristmill.samplers.rollout import (
     action_spec_of,
     obs_spec_of,
 )
-from gristmill.samplers.rollout_worker import RolloutWorkerPool, become_subreaper
+from gristmill.samplers.rollout_worker import (
+    RolloutWorkerPool,
+    become_subreaper,
+    lower_thread_priority,
+)
 from rich.console import Console
 
-__all__ = ["DoomTrainer", "build_model", "appo_config"]
+__all__ = ["DoomTrainer", "build_model", "appo_config", "learner_threads"]
 
 MAX_WORKER_RESTARTS = 20
 
@@ -93,6 +100,13 @@ def appo_config(cfg: TrainConfig) -> APPOConfig:
         shuffle_minibatches=cfg.shuffle_minibatches,
         max_policy_lag=cfg.max_policy_lag,
     )
+
+
+def learner_threads(cfg: TrainConfig) -> int:
+    """The learner's intra-op threads: ``cfg.torch_threads``, or with 0 half the cores (at
+    least one). On 2 cores one thread wins: a second one saves ~15 % of a step's wall time but
+    costs ~45 % more CPU, which the games and inference need (BENCHMARKS.md, "Doom trainer")."""
+    return cfg.torch_threads or max(1, (os.cpu_count() or 1) // 2)
 
 
 class _Stop(Exception):
@@ -157,6 +171,9 @@ class DoomTrainer:
 
         self.stop_event = threading.Event()
         self.learner_error: BaseException | None = None
+        self.inference_error: BaseException | None = None
+        # pool.restart() frees a dead worker's slots: never while a request of it is served
+        self.sampler_lock = threading.Lock()
         self.stats_lock = threading.Lock()
         self.train_stats: dict = {}
         self.episodes = {k: deque(maxlen=100) for k in ("reward", "length", "true_objective")}
@@ -230,9 +247,9 @@ class DoomTrainer:
     def _learner_loop(self) -> None:
         ch = self.channels
         pending: list[int] = []
-        # OpenMP thread counts are per calling thread: the learner takes every core, the
-        # inference thread (small batches) one, so neither waits on the other's barriers.
-        torch.set_num_threads(self.cfg.torch_threads or os.cpu_count() or 1)
+        # OpenMP thread counts are per calling thread: the learner sets its own, the inference
+        # thread (small batches) one, so neither waits on the other's barriers.
+        torch.set_num_threads(learner_threads(self.cfg))
         try:
             while not self.stop_event.is_set():
                 try:
@@ -260,6 +277,17 @@ class DoomTrainer:
             self.stop_event.set()
 
     # ------------------------------------------------------------------ inference
+    def _inference_loop(self) -> None:
+        lower_thread_priority(self.cfg.sampler_nice)
+        torch.set_num_threads(max(1, self.cfg.inference_threads))
+        try:
+            while not self.stop_event.is_set():
+                with self.sampler_lock:
+                    self._serve_inference(0.02)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.inference_error = exc
+            self.stop_event.set()
+
     def _serve_inference(self, timeout: float) -> None:
         ch, a, pool = self.channels, self.channels.arrays, self.pool
         try:
@@ -344,7 +372,8 @@ class DoomTrainer:
                 raise RuntimeError(f"rollout workers failed {self.pool.restarts} times; stopping")
             # restart() kills a hung worker first; its games then re-parent to us, and the new
             # worker's games are its own children, so the cleanup touches only the old ones.
-            self.pool.restart(w)
+            with self.sampler_lock:
+                self.pool.restart(w)
             self.games.cleanup(w)
 
     def _log(self, now: float, t0: float, last: dict) -> None:
@@ -402,14 +431,18 @@ class DoomTrainer:
             reward_clip=cfg.reward_clip,
             heartbeat_timeout=cfg.heartbeat_timeout,
             env_report=report_worker_games,
+            niceness=cfg.sampler_nice,
         )
         learner_thread = threading.Thread(target=self._learner_loop, name="learner", daemon=True)
+        inference_thread = threading.Thread(
+            target=self._inference_loop, name="inference", daemon=True
+        )
         t0 = time.time()
         reason = "done"
-        torch.set_num_threads(max(1, cfg.inference_threads))
         try:
             self.pool.start()
             learner_thread.start()
+            inference_thread.start()
             last = {"time": t0, "frames": self.env_frames, "sampled": 0}
             last_house = t0
             self.console.print(
@@ -417,14 +450,13 @@ class DoomTrainer:
                 f"batch {cfg.batch_size}, device {self.device}, dir {self.exp_dir}"
             )
             while True:
-                self._serve_inference(0.02)
-                now = time.time()
-                if now - last_house < 0.5:
-                    continue
-                last_house = now
+                self.stop_event.wait(max(0.0, last_house + 0.5 - time.time()))
+                now = last_house = time.time()
                 self._drain_reports()
                 if self.learner_error is not None:
                     raise RuntimeError("learner failed") from self.learner_error
+                if self.inference_error is not None:
+                    raise RuntimeError("inference failed") from self.inference_error
                 self._check_workers()
                 if now - last["time"] >= cfg.stats_every_sec:
                     self._log(now, t0, last)
@@ -437,6 +469,8 @@ class DoomTrainer:
             reason = f"interrupted ({type(exc).__name__})"
         finally:
             self.stop_event.set()
+            if inference_thread.is_alive():
+                inference_thread.join(timeout=30)
             if learner_thread.is_alive():
                 learner_thread.join(timeout=120)
             try:

@@ -41,4 +41,19 @@ def test_configs_that_would_deadlock_or_misfit_are_refused():
         TrainConfig(num_batches_to_accumulate=0).validate()
     with pytest.raises(ValueError, match="multiple of rollout"):
         TrainConfig(batch_size=1000).validate()
+    for nice in (-1, 20):  # raising a priority needs privileges; 19 is the floor
+        with pytest.raises(ValueError, match="sampler_nice"):
+            TrainConfig(sampler_nice=nice).validate()
     TrainConfig().validate()  # the defaults are fine
+
+
+def test_learner_threads_take_half_the_cores_unless_set(monkeypatch):
+    from gristmill.apps.doom.trainer import learner_threads
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert learner_threads(TrainConfig()) == 1
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert learner_threads(TrainConfig()) == 8
+    assert learner_threads(TrainConfig(torch_threads=3)) == 3
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert learner_threads(TrainConfig()) == 1

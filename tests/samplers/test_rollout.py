@@ -7,6 +7,7 @@ survived, a killed worker detected and restarted, and nothing left in /dev/shm.
 
 import os
 import signal
+import threading
 import time
 from queue import Empty
 
@@ -21,7 +22,7 @@ from gristmill.samplers.rollout import (
     obs_spec_of,
 )
 from gristmill.samplers.rollout_testing import EchoEnvFactory
-from gristmill.samplers.rollout_worker import RolloutWorkerPool
+from gristmill.samplers.rollout_worker import RolloutWorkerPool, lower_thread_priority
 from gymnasium import spaces
 
 T = 4
@@ -33,7 +34,7 @@ def shm_entries():
     return {p for p in os.listdir("/dev/shm") if mine in p}
 
 
-def make(num_workers=2, envs=4, slots=None, agents=1, env_report=None, **factory):
+def make(num_workers=2, envs=4, slots=None, agents=1, env_report=None, niceness=0, **factory):
     layout = RolloutLayout(
         num_workers=num_workers,
         envs_per_worker=envs,
@@ -47,7 +48,9 @@ def make(num_workers=2, envs=4, slots=None, agents=1, env_report=None, **factory
     )
     ch = RolloutChannels(layout)
     factory = EchoEnvFactory(num_agents=agents, **factory)
-    pool = RolloutWorkerPool(factory, ch, seed=0, heartbeat_timeout=30, env_report=env_report)
+    pool = RolloutWorkerPool(
+        factory, ch, seed=0, heartbeat_timeout=30, env_report=env_report, niceness=niceness
+    )
     return layout, ch, pool
 
 
@@ -267,3 +270,55 @@ def test_env_report_hook_tells_the_supervisor_about_every_env_made():
     finally:
         pool.stop()
         ch.close()
+
+
+def nice_report(env) -> dict:
+    """env_report hook: the nice value the worker runs (and starts env processes) at."""
+    return {"nice": os.getpriority(os.PRIO_PROCESS, 0)}
+
+
+def test_niceness_lowers_the_workers_priority_before_envs_exist():
+    """Workers (and the simulator processes their envs start, which inherit it) run
+    ``niceness`` below the supervisor, so a learner sharing the cores keeps its share."""
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    layout, ch, pool = make(num_workers=2, envs=2, env_report=nice_report, niceness=3)
+    try:
+        pool.start()
+        collect(ch, pool, 4)
+        reports, deadline = [], time.time() + 30
+        while len([r for r in reports if r["kind"] == "env_started"]) < 4:
+            assert time.time() < deadline, reports
+            try:
+                reports += ch.reports.get_many(timeout=0.5)
+            except Empty:
+                pass
+        nices = {r["nice"] for r in reports if r["kind"] == "env_started"}
+        assert nices == {min(19, base + 3)}
+        for p in pool.procs:
+            assert os.getpriority(os.PRIO_PROCESS, p.pid) == min(19, base + 3)
+        assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the supervisor is untouched
+    finally:
+        pool.stop()
+        ch.close()
+    ch = RolloutChannels(layout)
+    try:
+        with pytest.raises(ValueError, match="niceness"):
+            RolloutWorkerPool(EchoEnvFactory(), ch, niceness=-1)
+    finally:
+        ch.close()
+
+
+def test_lower_thread_priority_changes_only_the_calling_thread():
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    seen = {}
+
+    def body():
+        seen["changed"] = lower_thread_priority(2)
+        seen["nice"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        seen["noop"] = lower_thread_priority(0)
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert seen == {"changed": True, "nice": min(19, base + 2), "noop": False}
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base
