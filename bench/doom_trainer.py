@@ -272,9 +272,13 @@ def curves(args) -> dict:
         ):
             raise SystemExit(f"--extend: {base}.json was run with other settings")
         runs = {name: rs[: args.seeds] for name, rs in old["runs"].items()}
-    for seed in range(min(len(rs) for rs in runs.values()), args.seeds):
-        runs["sample-factory 2.1.1"].append(run_sf(args, args.frames, seed=seed))
-        runs["gristmill"].append(run_gristmill(args, args.frames, seed=seed))
+        if args.rerun:  # e.g. gristmill changed: its seeds again, SF's kept
+            runs[{"gristmill": "gristmill", "sf": "sample-factory 2.1.1"}[args.rerun]] = []
+    for seed in range(args.seeds):
+        if len(runs["sample-factory 2.1.1"]) <= seed:
+            runs["sample-factory 2.1.1"].append(run_sf(args, args.frames, seed=seed))
+        if len(runs["gristmill"]) <= seed:
+            runs["gristmill"].append(run_gristmill(args, args.frames, seed=seed))
     summary = {}
     for name, rs in runs.items():
         for r in rs:
@@ -436,6 +440,11 @@ def main() -> None:
         "--extend",
         action="store_true",
         help="curves: keep the seeds in the existing results JSON, run only the missing ones",
+    )
+    p.add_argument(
+        "--rerun",
+        choices=["gristmill", "sf"],
+        help="curves with --extend: run this framework's seeds again, keep the other's",
     )
     p.add_argument("--gm_args", default="", help="extra gristmill-doom flags, one string")
     args = p.parse_args()
