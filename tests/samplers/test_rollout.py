@@ -246,6 +246,18 @@ def echo_env_report(env):
     return {"echo_index": env.env_index}
 
 
+def env_started_reports(ch, count: int, timeout: float = 30.0) -> list[dict]:
+    """Read the report queue until ``count`` ``env_started`` reports arrived; return them."""
+    reports, deadline = [], time.time() + timeout
+    while len([r for r in reports if r["kind"] == "env_started"]) < count:
+        assert time.time() < deadline, reports
+        try:
+            reports += ch.reports.get_many(timeout=0.5)
+        except Empty:
+            pass
+    return [r for r in reports if r["kind"] == "env_started"]
+
+
 def test_env_report_hook_tells_the_supervisor_about_every_env_made():
     """Each env made (and re-made after a crash) is reported with the hook's items, so a
     supervisor can learn what a worker owns outside itself before the worker dies."""
@@ -255,14 +267,7 @@ def test_env_report_hook_tells_the_supervisor_about_every_env_made():
     try:
         pool.start()
         collect(ch, pool, 8)
-        reports, deadline = [], time.time() + 30
-        while len([r for r in reports if r["kind"] == "env_started"]) < 5:
-            assert time.time() < deadline, reports
-            try:
-                reports += ch.reports.get_many(timeout=0.5)
-            except Empty:
-                pass
-        started = [r for r in reports if r["kind"] == "env_started"]
+        started = env_started_reports(ch, 5)
         assert sorted(r["env"] for r in started) == [0, 1, 1, 2, 3]  # env 1 crashed once
         for r in started:
             assert r["echo_index"] == r["env"] and r["generation"] == 0
@@ -285,14 +290,7 @@ def test_niceness_lowers_the_workers_priority_before_envs_exist():
     try:
         pool.start()
         collect(ch, pool, 4)
-        reports, deadline = [], time.time() + 30
-        while len([r for r in reports if r["kind"] == "env_started"]) < 4:
-            assert time.time() < deadline, reports
-            try:
-                reports += ch.reports.get_many(timeout=0.5)
-            except Empty:
-                pass
-        nices = {r["nice"] for r in reports if r["kind"] == "env_started"}
+        nices = {r["nice"] for r in env_started_reports(ch, 4)}
         assert nices == {min(19, base + 3)}
         for p in pool.procs:
             assert os.getpriority(os.PRIO_PROCESS, p.pid) == min(19, base + 3)
