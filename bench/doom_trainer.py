@@ -448,6 +448,8 @@ def main() -> None:
     )
     p.add_argument("--gm_args", default="", help="extra gristmill-doom flags, one string")
     args = p.parse_args()
+    if args.rerun and not args.extend:
+        p.error("--rerun re-runs seeds of a stored curves file: it needs --extend")
     args.extra = shlex.split(args.gm_args)
     if args.what == "components":
         print(json.dumps(components(args)), flush=True)
