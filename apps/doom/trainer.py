@@ -270,6 +270,11 @@ class DoomTrainer:
                 if stats is not None:
                     with self.stats_lock:
                         self.train_stats = stats
+                if self.env_frames >= self.cfg.train_for_env_steps:
+                    # Budget spent: stop here, not at the main thread's next look, which small
+                    # batches could overshoot by many versions.
+                    self.stop_event.set()
+                    break
                 if time.time() - self.last_save > self.cfg.save_every_sec:
                     self.save()
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread

@@ -100,6 +100,8 @@ def test_train_resume_and_eval(tmp_path, no_new_games):
     assert run.returncode == 0, run.stderr[-3000:]
     summary = last_json(run.stdout)
     assert summary["env_frames"] >= 1000 and summary["version"] >= 1
+    # the learner stops at the budget: at most one batch (32 samples x frameskip 4) over it
+    assert summary["env_frames"] < 1000 + 32 * 4
     exp = tmp_path / "smoke"
     assert json.loads((exp / "config.json").read_text())["batch_size"] == 32
     ckpts = sorted((exp / "checkpoints").glob("checkpoint_*.pt"))
