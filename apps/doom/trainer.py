@@ -170,8 +170,7 @@ class DoomTrainer:
         self.writer = None
 
         self.stop_event = threading.Event()
-        self.learner_error: BaseException | None = None
-        self.inference_error: BaseException | None = None
+        self.thread_errors: dict[str, BaseException] = {}  # thread name -> what stopped it
         # pool.restart() frees a dead worker's slots: never while a request of it is served
         self.sampler_lock = threading.Lock()
         self.stats_lock = threading.Lock()
@@ -250,48 +249,53 @@ class DoomTrainer:
         # OpenMP thread counts are per calling thread: the learner sets its own, the inference
         # thread (small batches) one, so neither waits on the other's barriers.
         torch.set_num_threads(learner_threads(self.cfg))
-        try:
-            while not self.stop_event.is_set():
-                try:
-                    got = ch.trajectories.get_many(
-                        timeout=0.1, max_messages=self.trajs_per_batch - len(pending)
-                    )
-                except Empty:
-                    continue
-                pending += [int(s) for s in got]
-                if len(pending) < self.trajs_per_batch:
-                    continue
-                batch = self._gather(pending)
-                for s in pending:
-                    ch.free_slots.put(s)
-                pending = []
-                stats = self.learner.train(batch)
-                self._publish_weights()
-                if stats is not None:
-                    with self.stats_lock:
-                        self.train_stats = stats
-                if self.env_frames >= self.cfg.train_for_env_steps:
-                    # Budget spent: stop here, not at the main thread's next look, which small
-                    # batches could overshoot by many versions.
-                    self.stop_event.set()
-                    break
-                if time.time() - self.last_save > self.cfg.save_every_sec:
-                    self.save()
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            self.learner_error = exc
-            self.stop_event.set()
+        while not self.stop_event.is_set():
+            try:
+                got = ch.trajectories.get_many(
+                    timeout=0.1, max_messages=self.trajs_per_batch - len(pending)
+                )
+            except Empty:
+                continue
+            pending += [int(s) for s in got]
+            if len(pending) < self.trajs_per_batch:
+                continue
+            batch = self._gather(pending)
+            for s in pending:
+                ch.free_slots.put(s)
+            pending = []
+            stats = self.learner.train(batch)
+            self._publish_weights()
+            if stats is not None:
+                with self.stats_lock:
+                    self.train_stats = stats
+            if self.env_frames >= self.cfg.train_for_env_steps:
+                # Budget spent: stop here, not at the main thread's next look, which small
+                # batches could overshoot by many versions.
+                self.stop_event.set()
+                break
+            if time.time() - self.last_save > self.cfg.save_every_sec:
+                self.save()
 
     # ------------------------------------------------------------------ inference
     def _inference_loop(self) -> None:
         lower_thread_priority(self.cfg.sampler_nice)
         torch.set_num_threads(max(1, self.cfg.inference_threads))
-        try:
-            while not self.stop_event.is_set():
-                with self.sampler_lock:
-                    self._serve_inference(0.02)
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
-            self.inference_error = exc
-            self.stop_event.set()
+        while not self.stop_event.is_set():
+            with self.sampler_lock:
+                self._serve_inference(0.02)
+
+    def _thread(self, name: str, loop) -> threading.Thread:
+        """A daemon thread running ``loop``; what it raises stops the run, and the main thread
+        re-raises it as ``RuntimeError("<name> failed")``."""
+
+        def body() -> None:
+            try:
+                loop()
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+                self.thread_errors[name] = exc
+                self.stop_event.set()
+
+        return threading.Thread(target=body, name=name, daemon=True)
 
     def _serve_inference(self, timeout: float) -> None:
         ch, a, pool = self.channels, self.channels.arrays, self.pool
@@ -438,10 +442,8 @@ class DoomTrainer:
             env_report=report_worker_games,
             niceness=cfg.sampler_nice,
         )
-        learner_thread = threading.Thread(target=self._learner_loop, name="learner", daemon=True)
-        inference_thread = threading.Thread(
-            target=self._inference_loop, name="inference", daemon=True
-        )
+        learner_thread = self._thread("learner", self._learner_loop)
+        inference_thread = self._thread("inference", self._inference_loop)
         t0 = time.time()
         reason = "done"
         try:
@@ -458,10 +460,8 @@ class DoomTrainer:
                 self.stop_event.wait(max(0.0, last_house + 0.5 - time.time()))
                 now = last_house = time.time()
                 self._drain_reports()
-                if self.learner_error is not None:
-                    raise RuntimeError("learner failed") from self.learner_error
-                if self.inference_error is not None:
-                    raise RuntimeError("inference failed") from self.inference_error
+                for name, exc in self.thread_errors.items():
+                    raise RuntimeError(f"{name} failed") from exc
                 self._check_workers()
                 if now - last["time"] >= cfg.stats_every_sec:
                     self._log(now, t0, last)
@@ -486,7 +486,7 @@ class DoomTrainer:
                     # and remove VizDoom's /dev/shm entries of every game that is gone.
                     self._drain_reports()
                     self.games.cleanup()
-                if self.learner_error is None and self.learner.train_step > 0:
+                if "learner" not in self.thread_errors and self.learner.train_step > 0:
                     path = self.save()
                     self.console.print(f"saved {path}")
             finally:

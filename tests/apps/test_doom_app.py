@@ -335,3 +335,27 @@ def test_self_play_duel_trains_both_players(tmp_path, no_new_games):
     # Two agents per match, 0.05-minute matches: both players' episodes are reported.
     assert summary["env_frames"] >= 1200 and summary["episodes"] >= 2
     assert summary["true_objective_mean_100"] is not None
+
+
+def test_a_failing_learner_stops_the_run_and_is_reported(tmp_path, no_new_games):
+    """An exception in the learner thread ends the run with "learner failed" (the cause
+    chained), after the workers and games are stopped and the shared memory released."""
+    from gristmill.apps.doom.cli import _parser
+    from gristmill.apps.doom.config import from_args
+    from gristmill.apps.doom.trainer import DoomTrainer
+
+    ns = _parser().parse_args(
+        ["train", *TINY, "--train_dir", str(tmp_path), "--experiment", "boom"]
+    )
+    trainer = DoomTrainer(from_args(ns))
+
+    def boom(batch):
+        raise ValueError("boom in train")
+
+    trainer.learner.train = boom
+    shm_before = set(shm_of(os.getpid()))
+    with pytest.raises(RuntimeError, match="learner failed") as info:
+        trainer.run()
+    assert isinstance(info.value.__cause__, ValueError)
+    assert set(shm_of(os.getpid())) == shm_before
+    assert all(p is None or not p.is_alive() for p in trainer.pool.procs)
