@@ -9,7 +9,7 @@ from pathlib import Path
 
 from gristmill.envs.generals import Replay
 
-CLI = [sys.executable, "-m", "gristmill.apps.generals_cli"]
+CLI = [sys.executable, "-m", "gristmill.apps.generals"]
 
 
 def run(*args, cwd=None):
