@@ -28,6 +28,8 @@ _PROVIDERS: list[tuple[str, str, str]] = [
     ("gristmill.envs.mujoco", "list_tasks", "make_env"),
     ("gristmill.envs.atari", "list_tasks", "make_env"),
 ]
+# The pip extra that brings each built-in provider's simulators (named when one is missing).
+_EXTRAS = {"gristmill.envs.mujoco": "envs", "gristmill.envs.atari": "envs"}
 _EXPLICIT: dict[str, str] = {}
 
 
@@ -82,10 +84,12 @@ def resolve(task, kwargs: dict | None = None) -> EnvFactory:
         raise ValueError(f"task must be a task id string or an env factory, got {task!r}")
     if task in _EXPLICIT:
         return EnvFactory(task, "entry", _EXPLICIT[task], kwargs)
+    broken: list[str] = []  # providers that cannot be imported, and why
     for module, lister, maker in _PROVIDERS:
         try:
             ids = _load(f"{module}:{lister}")()
-        except ImportError:
+        except ImportError as e:
+            broken.append(_import_failure(module, e))
             continue
         if task in ids:
             return EnvFactory(task, "provider", f"{module}:{maker}", kwargs)
@@ -108,8 +112,26 @@ def resolve(task, kwargs: dict | None = None) -> EnvFactory:
     try:
         gym.spec(task)
     except gym.error.Error as e:
+        if broken:  # most likely the cause: say it first
+            raise ValueError(
+                f"unknown task {task!r}: {'; '.join(broken)}; and it is not registered with "
+                f"gristmill.samplers.register nor a Gymnasium id ({e})"
+            ) from None
         raise ValueError(
             f"unknown task {task!r}: not an Atari <Game>-v5 or MuJoCo <Task>-v5 id, not "
             f"registered with gristmill.samplers.register, and not a Gymnasium id ({e})"
         ) from None
     return EnvFactory(task, "gymnasium", task, kwargs)
+
+
+def _import_failure(module: str, exc: ImportError) -> str:
+    """Why ``module``'s tasks are unavailable: the module that is missing and the extra that
+    brings it, e.g. "gristmill.envs.atari cannot be imported: module 'cv2' is missing (install
+    the 'envs' extra: pip install 'gristmill[envs]')"."""
+    name = getattr(exc, "name", None)
+    what = f"module {name!r} is missing" if name and name != module else str(exc)
+    text = f"{module} cannot be imported: {what}"
+    extra = _EXTRAS.get(module)
+    if extra:
+        text += f" (install the {extra!r} extra: pip install 'gristmill[{extra}]')"
+    return text
