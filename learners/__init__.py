@@ -7,11 +7,13 @@
 - :mod:`.normalize` -- running mean/std for observations and returns.
 - :mod:`.appo`, :mod:`.ppo` -- the learner classes.
 - :mod:`.host_memory` -- keep freed host memory mapped (CPU training without page faults).
+- :mod:`.generals_net` -- the Generals agent's residual CNN / U-Net with a masked move policy.
 """
 
 from gristmill.learners.appo import APPOConfig, APPOLearner
 from gristmill.learners.device import select_device
 from gristmill.learners.distributions import ActionDistribution, ActionSpec
+from gristmill.learners.generals_net import GeneralsNet, GeneralsNetConfig, MaskedPolicy
 from gristmill.learners.host_memory import retain_freed_memory
 from gristmill.learners.models import ActorCritic, ModelConfig
 from gristmill.learners.normalize import RunningMeanStd, RunningMeanStdDict
@@ -28,6 +30,9 @@ __all__ = [
     "PPOLearner",
     "RunningMeanStd",
     "RunningMeanStdDict",
+    "GeneralsNet",
+    "GeneralsNetConfig",
+    "MaskedPolicy",
     "cleanrl_atari_model_config",
     "retain_freed_memory",
     "select_device",
