@@ -31,6 +31,7 @@ from queue import Empty
 
 import numpy as np
 import torch
+from gristmill.apps.console import RunConsole
 from gristmill.apps.doom.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
 from gristmill.apps.doom.config import TrainConfig
 from gristmill.apps.doom.env_factory import DoomEnvFactory
@@ -55,7 +56,6 @@ from gristmill.samplers.rollout_worker import (
     become_subreaper,
     lower_thread_priority,
 )
-from rich.console import Console
 
 __all__ = ["DoomTrainer", "build_model", "appo_config", "learner_threads"]
 
@@ -116,9 +116,9 @@ class _Stop(Exception):
 class DoomTrainer:
     """One training run; ``run()`` returns a summary dict. See the module docstring."""
 
-    def __init__(self, cfg: TrainConfig, console: Console | None = None):
+    def __init__(self, cfg: TrainConfig, console: RunConsole | None = None):
         self.cfg = cfg
-        self.console = console or Console(stderr=True)
+        self.console = console or RunConsole(cfg.train_for_env_steps, cfg.train_for_seconds)
         self.exp_dir = os.path.join(cfg.train_dir, cfg.experiment_name)
         self.ckpt_dir = os.path.join(self.exp_dir, "checkpoints")
         torch.manual_seed(cfg.seed)
@@ -395,10 +395,15 @@ class DoomTrainer:
             stats = dict(self.train_stats)
         ep = {k: (float(np.mean(v)) if v else float("nan")) for k, v in self.episodes.items()}
         lag = stats.get("version_diff_avg", float("nan"))
-        self.console.print(
-            f"[{now - t0:7.1f}s] frames {self.env_frames:>11,} | fps {fps:6.0f} "
-            f"(sampling {sample_fps:6.0f}) | reward {ep['reward']:7.3f} | true_obj "
-            f"{ep['true_objective']:7.3f} | lag {lag:5.1f} | version {self.learner.train_step}"
+        self.console.status(
+            now - t0,
+            self.env_frames,
+            fps,
+            ep["reward"],
+            sampling=f"{sample_fps:,.0f}",
+            true_obj=ep["true_objective"],
+            lag=f"{lag:.1f}",
+            version=self.learner.train_step,
         )
         if self.writer is not None:
             step = self.env_frames
