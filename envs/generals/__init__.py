@@ -4,7 +4,8 @@
   players' compact observations, move masks and rewards in place, auto-resetting finished games;
   :func:`expand_planes` turns compact observations into generals-bots' 15 float32 planes.
 - :class:`MapGenerator` (generals-bots ``GridFactory`` draw for draw), :func:`parse_map`.
-- :class:`MemoryFeatures`: cells seen, remembered structures, last-seen enemy army, army deltas.
+- :class:`MemoryFeatures`: cells seen, remembered structures, last-seen enemy army, army deltas;
+  :class:`AgentFeatures`: the league agent's input planes (observation + memory + time phase).
 - Interfaces: ``gristmill/Generals-v0`` (:class:`GeneralsEnv`, Gymnasium), PettingZoo
   :class:`GeneralsParallelEnv` / :func:`aec_env`, and :class:`GeneralsVectorEnv`.
 - :class:`Bot` (``random``, ``expander``, ``general``), :class:`Replay`, ``render_*``.
@@ -15,6 +16,7 @@ Importing this module registers ``gristmill/Generals-v0`` with Gymnasium, so
 
 import gymnasium as _gym
 
+from .agent_input import AgentFeatures
 from .bots import BOTS, Bot
 from .encoding import NUM_PLANES, PLANE_NAMES, decode, expand_planes
 from .engine import GeneralsEngine, MapPool
@@ -36,6 +38,7 @@ if ENV_ID not in _gym.registry:
     )
 
 __all__ = [
+    "AgentFeatures",
     "BOTS",
     "ENV_ID",
     "NUM_PLANES",

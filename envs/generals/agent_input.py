@@ -1,0 +1,157 @@
+"""The league agent's input planes: compact observation + memory features + time phase.
+
+:class:`AgentFeatures` owns a :class:`MemoryFeatures` for ``N`` boards x ``P`` players and
+writes, for any list of (board, player) seats, float32 planes ``[K, C, S, S]`` scaled to O(1)
+(scales after the 2025 agent, arXiv 2507.06825: armies / 250, land / 100, time / 500):
+
+=========  =====================================================================
+channels   content
+=========  =====================================================================
+0-2        own, enemy, neutral army on the cell (/ 250; 0 under fog)
+3-10       generals-bots' 8 boolean maps: generals, cities, mountains, neutral
+           cells, owned cells, opponent cells, fog cells, structures in fog
+11-14      own land / 100, own army / 250, enemy land / 100, enemy army / 250
+15-16      time phase: tick / 500, (tick mod 50) / 50 (the next land growth)
+17-        memory (:mod:`.memory`): seen, mountain, city, enemy general, last-seen
+           enemy army / 250, age / 500, own then enemy army deltas / 250
+=========  =====================================================================
+
+One Numba pass writes the selected seats straight into the output (no [N, 2, ...] float
+intermediate): the learner's seats and the opponent's seats are built as two calls.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+from .encoding import (
+    _PLANE_OF_CODE,
+    C_ENEMY,
+    C_NEUTRAL,
+    C_NEUTRAL_CITY,
+    C_OWN,
+    C_OWN_GENERAL,
+    CODE_BITS,
+    CODE_MASK,
+)
+from .memory import MemoryFeatures
+
+__all__ = ["AgentFeatures", "agent_planes_reference", "num_agent_channels"]
+
+BASE_CHANNELS = 17
+ARMY, LAND, TIME = 1 / 250, 1 / 100, 1 / 500
+
+
+def num_agent_channels(history: int = 7) -> int:
+    return BASE_CHANNELS + 6 + 2 * history
+
+
+@nb.njit(cache=True, nogil=True)
+def _write(boards, players, obs, scalars, table, flags, enemy_army, age, deltas, out):
+    S0, S1 = obs.shape[2], obs.shape[3]
+    K = deltas.shape[2]
+    M = BASE_CHANNELS
+    for k in range(boards.shape[0]):
+        b = boards[k]
+        p = players[k]
+        sc = scalars[b, p]
+        t = sc[4]
+        o = out[k]
+        for i in range(S0):
+            for j in range(S1):
+                v = obs[b, p, i, j]
+                c = v & CODE_MASK
+                a = np.float32((v >> CODE_BITS) * ARMY)
+                own = c >= C_OWN and c <= C_OWN_GENERAL
+                o[0, i, j] = a if own else 0.0
+                o[1, i, j] = a if c >= C_ENEMY else 0.0
+                o[2, i, j] = a if (c == C_NEUTRAL or c == C_NEUTRAL_CITY) else 0.0
+                for q in range(8):
+                    o[3 + q, i, j] = table[c, q]
+                o[11, i, j] = sc[0] * LAND
+                o[12, i, j] = sc[1] * ARMY
+                o[13, i, j] = sc[2] * LAND
+                o[14, i, j] = sc[3] * ARMY
+                o[15, i, j] = t * TIME
+                o[16, i, j] = (t % 50) / 50.0
+                seen = flags[b, p, 0, i, j]
+                for q in range(4):
+                    o[M + q, i, j] = flags[b, p, q, i, j]
+                o[M + 4, i, j] = enemy_army[b, p, i, j] * ARMY
+                o[M + 5, i, j] = (age[b, p, i, j] if seen else t) * TIME
+                for q in range(K):
+                    if q < t:
+                        slot = (t - q) % K
+                        o[M + 6 + q, i, j] = deltas[b, p, slot, 0, i, j] * ARMY
+                        o[M + 6 + K + q, i, j] = deltas[b, p, slot, 1, i, j] * ARMY
+                    else:
+                        o[M + 6 + q, i, j] = 0.0
+                        o[M + 6 + K + q, i, j] = 0.0
+
+
+class AgentFeatures:
+    """Memory plus plane building for ``num_boards`` x ``players`` seats of side ``pad_to``.
+
+    Call :meth:`update` with every tick's compact ``obs [N, P, S, S]`` and ``scalars [N, P, 5]``
+    (memory resets itself where the tick is 0), then :meth:`planes` for the seats to act.
+    """
+
+    def __init__(self, num_boards: int, pad_to: int = 24, history: int = 7, players: int = 2):
+        self.memory = MemoryFeatures(num_boards, pad_to, history, players)
+        self.num_channels = num_agent_channels(history)
+        self.pad_to = pad_to
+        self._obs: np.ndarray | None = None
+        self._scalars: np.ndarray | None = None
+
+    def update(self, obs: np.ndarray, scalars: np.ndarray) -> None:
+        self.memory.update(obs, scalars)
+        self._obs, self._scalars = obs, scalars
+
+    def planes(self, boards: np.ndarray, players: np.ndarray,
+               out: np.ndarray | None = None) -> np.ndarray:
+        """float32 ``[K, C, S, S]`` for seats ``(boards[k], players[k])`` of the last update."""
+        if self._obs is None:
+            raise RuntimeError("AgentFeatures.planes before the first update()")
+        boards = np.ascontiguousarray(boards, np.int64)
+        players = np.ascontiguousarray(players, np.int64)
+        if boards.shape != players.shape or boards.ndim != 1:
+            raise ValueError(f"boards and players must be equal 1-D arrays, got {boards.shape} "
+                             f"and {players.shape}")
+        n, P = self.memory.shape[:2]
+        if boards.size and (boards.min() < 0 or boards.max() >= n or players.min() < 0
+                            or players.max() >= P):
+            raise IndexError(f"seat out of range: boards 0..{n - 1}, players 0..{P - 1}")
+        S = self.pad_to
+        shape = (boards.size, self.num_channels, S, S)
+        if out is None:
+            out = np.empty(shape, np.float32)
+        elif out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+            raise ValueError(f"out must be C-contiguous float32 {shape}, got {out.dtype} "
+                             f"{out.shape}")
+        m = self.memory
+        _write(boards, players, self._obs, self._scalars, _PLANE_OF_CODE, m.flags, m.enemy_army,
+               m.age, m.deltas, out)
+        return out
+
+
+def agent_planes_reference(obs: np.ndarray, scalars: np.ndarray,
+                           memory: np.ndarray) -> np.ndarray:
+    """Plain-NumPy planes of one seat: compact ``obs [S, S]``, ``scalars [5]`` and the
+    :meth:`MemoryFeatures.features` of that seat ``[6 + 2K, S, S]`` (the test oracle)."""
+    code, army = obs & CODE_MASK, (obs >> CODE_BITS).astype(np.float32)
+    S0, S1 = obs.shape
+    base = np.zeros((BASE_CHANNELS, S0, S1), np.float32)
+    own = (code >= C_OWN) & (code <= C_OWN_GENERAL)
+    base[0] = np.where(own, army * ARMY, 0)
+    base[1] = np.where(code >= C_ENEMY, army * ARMY, 0)
+    base[2] = np.where((code == C_NEUTRAL) | (code == C_NEUTRAL_CITY), army * ARMY, 0)
+    base[3:11] = np.moveaxis(_PLANE_OF_CODE[code], -1, 0)
+    base[11:15] = (np.array([LAND, ARMY, LAND, ARMY]) * scalars[:4])[:, None, None]
+    base[15] = scalars[4] * TIME
+    base[16] = (scalars[4] % 50) / 50
+    mem = memory.astype(np.float32).copy()
+    mem[4] *= ARMY
+    mem[5] *= TIME
+    mem[6:] *= ARMY
+    return np.concatenate([base, mem])
