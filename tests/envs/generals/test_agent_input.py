@@ -34,3 +34,20 @@ def test_planes_before_update_and_out_of_range_seats_are_refused():
     f.update(eng.obs, eng.scalars)
     with pytest.raises(IndexError, match="boards 0..1"):
         f.planes(np.array([2]), np.array([0]))
+
+
+def test_generals_bots_planes_convert_back_to_the_engines_compact_view_and_mask():
+    from gristmill.envs.generals.observation import compact_from_planes, move_mask
+
+    eng = GeneralsEngine(3, "generalsio", truncation=60, seed=5, autoreset="same_step")
+    eng.reset(seed=5)
+    bot = Bot("expander", 3, seed=1)
+    for _ in range(70):
+        planes = eng.planes()
+        for b in range(3):
+            for p in range(2):
+                obs, sc = compact_from_planes(planes[b, p])
+                assert np.array_equal(obs, eng.obs[b, p])
+                assert np.array_equal(sc, eng.scalars[b, p])
+                assert np.array_equal(move_mask(obs), eng.masks[b, p])
+        eng.step(bot.act(eng.obs, eng.masks, eng.scalars))
