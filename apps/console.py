@@ -119,6 +119,7 @@ class RunConsole:
         """A notice (suppressed by ``quiet`` unless it is an error marked ``[red]``)."""
         if self.quiet and not any("[red]" in str(o) for o in objects):
             return
+        kwargs.setdefault("soft_wrap", True)  # a long notice stays one line in a log file
         self.console.print(*objects, **kwargs)
 
     def time_left(self, elapsed: float, frames: int) -> float | None:
@@ -173,9 +174,10 @@ def run_summary(
     fps: float,
     reward_mean_100: float | None,
     episodes: int,
-    **rest,
+    extra: dict | None = None,
 ) -> dict:
-    """A run's summary: these keys first, in this order, in every app, then ``rest``.
+    """A run's summary: these keys first, in this order, in every app, then ``extra``'s (the
+    app's own keys; those that repeat a key above are left out).
     ``reason``: "done", "time limit" or "interrupted (...)"; ``fps``: env frames per second of
     this session; ``reward_mean_100``: mean reward of the last 100 episodes (``None`` before
     the first one ends)."""
@@ -189,4 +191,4 @@ def run_summary(
         "reward_mean_100": reward_mean_100,
         "episodes": int(episodes),
     }
-    return {**head, **{k: v for k, v in rest.items() if k not in head}}
+    return {**head, **{k: v for k, v in (extra or {}).items() if k not in head}}

@@ -121,13 +121,17 @@ def _field_help() -> dict[str, str]:
     return dict(found)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, defaults: dict | None = None) -> None:
+    """Every field as ``--name``; ``defaults`` overrides some fields' defaults (a preset such as
+    ``gristmill-doom quickstart``'s)."""
     helps = _field_help()
+    defaults = defaults or {}
     for f in fields(TrainConfig):
         kind = {"bool": _bool, "int": int, "float": float, "str": str}[str(f.type)]
         text = helps.get(f.name, "")
+        default = defaults.get(f.name, f.default)
         parser.add_argument(
-            f"--{f.name}", type=kind, default=f.default, help=f"{text} (default: {f.default})"
+            f"--{f.name}", type=kind, default=default, help=f"{text} (default: {default})"
         )
 
 

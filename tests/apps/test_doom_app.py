@@ -133,6 +133,38 @@ def test_train_resume_and_eval(tmp_path, no_new_games):
     assert len(result["episode_rewards"]) == 1 and video.stat().st_size > 1000
 
 
+def test_quickstart_trains_evaluates_and_says_where_everything_is(tmp_path, no_new_games):
+    """`quickstart` on tiny settings: one JSON line on stdout, the checkpoint, curve PNG,
+    video and summary.json in the experiment dir; `plot` overlays runs into one PNG."""
+    run = subprocess.run(
+        cli("quickstart", *TINY, "--train_dir", str(tmp_path), "--train_for_env_steps", "3000",
+            "--episodes", "1"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert len(run.stdout.splitlines()) == 1  # stdout is the summary, nothing else
+    summary = json.loads(run.stdout)
+    exp = tmp_path / "quickstart"
+    assert summary["app"] == "gristmill-doom" and summary["frames"] >= 3000
+    assert summary["experiment_dir"] == str(exp) and len(summary["eval_rewards"]) == 1
+    for key in ("checkpoint", "curves_png", "video"):
+        assert Path(summary[key]).is_file() and Path(summary[key]).stat().st_size > 1000, key
+    assert json.loads((exp / "summary.json").read_text()) == summary
+    for where in (summary["checkpoint"], summary["curves_png"], summary["video"]):
+        assert where in run.stderr  # the closing notice names every file
+    status = [ln for ln in run.stderr.splitlines() if re.match(r"\[\s*[\d.]+s\] frames", ln)]
+    assert status and all(re.search(r"\| version \d+$", ln) for ln in status)  # none split
+
+    out = tmp_path / "both.png"
+    plot = subprocess.run(
+        cli("plot", str(exp), str(exp), "--out", str(out)), capture_output=True, text=True
+    )
+    assert plot.returncode == 0, plot.stderr[-3000:]
+    assert out.read_bytes()[:4] == b"\x89PNG"
+
+
 def train_until_stopped(tmp_path, experiment: str, stdout) -> subprocess.Popen:
     """``gristmill-doom train`` on the tiny settings with no frame budget to reach (the test
     stops it); stderr is piped, text mode."""

@@ -1,0 +1,65 @@
+"""gristmill.apps.console: status lines, widths, quiet mode and the JSON summary."""
+
+import io
+import json
+
+from gristmill.apps.console import PIPE_WIDTH, RunConsole, format_status, make_console, run_summary
+
+
+def test_status_lines_do_not_wrap_when_piped():
+    out = io.StringIO()  # not a terminal, like a file or a pipe
+    console = make_console(out)
+    assert console.width == PIPE_WIDTH
+    con = RunConsole(10_000_000, console=console)
+    con.status(12.5, 1_234_567, 2345.0, 0.712, sampling="2,501", true_obj=0.712, lag="1.1",
+               version=1234)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 1 and len(lines[0]) > 80, lines
+    assert lines[0].startswith("[   12.5s] frames   1,234,567 | fps  2,345 | reward   0.712 | left")
+    assert lines[0].endswith("| sampling 2,501 | true_obj 0.712 | lag 1.1 | version 1234")
+
+
+def test_key_figures_come_first_in_the_same_order():
+    line = format_status(1.0, 10, 5.0, None, steps=3, SPS=2.5)
+    assert line.startswith("[    1.0s] frames          10 | ")
+    fields = [p.split()[0] for p in line.split(" | ")[1:]]
+    assert fields == ["fps", "reward", "steps", "SPS"]
+    assert "reward     nan" in line  # no episode yet
+
+
+def test_time_left_follows_the_frame_rate_and_the_time_budget():
+    con = RunConsole(1000, console=make_console(io.StringIO()))
+    assert con.time_left(0.0, 0) == float("inf")  # no rate yet
+    con.status(10.0, 100, 10.0, None)
+    con.status(20.0, 200, 10.0, None)  # 10 frames/s since the first line: 800 frames left
+    assert con.time_left(20.0, 200) == 80.0
+    timed = RunConsole(1000, seconds=30.0, console=make_console(io.StringIO()))
+    timed.status(10.0, 100, 10.0, None)
+    timed.status(20.0, 200, 10.0, None)
+    assert timed.time_left(20.0, 200) == 10.0  # the wall-time budget ends first
+    assert RunConsole(None, console=make_console(io.StringIO())).time_left(5.0, 10) is None
+
+
+def test_quiet_keeps_errors_only():
+    out = io.StringIO()
+    con = RunConsole(1000, quiet=True, console=make_console(out))
+    con.status(1.0, 10, 5.0, 0.1)
+    con.print("resumed from somewhere")
+    con.print("[red]worker 1 failed: boom[/red]")
+    assert out.getvalue().strip() == "worker 1 failed: boom"
+
+
+def test_summary_is_one_json_line_on_stdout_and_a_file(tmp_path, capsys):
+    summary = run_summary(
+        "gristmill-test", "doom_basic", "done", 500_123, 245.25, 2041.4, 0.72, 1800,
+        {"version": 488, "frames": 1},  # an app key that repeats a head key is left out
+    )
+    assert list(summary)[:8] == [
+        "app", "env", "reason", "frames", "seconds", "fps", "reward_mean_100", "episodes"
+    ]
+    assert summary["frames"] == 500_123 and summary["version"] == 488
+    con = RunConsole(None, console=make_console(io.StringIO()))
+    con.summary(summary, str(tmp_path / "exp"))
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and json.loads(out[0]) == summary
+    assert json.loads((tmp_path / "exp" / "summary.json").read_text()) == summary
