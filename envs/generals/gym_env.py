@@ -83,7 +83,8 @@ class GeneralsEnv(gym.Env):
     """Generals.io for Gymnasium (see the module docstring).
 
     Args:
-        opponent: bot name for player 1, or ``None`` for the joint two-player mode.
+        opponent: bot name for player 1 (or a player object with ``name`` and
+            ``spawn(num_boards, seed)``, e.g. a trained net), or ``None`` for the joint mode.
         maps: ``"uniform"``, ``"generalsio"``, a :class:`MapGenerator` or a list of layouts;
             ``reset(options={"grid": layout})`` plays a given map.
         pad_to, truncation, priority: as :class:`GeneralsEngine` (``truncation=None``: never).
@@ -109,7 +110,9 @@ class GeneralsEnv(gym.Env):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}")
         self.render_mode = render_mode
         self.joint = opponent is None
-        self.opponent_name = opponent
+        # a bot name, or a player object with .name and .spawn(num_boards, seed) (a trained net)
+        self.opponent_name = opponent if opponent is None or isinstance(opponent, str) \
+            else opponent.name
         self.pad_to = pad_to
         self._maps = make_generator(maps)
         self._reward_fn = None if isinstance(reward, str) else reward
@@ -117,7 +120,8 @@ class GeneralsEnv(gym.Env):
         self.engine = GeneralsEngine(1, [first], pad_to=pad_to, truncation=truncation,
                                      priority=priority,
                                      reward=reward if isinstance(reward, str) else "winlose")
-        self.bot = None if self.joint else Bot(opponent, 1, seed=0)
+        self.bot = None if self.joint else (Bot(opponent, 1, seed=0) if isinstance(opponent, str)
+                                            else opponent.spawn(1, 0))
         self.record_replay = record_replay
         self.replay: Replay | None = None
         self.observation_space = planes_space(pad_to, 2 if self.joint else None)
@@ -168,7 +172,7 @@ class GeneralsEnv(gym.Env):
         if layout is None:
             layout = self._next_layout(self.np_random)
         self.engine.load(0, layout)
-        if self.bot is not None:
+        if isinstance(self.bot, Bot):
             self.bot.rng[:] = self.np_random.integers(1, 2**63, size=(1, 2), dtype=np.uint64)
             self.bot.mem[:] = -1
         if self.record_replay:

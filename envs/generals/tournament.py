@@ -3,6 +3,10 @@
 ``play_match("general", "expander", games=200)`` plays ``games`` games at once (one per board),
 seats swapped on half of them so neither bot profits from being player 0, and returns a
 :class:`MatchResult`. ``win_rate_table`` plays every ordered pair of bots.
+
+A player is a bot name or any object with a ``name`` and ``spawn(num_boards, seed)`` returning
+something with :class:`Bot`'s ``act`` (e.g. the trained network, ``gristmill.apps.generals``'s
+``NetPlayer``).
 """
 
 from __future__ import annotations
@@ -39,7 +43,20 @@ class MatchResult:
         return (self.wins_a + 0.5 * self.draws) / max(self.games, 1)
 
 
-def play_match(bot_a: str, bot_b: str, games: int = 200, maps: str | MapGenerator = "generalsio",
+def _spawn(player, num_boards: int, seed: int):
+    if isinstance(player, str):
+        return Bot(player, num_boards, seed=seed)
+    if not (hasattr(player, "spawn") and hasattr(player, "name")):
+        raise TypeError(f"a player is a bot name {BOTS} or has .name and .spawn(num_boards, "
+                        f"seed); got {player!r}")
+    return player.spawn(num_boards, seed)
+
+
+def _name(player) -> str:
+    return player if isinstance(player, str) else player.name
+
+
+def play_match(bot_a, bot_b, games: int = 200, maps: str | MapGenerator = "generalsio",
                truncation: int = 1000, priority: str = "priority", seed: int = 0,
                keep_replays: int = 0) -> MatchResult:
     """Play ``games`` games of ``bot_a`` vs ``bot_b`` (draw = truncated); A is player 0 on even
@@ -51,7 +68,8 @@ def play_match(bot_a: str, bot_b: str, games: int = 200, maps: str | MapGenerato
     for b, lay in enumerate(layouts):
         eng.load(b, lay)
     a_seat = (np.arange(games) % 2).astype(np.int64)  # A's player index per board
-    bots = [Bot(bot_a, games, seed=seed), Bot(bot_b, games, seed=seed + 1)]
+    bots = [_spawn(bot_a, games, seed), _spawn(bot_b, games, seed + 1)]
+    bot_a, bot_b = _name(bot_a), _name(bot_b)
     seats_a = np.zeros((games, 2), bool)
     seats_a[np.arange(games), a_seat] = True
     replays = [Replay(layouts[b], priority=priority, truncation=truncation,

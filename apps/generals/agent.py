@@ -1,0 +1,196 @@
+"""The trained network as a player: batched for the engine, as a bot, and as a generals-bots
+agent.
+
+- :class:`Policy`: a :class:`GeneralsNet` plus its input layout (memory history), saved and
+  loaded as one checkpoint file (``save``/``load``; atomic).
+- :class:`NetBot`: the :class:`gristmill.envs.generals.Bot` interface
+  (``act(obs, masks, scalars, seats, out)`` over N boards), keeping memory features per board
+  and seat; usable wherever a bot is: the tournament tool, ``GeneralsEnv(opponent=...)``.
+  :class:`NetPlayer` is its factory (``spawn(num_boards, seed)``), named for tables.
+- :class:`GeneralsBotsAgent`: generals-bots' agent interface ``act(observation) -> action``
+  for one seat, the observation duck-typed as generals-bots 2.5.0's ``Observation``; memory
+  persists across calls and resets when a new game starts (the tick goes back). ``act_planes``
+  takes gristmill's Gymnasium/PettingZoo 15-plane observation instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from gristmill.envs.generals import AgentFeatures
+from gristmill.envs.generals.agent_input import num_agent_channels
+from gristmill.envs.generals.observation import compact_from_fields, compact_from_planes, move_mask
+from gristmill.learners.generals_net import (
+    GeneralsNet,
+    GeneralsNetConfig,
+    MaskedPolicy,
+    index_to_action,
+)
+
+__all__ = ["GeneralsBotsAgent", "NetBot", "NetPlayer", "Policy", "atomic_save"]
+
+
+def atomic_save(obj, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file, fsync, rename: a crash leaves old or new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+class Policy:
+    """Network + input layout. ``Policy.create(channels=..., ...)`` or ``Policy.load(path)``."""
+
+    def __init__(self, net: GeneralsNet, history: int = 7, device: str | torch.device = "cpu"):
+        self.net = net.to(device)
+        self.history = history
+        self.device = torch.device(device)
+        if net.cfg.in_channels != num_agent_channels(history):
+            raise ValueError(f"net takes {net.cfg.in_channels} channels, history={history} "
+                             f"makes {num_agent_channels(history)}")
+
+    @classmethod
+    def create(cls, pad_to: int = 24, history: int = 7, device="cpu", **sizes) -> Policy:
+        cfg = GeneralsNetConfig(num_agent_channels(history), pad_to=pad_to, **sizes)
+        return cls(GeneralsNet(cfg), history, device)
+
+    @property
+    def pad_to(self) -> int:
+        return self.net.cfg.pad_to
+
+    def state(self) -> dict:
+        return {"format": "gristmill-generals-policy/1", "net": self.net.cfg.to_dict(),
+                "history": self.history,
+                "weights": {k: v.detach().cpu() for k, v in self.net.state_dict().items()}}
+
+    def save(self, path: str | Path) -> Path:
+        return atomic_save(self.state(), path)
+
+    @classmethod
+    def from_state(cls, state: dict, device="cpu") -> Policy:
+        if state.get("format") != "gristmill-generals-policy/1":
+            raise ValueError(f"not a gristmill Generals policy (format={state.get('format')!r})")
+        net = GeneralsNet(GeneralsNetConfig(**state["net"]))
+        net.load_state_dict(state["weights"])
+        return cls(net, state["history"], device)
+
+    @classmethod
+    def load(cls, path: str | Path, device="cpu") -> Policy:
+        """A policy file, or a training checkpoint holding one under ``"policy"``."""
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if isinstance(state, dict) and "policy" in state:
+            state = state["policy"]
+        return cls.from_state(state, device)
+
+    def copy(self) -> Policy:
+        return Policy.from_state(self.state(), self.device)
+
+    @torch.no_grad()
+    def choose(self, planes: np.ndarray, masks: np.ndarray, greedy: bool = False,
+               temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """planes float32 [K, C, S, S], masks [K, S, S, 4] -> (index [K], log-prob [K],
+        value [K]) as NumPy."""
+        x = torch.from_numpy(planes).to(self.device)
+        m = torch.from_numpy(np.ascontiguousarray(masks)).to(self.device)
+        logits, value = self.net(x, m)
+        d = MaskedPolicy(logits)
+        idx = d.greedy() if greedy else d.sample(temperature)
+        return idx.cpu().numpy(), d.log_prob(idx).cpu().numpy(), value.cpu().numpy()
+
+
+class NetBot:
+    """A policy playing seats of N boards with the :class:`Bot` interface."""
+
+    def __init__(self, policy: Policy, num_boards: int, name: str = "net", greedy: bool = False,
+                 seed: int | None = None):
+        self.policy, self.num_boards, self.name, self.greedy = policy, num_boards, name, greedy
+        self.features = AgentFeatures(num_boards, policy.pad_to, policy.history)
+        if seed is not None:
+            torch.manual_seed(seed)
+
+    def observe(self, obs: np.ndarray, scalars: np.ndarray) -> None:
+        """Update memory with this tick's compact views of both seats (once per tick)."""
+        self.features.update(obs, scalars)
+
+    def choose(self, boards: np.ndarray, players: np.ndarray, masks: np.ndarray, out=None):
+        """Action indices etc. for seats ``(boards[k], players[k])`` of the observed tick; see
+        :meth:`Policy.choose`. Writes engine actions into ``out[boards, players]`` when given."""
+        planes = self.features.planes(boards, players)
+        res = self.policy.choose(planes, masks[boards, players], self.greedy)
+        if out is not None:
+            out[boards, players] = index_to_action(res[0], self.policy.pad_to)
+        return res
+
+    def act(self, obs, masks, scalars, seats=(True, True), out=None):
+        """Bot interface: write (and return) actions int32 [N, 2, 5] for the seated players."""
+        n = self.num_boards
+        if out is None:
+            out = np.zeros((n, 2, 5), np.int32)
+            out[:, :, 0] = 1
+        self.observe(obs, scalars)
+        players = np.flatnonzero(np.asarray(seats, bool))
+        b = np.repeat(np.arange(n), len(players))
+        p = np.tile(players, n)
+        self.choose(b, p, masks, out)
+        return out
+
+
+class NetPlayer:
+    """A policy as a tournament entrant: ``spawn(num_boards, seed)`` makes its :class:`NetBot`."""
+
+    def __init__(self, policy: Policy, name: str = "net", greedy: bool = False):
+        self.policy, self.name, self.greedy = policy, name, greedy
+
+    @classmethod
+    def load(cls, path: str | Path, greedy: bool = False) -> NetPlayer:
+        return cls(Policy.load(path), Path(path).stem, greedy)
+
+    def spawn(self, num_boards: int, seed: int | None = None) -> NetBot:
+        return NetBot(self.policy, num_boards, self.name, self.greedy, seed)
+
+
+class GeneralsBotsAgent:
+    """generals-bots' agent interface: ``act(observation) -> action`` (int32 [5] =
+    [pass, row, col, direction, split]); one game at a time, memory kept between calls."""
+
+    def __init__(self, policy: Policy | str | Path, id: str = "gristmill", greedy: bool = True):
+        self.policy = policy if isinstance(policy, Policy) else Policy.load(policy)
+        self.id = id
+        self.greedy = greedy
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the game (called automatically when the tick goes back)."""
+        self.features = AgentFeatures(1, self.policy.pad_to, self.policy.history, players=1)
+        self._last_tick = -1
+
+    def act(self, observation) -> np.ndarray:
+        obs, scalars = compact_from_fields(observation, self.policy.pad_to)
+        return self._act(obs, scalars)
+
+    def act_planes(self, planes: np.ndarray) -> np.ndarray:
+        """The same from gristmill's Gymnasium/PettingZoo observation (15 planes)."""
+        obs, scalars = compact_from_planes(planes)
+        if obs.shape[0] != self.policy.pad_to:
+            raise ValueError(f"planes are {obs.shape[0]} wide, the policy takes "
+                             f"{self.policy.pad_to}")
+        return self._act(obs, scalars)
+
+    def _act(self, obs: np.ndarray, scalars: np.ndarray) -> np.ndarray:
+        t = int(scalars[4])
+        if t <= self._last_tick:
+            self.reset()
+        self._last_tick = t
+        self.features.update(obs[None, None], scalars[None, None])
+        zero = np.zeros(1, np.int64)
+        planes = self.features.planes(zero, zero)
+        idx, _, _ = self.policy.choose(planes, move_mask(obs)[None], self.greedy)
+        return index_to_action(idx, self.policy.pad_to)[0]
