@@ -155,7 +155,7 @@ class SharedSegment:
     queue; most users want those instead.
     """
 
-    __slots__ = ("_name", "_size", "_view", "_owner_pid", "__weakref__")
+    __slots__ = ("_name", "_size", "_mm", "_view", "_owner_pid", "__weakref__")
 
     def __init__(self, name: str, size: int, mm: mmap.mmap, owner_pid: int | None):
         self._name = name
@@ -163,6 +163,7 @@ class SharedSegment:
         # Views are built on a memoryview, never on the mmap directly: numpy keeps only a
         # reference to its buffer's owner, so an explicit mmap.close() could unmap memory
         # under a live array. Unmapping is left to reference counting instead.
+        self._mm = mm
         self._view = memoryview(mm)
         self._owner_pid = owner_pid
 
@@ -234,6 +235,15 @@ class SharedSegment:
         return self._view
 
     @property
+    def mapping(self) -> mmap.mmap:
+        """The mapping itself, for a C extension that holds a buffer of it: unlike
+        :attr:`buffer` (a memoryview, which a garbage-collected cycle may try to clear while
+        that buffer is held: ``BufferError``), an mmap is never cleared, only freed."""
+        if self._mm is None:
+            raise ValueError(f"shared-memory segment {self._name!r} is closed")
+        return self._mm
+
+    @property
     def is_owner(self) -> bool:
         """True in the process that created the segment (forked children are not owners)."""
         return self._owner_pid == os.getpid()
@@ -254,6 +264,7 @@ class SharedSegment:
         """
         self.unlink()
         self._view = None
+        self._mm = None
 
     def __del__(self):
         try:

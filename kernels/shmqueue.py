@@ -70,7 +70,7 @@ class Queue(QueueCore):
         cap = -(-max_size_bytes // 8) * 8
         self._seg = SharedSegment.create(HEADER_SIZE + cap, name=name, kind="q")
         try:
-            self._bind(self._seg.buffer, True, maxsize, dumps, loads)
+            self._bind(self._seg.mapping, True, maxsize, dumps, loads)
         except BaseException:
             self._seg.close()
             raise
@@ -82,7 +82,7 @@ class Queue(QueueCore):
         self = cls.__new__(cls)
         self._seg = SharedSegment.attach(name)
         try:
-            self._bind(self._seg.buffer, False, 0, dumps, loads)
+            self._bind(self._seg.mapping, False, 0, dumps, loads)
         except BaseException:
             self._seg.close()
             raise

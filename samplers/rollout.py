@@ -172,7 +172,12 @@ class RolloutLayout:
             dones=((s, t), np.uint8),
             time_outs=((s, t), np.uint8),
             valids=((s, t), np.uint8),
+            acted=((s, t), np.int64),
+            slot_state=((s,), np.uint8),
             slot_owner=((s,), np.int32),
+            slot_fill=((s,), np.int64),
+            agent_policy=((self.num_agents,), np.int16),
+            worker_taking=((self.num_workers,), np.uint8),
             worker_heartbeat=((self.num_workers,), np.float64),
             stop=((1,), np.uint8),
         )
@@ -197,6 +202,8 @@ class RolloutChannels:
             self.arrays.close()
             raise
         self.arrays["slot_owner"][:] = -1
+        self.arrays["slot_fill"][:] = -1
+        self.arrays["acted"][:] = -1
         for slot in range(layout.num_slots):
             self.free_slots.put(slot)
 

@@ -30,6 +30,15 @@ from queue import Empty
 
 import numpy as np
 from gristmill.samplers.rollout import RolloutChannels, action_from_row
+from gristmill.samplers.rollout_protocol import (
+    FILLING,
+    FINISHED,
+    ActionRequest,
+    ActionsReady,
+    SlotLedger,
+    TrajectoryReady,
+    fill_id,
+)
 
 __all__ = [
     "RolloutWorkerPool",
@@ -106,6 +115,12 @@ class _Worker:
         self.agents = lay.agents_per_env
         self.envs: list = [None] * lay.envs_per_worker
         self.slots = np.full((lay.envs_per_worker, self.agents), -1, dtype=np.int64)
+        self.fills = np.full((lay.envs_per_worker, self.agents), -1, dtype=np.int64)
+        self.num_fills = 0
+        # agent_policy index of each (env, agent) of this worker
+        self.agent_ids = (self.first * self.agents + np.arange(lay.envs_per_worker * self.agents))
+        self.agent_ids = self.agent_ids.reshape(lay.envs_per_worker, self.agents)
+        self.stale_answers = 0
         self.t = [0] * lay.num_splits
         self.ep_return = np.zeros((lay.envs_per_worker, self.agents))
         self.ep_len = np.zeros((lay.envs_per_worker, self.agents), dtype=np.int64)
@@ -129,17 +144,25 @@ class _Worker:
         else:
             self.a[f"obs_{self.obs_keys[0]}"][slot, t] = obs
 
-    def take_slot(self) -> int:
+    def take_slot(self) -> tuple[int, int]:
+        """A free slot, now this worker's, and the fill id of this occupancy."""
+        a = self.a
+        a["worker_taking"][self.w] = 1  # a death from here to the end: the supervisor audits
         while True:
             try:
-                slot = self.ch.free_slots.get(timeout=0.5)
+                slot = int(self.ch.free_slots.get(timeout=0.5))
                 break
             except Empty:
                 self.heartbeat()
                 if self.stopping():
                     raise SystemExit(0) from None
-        self.a["slot_owner"][slot] = self.w
-        return int(slot)
+        self.num_fills += 1
+        fill = fill_id(self.w, self.gen, self.num_fills)
+        a["slot_owner"][slot] = self.w
+        a["slot_fill"][slot] = fill
+        a["slot_state"][slot] = FILLING
+        a["worker_taking"][self.w] = 0
+        return slot, fill
 
     def heartbeat(self) -> None:
         self.a["worker_heartbeat"][self.w] = time.time()
@@ -176,10 +199,30 @@ class _Worker:
             raise RuntimeError(f"env {index} crashed {self.restarts[i]} times; giving up") from exc
         return self.make_env(i)
 
-    def request(self, split: int) -> None:
+    def split_range(self, split: int) -> slice:
         lo = split * self.layout.envs_per_split
-        slots = self.slots[lo : lo + self.layout.envs_per_split].ravel().tolist()
-        self.ch.requests.put((self.w, self.gen, split, self.t[split], slots))
+        return slice(lo, lo + self.layout.envs_per_split)
+
+    def request(self, split: int) -> None:
+        envs, t = self.split_range(split), self.t[split]
+        slots = self.slots[envs].ravel()
+        # the policy that drives each agent now acts for this step (the match-maker's choice)
+        self.a["policy_id"][slots, t] = self.a["agent_policy"][self.agent_ids[envs].ravel()]
+        fills = self.fills[envs].ravel()
+        self.ch.requests.put(
+            ActionRequest(self.w, self.gen, split, t, tuple(slots.tolist()), tuple(fills.tolist()))
+        )
+
+    def answered(self, msg) -> bool:
+        """Whether ``msg`` answers this worker's open request of its split: its generation and
+        step, and every slot of the split stamped as served for its current fill."""
+        if not isinstance(msg, ActionsReady) or msg.generation != self.gen:
+            return False
+        if not 0 <= msg.split < self.layout.num_splits or msg.t != self.t[msg.split]:
+            return False
+        envs = self.split_range(msg.split)
+        slots, fills = self.slots[envs].ravel(), self.fills[envs].ravel()
+        return bool(np.all(self.a["acted"][slots, msg.t] == fills))
 
     # -------------------------------------------------------------- main loop
     def step_split(self, split: int) -> None:
@@ -240,14 +283,15 @@ class _Worker:
         if t == lay.rollout:
             for i in range(lo, lo + lay.envs_per_split):
                 for j in range(na):
-                    old = int(self.slots[i, j])
-                    new = self.take_slot()
+                    old, old_fill = int(self.slots[i, j]), int(self.fills[i, j])
+                    new, fill = self.take_slot()
                     for key in self.obs_keys:
                         a[f"obs_{key}"][new, 0] = a[f"obs_{key}"][old, lay.rollout]
                     a["rnn_states"][new, 0] = a["rnn_states"][old, lay.rollout]
-                    self.slots[i, j] = new
-                    a["slot_owner"][old] = -1
-                    self.ch.trajectories.put(old)
+                    self.slots[i, j], self.fills[i, j] = new, fill
+                    # still ours until the learner takes it: a death now re-sends it
+                    a["slot_state"][old] = FINISHED
+                    self.ch.trajectories.put(TrajectoryReady(old, old_fill))
             t = 0
         self.t[split] = t
 
@@ -257,8 +301,8 @@ class _Worker:
         for i in range(lay.envs_per_worker):
             obs = self.make_env(i)
             for j in range(self.agents):
-                slot = self.take_slot()
-                self.slots[i, j] = slot
+                slot, fill = self.take_slot()
+                self.slots[i, j], self.fills[i, j] = slot, fill
                 self.write_obs(slot, 0, obs[j])
                 self.a["rnn_states"][slot, 0] = 0.0
         for split in range(lay.num_splits):
@@ -266,13 +310,19 @@ class _Worker:
         queue = self.ch.actions[self.w]
         while not self.stopping():
             try:
-                split = queue.get(timeout=0.5)
+                msg = queue.get(timeout=0.5)
             except Empty:
                 self.heartbeat()
                 continue
             self.heartbeat()
-            self.step_split(int(split))
-            self.request(int(split))
+            if not self.answered(msg):
+                # e.g. an answer to the worker this one replaced: stepping on it would act on
+                # actions nobody computed for these games (see rollout_protocol)
+                self.stale_answers += 1
+                self.report("stale_answer", generation=self.gen, message=repr(msg))
+                continue
+            self.step_split(msg.split)
+            self.request(msg.split)
 
     def close(self) -> None:
         for env in self.envs:
@@ -359,6 +409,7 @@ class RolloutWorkerPool:
         n = channels.layout.num_workers
         self.procs: list = [None] * n
         self.generation = [0] * n
+        self.ledger = SlotLedger(channels.arrays, channels.free_slots, channels.trajectories)
         self.restarts = 0
 
     def start(self, worker_id: int | None = None) -> None:
@@ -404,7 +455,10 @@ class RolloutWorkerPool:
         return list(range(worker_id * e, (worker_id + 1) * e))
 
     def restart(self, worker_id: int) -> list[int]:
-        """Kill (if needed) and restart a worker; returns the slots it held, now free again."""
+        """Kill (if needed) and restart a worker; returns the unfinished slots it held, now
+        free again (its finished ones are re-sent to the learner: see
+        :meth:`~gristmill.samplers.rollout_protocol.SlotLedger.reclaim`). The caller keeps
+        inference from serving this worker's requests meanwhile."""
         p = self.procs[worker_id]
         if p is not None and p.is_alive():
             p.terminate()
@@ -412,12 +466,16 @@ class RolloutWorkerPool:
             if p.is_alive():
                 p.kill()
                 p.join(5)
-        owner = self.ch.arrays["slot_owner"]
-        lost = [int(s) for s in np.flatnonzero(owner == worker_id)]
-        for s in lost:
-            owner[s] = -1
-            self.ch.free_slots.put(s)
+        # Answers the dead worker never read: its successor would ignore them, but they would
+        # fill its queue. The generation moves on first, so no new one is made for it.
         self.generation[worker_id] += 1
+        queue = self.ch.actions[worker_id]
+        while True:
+            try:
+                queue.get_many_nowait()
+            except Empty:
+                break
+        lost = self.ledger.reclaim(worker_id)
         self.restarts += 1
         self.start(worker_id)
         return lost

@@ -45,6 +45,7 @@ from gristmill.learners import (
     retain_freed_memory,
     select_device,
 )
+from gristmill.samplers.inference_server import InferenceServer
 from gristmill.samplers.rollout import (
     RolloutChannels,
     RolloutLayout,
@@ -177,7 +178,8 @@ class DoomTrainer:
         self.train_stats: dict = {}
         self.episodes = {k: deque(maxlen=100) for k in ("reward", "length", "true_objective")}
         self.num_episodes = 0
-        self.sampled_steps = 0
+        self.server: InferenceServer | None = None
+        self.stale_answers = 0  # answers workers ignored (see samplers.rollout_protocol)
         self.last_save = time.time()
         self.frames_at_start = 0
 
@@ -256,12 +258,11 @@ class DoomTrainer:
                 )
             except Empty:
                 continue
-            pending += [int(s) for s in got]
+            pending += self.pool.ledger.accept(got)
             if len(pending) < self.trajs_per_batch:
                 continue
             batch = self._gather(pending)
-            for s in pending:
-                ch.free_slots.put(s)
+            self.pool.ledger.free(pending)
             pending = []
             stats = self.learner.train(batch)
             self._publish_weights()
@@ -281,8 +282,7 @@ class DoomTrainer:
         lower_thread_priority(self.cfg.sampler_nice)
         torch.set_num_threads(max(1, self.cfg.inference_threads))
         while not self.stop_event.is_set():
-            with self.sampler_lock:
-                self._serve_inference(0.02)
+            self.server.serve(0.02)
 
     def _thread(self, name: str, loop) -> threading.Thread:
         """A daemon thread running ``loop``; what it raises stops the run, and the main thread
@@ -297,47 +297,16 @@ class DoomTrainer:
 
         return threading.Thread(target=body, name=name, daemon=True)
 
-    def _serve_inference(self, timeout: float) -> None:
-        ch, a, pool = self.channels, self.channels.arrays, self.pool
-        try:
-            msgs = ch.requests.get_many(timeout=timeout)
-        except Empty:
-            return
-        wait = self.cfg.inference_wait_ms / 1000.0
-        if wait > 0:
-            # Bigger batches amortise the per-call cost of the forward pass; the other split
-            # of each worker keeps its games busy meanwhile (double buffering).
-            deadline = time.perf_counter() + wait
-            while sum(len(m[4]) for m in msgs) < self.min_inference_batch:
-                left = deadline - time.perf_counter()
-                if left <= 0:
-                    break
-                try:
-                    msgs += ch.requests.get_many(timeout=left)
-                except Empty:
-                    break
-        msgs = [m for m in msgs if m[1] == pool.generation[m[0]]]  # drop dead workers' asks
-        if not msgs:
-            return
-        slots = np.concatenate([np.asarray(m[4], dtype=np.int64) for m in msgs])
-        ts = np.concatenate([np.full(len(m[4]), m[3], dtype=np.int64) for m in msgs])
-        obs = {
-            k: torch.from_numpy(a[f"obs_{k}"][slots, ts]).to(self.device) for k in self.layout.obs
-        }
-        state = torch.from_numpy(a["rnn_states"][slots, ts]).to(self.device)
+    def _policy_fn(self, policy_id: int, obs, state) -> dict:
+        """The inference server's ``policy_fn``: the inference copy of the model."""
+        dev = self.device
+        obs = {k: torch.from_numpy(v).to(dev) for k, v in obs.items()}
         with self.weights_lock:
-            out = self.infer_model.act(obs, state)
+            out = self.infer_model.act(obs, torch.from_numpy(state).to(dev))
             version = self.infer_version
-        a["actions"][slots, ts] = out["actions"].cpu().numpy()
-        a["log_probs"][slots, ts] = out["log_probs"].cpu().numpy()
-        a["logits"][slots, ts] = out["logits"].cpu().numpy()
-        a["values"][slots, ts] = out["values"].cpu().numpy()
-        a["rnn_states"][slots, ts + 1] = out["state"].cpu().numpy()
-        a["policy_version"][slots, ts] = version
-        a["policy_id"][slots, ts] = 0
-        self.sampled_steps += len(slots)
-        for w, _gen, split, _t, _s in msgs:
-            ch.actions[w].put(split)
+        res = {k: out[k].cpu().numpy() for k in ("actions", "log_probs", "logits", "values")}
+        res.update(state=out["state"].cpu().numpy(), version=version)
+        return res
 
     # ------------------------------------------------------------------ housekeeping
     def _drain_reports(self) -> None:
@@ -361,6 +330,8 @@ class DoomTrainer:
                     f"[red]env {r['env']} (worker {r['worker']}) crashed: {r['error']}; "
                     "re-created it[/red]"
                 )
+            elif kind == "stale_answer":
+                self.stale_answers += 1
             elif kind == "worker_error":
                 self.console.print(f"[red]worker {r['worker']} failed: {r['error']}[/red]")
 
@@ -385,12 +356,21 @@ class DoomTrainer:
                 self.pool.restart(w)
             self.games.cleanup(w)
 
+    def sampler_counters(self) -> dict[str, int]:
+        """Slot circulation and dropped work so far: slots reclaimed from dead workers,
+        trajectories and steps the learner refused, requests and answers dropped, by reason."""
+        out = {"worker_restarts": self.pool.restarts, "stale_answers": self.stale_answers}
+        out.update(self.pool.ledger.counters)
+        out.update(self.server.counters)
+        return dict(sorted(out.items()))
+
     def _log(self, now: float, t0: float, last: dict) -> None:
         cfg = self.cfg
         dt = max(1e-6, now - last["time"])
         fps = (self.env_frames - last["frames"]) / dt
-        sample_fps = (self.sampled_steps - last["sampled"]) * cfg.env_frameskip / dt
-        last.update(time=now, frames=self.env_frames, sampled=self.sampled_steps)
+        served = self.server.served_steps
+        sample_fps = (served - last["sampled"]) * cfg.env_frameskip / dt
+        last.update(time=now, frames=self.env_frames, sampled=served)
         with self.stats_lock:
             stats = dict(self.train_stats)
         ep = {k: (float(np.mean(v)) if v else float("nan")) for k, v in self.episodes.items()}
@@ -416,6 +396,8 @@ class DoomTrainer:
             for key, value in stats.items():
                 group = "policy_lag" if key.startswith("version_diff") else "train"
                 w.add_scalar(f"{group}/{key}", value, step)
+            for key, value in self.sampler_counters().items():
+                w.add_scalar(f"sampler/{key}", value, step)
             w.flush()
 
     # ------------------------------------------------------------------ run
@@ -446,6 +428,14 @@ class DoomTrainer:
             heartbeat_timeout=cfg.heartbeat_timeout,
             env_report=report_worker_games,
             niceness=cfg.sampler_nice,
+        )
+        self.server = InferenceServer(
+            self.channels,
+            self.pool.generation,
+            self._policy_fn,
+            wait_s=cfg.inference_wait_ms / 1000.0,
+            min_batch=self.min_inference_batch,
+            lock=self.sampler_lock,
         )
         learner_thread = self._thread("learner", self._learner_loop)
         inference_thread = self._thread("inference", self._inference_loop)
@@ -510,6 +500,7 @@ class DoomTrainer:
             "reward_mean_100": ep["reward"],
             "true_objective_mean_100": ep["true_objective"],
             "worker_restarts": self.pool.restarts if self.pool else 0,
+            "sampler": self.sampler_counters() if self.server else {},
         }
         self.console.print(f"finished ({reason}): {summary}")
         return summary

@@ -14,6 +14,7 @@ from queue import Empty
 import numpy as np
 import pytest
 from gristmill.kernels.shm import PREFIX
+from gristmill.samplers.inference_server import InferenceServer
 from gristmill.samplers.rollout import (
     RolloutChannels,
     RolloutLayout,
@@ -54,24 +55,26 @@ def make(num_workers=2, envs=4, slots=None, agents=1, env_report=None, niceness=
     return layout, ch, pool
 
 
+def numpy_policy(rng, version=7):
+    """A NumPy ``policy_fn``: random actions, state = the input state + 1 (so a reset shows)."""
+
+    def policy_fn(policy_id, obs, state):
+        n = len(state)
+        return {
+            "actions": rng.integers(0, 4, (n, 1)).astype(np.float32),
+            "log_probs": np.zeros(n, np.float32),
+            "logits": np.zeros((n, 4), np.float32),
+            "values": np.zeros(n, np.float32),
+            "state": state + 1,
+            "version": version,
+        }
+
+    return policy_fn
+
+
 def serve(ch, pool, rng, version=7):
-    """One round of fake inference: action = random, state = [slot, t + 1]."""
-    try:
-        msgs = ch.requests.get_many(timeout=0.5)
-    except Empty:
-        return 0
-    a = ch.arrays
-    n = 0
-    for w, gen, split, t, slots in msgs:
-        if gen != pool.generation[w]:
-            continue
-        for s in slots:
-            a["actions"][s, t] = rng.integers(0, 4)
-            a["policy_version"][s, t] = version
-            a["rnn_states"][s, t + 1] = [s, t + 1]
-        ch.actions[w].put(split)
-        n += len(slots)
-    return n
+    """One round of inference with :func:`numpy_policy`; returns the steps served."""
+    return InferenceServer(ch, pool.generation, numpy_policy(rng, version)).serve(0.5)
 
 
 KEYS = (
@@ -95,13 +98,13 @@ def collect(ch, pool, count, timeout=60, free=True):
         assert time.time() < deadline, f"only {len(done)} of {count} trajectories in {timeout}s"
         serve(ch, pool, rng)
         try:
-            slots = ch.trajectories.get_many_nowait()
+            slots = pool.ledger.accept(ch.trajectories.get_many_nowait())
         except Empty:
             slots = []
         for s in slots:
             done.append({k: ch.arrays[k][s].copy() for k in KEYS} | {"slot": s})
             if free:
-                ch.free_slots.put(s)
+                pool.ledger.free([s])
         assert not pool.check(), pool.check()
     return done
 
@@ -159,12 +162,11 @@ def test_back_pressure_stops_workers_without_free_slots():
             serve(ch, pool, rng)
         # Nobody returns slots: at most 3 - 2 + 1 trajectories can ever complete.
         try:
-            more = ch.trajectories.get_many_nowait()
+            more = pool.ledger.accept(ch.trajectories.get_many_nowait())
         except Empty:
             more = []
         assert 1 <= len(got) + len(more) <= 2
-        for s in [g["slot"] for g in got] + more:
-            ch.free_slots.put(s)
+        pool.ledger.free([g["slot"] for g in got] + more)
         got2 = collect(ch, pool, 2)  # returning slots lets them go on
         assert len(got2) >= 2
     finally:
@@ -206,8 +208,7 @@ def test_killed_worker_is_detected_and_restarted():
             assert time.time() < deadline, "worker 1 never took its slots"
             serve(ch, pool, rng)
             try:  # hand finished slots back, or the free pool drains and worker 1 may starve
-                for s in ch.trajectories.get_many_nowait():
-                    ch.free_slots.put(s)
+                pool.ledger.free(pool.ledger.accept(ch.trajectories.get_many_nowait()))
             except Empty:
                 pass
         os.kill(pool.procs[1].pid, signal.SIGKILL)

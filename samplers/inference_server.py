@@ -1,0 +1,127 @@
+"""Batched policy inference for rollout workers, without torch.
+
+The inference side of the rollout protocol (:mod:`gristmill.samplers.rollout_protocol`):
+take every pending :class:`ActionRequest`, drop those of dead worker generations or of slots
+that no longer hold the fill they name, gather the observations and recurrent states by
+``(slot, t)``, call ``policy_fn`` once per policy present, scatter its outputs back into the
+slots, stamp each served step in ``acted`` and wake each worker with :class:`ActionsReady`.
+The caller supplies the model as ``policy_fn``, so this module needs only NumPy; the Doom
+trainer runs it on a thread of its own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from queue import Empty
+
+import numpy as np
+from gristmill.samplers.rollout import RolloutChannels
+from gristmill.samplers.rollout_protocol import ActionRequest, ActionsReady
+
+__all__ = ["InferenceServer", "PolicyFn"]
+
+PolicyFn = Callable[[int, Mapping[str, np.ndarray], np.ndarray], Mapping]
+"""``policy_fn(policy_id, obs, state) -> outputs``: ``obs`` maps each observation key to
+``[N, *shape]``, ``state`` is ``[N, state_size]``; ``outputs`` holds NumPy arrays ``actions``
+``[N, A]``, ``log_probs`` ``[N]``, ``logits`` ``[N, L]``, ``values`` ``[N]``, ``state``
+``[N, state_size]`` (after the step) and the int ``version`` of the weights that acted."""
+
+_OUTPUTS = ("actions", "log_probs", "logits", "values")
+
+
+class InferenceServer:
+    """Serves the action requests of one sampling system.
+
+    Args:
+      channels: the :class:`~gristmill.samplers.rollout.RolloutChannels`.
+      generations: each worker's live generation (the supervisor's list, read at each call).
+      policy_fn: see :data:`PolicyFn`.
+      wait_s: after the first request, wait up to this long for more, until ``min_batch``
+        samples are pending (bigger batches amortise a forward pass's fixed cost).
+      min_batch: the batch the wait aims for (e.g. one split of every worker).
+      lock: held while serving, so a supervisor restarting a worker (which frees its slots)
+        never runs in the middle of a batch.
+    """
+
+    def __init__(
+        self,
+        channels: RolloutChannels,
+        generations: Sequence[int],
+        policy_fn: PolicyFn,
+        wait_s: float = 0.0,
+        min_batch: int = 1,
+        lock: threading.Lock | None = None,
+    ):
+        self.ch, self.generations, self.policy_fn = channels, generations, policy_fn
+        self.wait_s, self.min_batch = wait_s, min_batch
+        self.lock = lock or threading.Lock()
+        self.served_steps = 0
+        self.counters: Counter = Counter()
+
+    def _pending(self, timeout: float) -> list[ActionRequest]:
+        requests = self.ch.requests
+        try:
+            msgs = requests.get_many(timeout=timeout)
+        except Empty:
+            return []
+        if self.wait_s > 0:
+            deadline = time.perf_counter() + self.wait_s
+            while sum(len(m.slots) for m in msgs) < self.min_batch:
+                left = deadline - time.perf_counter()
+                if left <= 0:
+                    break
+                try:
+                    msgs += requests.get_many(timeout=left)
+                except Empty:
+                    break
+        return msgs
+
+    def _live(self, msg) -> bool:
+        a = self.ch.arrays
+        if not isinstance(msg, ActionRequest):
+            self.counters["requests_dropped/malformed"] += 1
+            return False
+        if msg.generation != self.generations[msg.worker]:
+            self.counters["requests_dropped/dead_worker"] += 1
+            return False
+        slots = np.asarray(msg.slots, dtype=np.int64)
+        if not np.array_equal(a["slot_fill"][slots], np.asarray(msg.fills, dtype=np.int64)):
+            self.counters["requests_dropped/stale_fill"] += 1
+            return False
+        return True
+
+    def serve(self, timeout: float) -> int:
+        """Serve what is pending (waiting up to ``timeout`` for a first request); returns the
+        number of agent-steps served."""
+        msgs = self._pending(timeout)
+        if not msgs:
+            return 0
+        with self.lock:
+            return self._serve(msgs)
+
+    def _serve(self, msgs: list) -> int:
+        a, layout = self.ch.arrays, self.ch.layout
+        msgs = [m for m in msgs if self._live(m)]
+        if not msgs:
+            return 0
+        slots = np.concatenate([np.asarray(m.slots, dtype=np.int64) for m in msgs])
+        ts = np.concatenate([np.full(len(m.slots), m.t, dtype=np.int64) for m in msgs])
+        fills = np.concatenate([np.asarray(m.fills, dtype=np.int64) for m in msgs])
+        policies = a["policy_id"][slots, ts]
+        for pid in np.unique(policies):
+            rows = np.flatnonzero(policies == pid)
+            s, t = slots[rows], ts[rows]
+            obs = {k: a[f"obs_{k}"][s, t] for k in layout.obs}
+            out = self.policy_fn(int(pid), obs, a["rnn_states"][s, t])
+            for key in _OUTPUTS:
+                a[key][s, t] = out[key]
+            a["rnn_states"][s, t + 1] = out["state"]
+            a["policy_version"][s, t] = out["version"]
+        a["acted"][slots, ts] = fills  # last: the stamp says every output above is in place
+        for m in msgs:
+            self.ch.actions[m.worker].put(ActionsReady(m.generation, m.split, m.t))
+        self.served_steps += len(slots)
+        return len(slots)
