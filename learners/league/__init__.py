@@ -4,13 +4,30 @@ Framework-free (numpy; torch only where weights are copied or saved), shared by 
 self-play trainer and the Generals league agent.
 
 - :mod:`.payoff` -- AlphaStar's decayed payoff table (drives match-making) + the match record.
+- :mod:`.pbt` -- Sample Factory 2.1.1's population-based training rules, as pure decisions.
 """
 
 from gristmill.learners.league.payoff import DRAW, LOSS, WIN, PayoffTable
+from gristmill.learners.league.pbt import (
+    HYPERPARAMS_TO_TUNE,
+    PBT,
+    REWARD_CATEGORIES_TO_TUNE,
+    Mutation,
+    PBTConfig,
+    PBTDecision,
+    tuned_hyperparameters,
+)
 
 __all__ = [
     "DRAW",
+    "HYPERPARAMS_TO_TUNE",
     "LOSS",
+    "Mutation",
+    "PBT",
+    "PBTConfig",
+    "PBTDecision",
     "PayoffTable",
+    "REWARD_CATEGORIES_TO_TUNE",
     "WIN",
+    "tuned_hyperparameters",
 ]
