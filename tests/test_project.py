@@ -22,7 +22,7 @@ def _tool(name: str) -> str:
 
 
 def test_layer_contracts_hold():
-    """import-linter checks DEVELOPERS.md's table: dependencies point down only."""
+    """import-linter checks the README's package table: dependencies point down only."""
     proc = subprocess.run(
         [_tool("lint-imports"), "--no-cache"], cwd=ROOT, capture_output=True, text=True
     )

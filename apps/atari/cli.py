@@ -16,6 +16,11 @@ Examples::
 
     gristmill-atari train --env Pong-v5 --total_timesteps 10000000
     gristmill-atari train --env Breakout-v5 --num_envs 16 --device cuda
+    gristmill-atari plot runs/Pong-v5 runs/Breakout-v5    # reward curves, one PNG
+
+Status lines, the progress bar, ``--quiet`` and the JSON summary on stdout follow
+:mod:`gristmill.apps.console`; every run ends with ``<experiment>/curves.png`` and
+``<experiment>/summary.json``.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from gristmill.apps.console import RunConsole, run_summary  # noqa: E402
 from gristmill.apps.doom.checkpoints import (  # noqa: E402
     latest_checkpoint,
     load_checkpoint,
@@ -51,7 +57,6 @@ from gristmill.learners import (  # noqa: E402
     select_device,
 )
 from gristmill.learners.ppo import cleanrl_atari_model_config  # noqa: E402
-from rich.console import Console  # noqa: E402
 
 __all__ = ["Args", "main", "train"]
 
@@ -104,6 +109,12 @@ def _parser() -> argparse.ArgumentParser:
         train_p.add_argument(
             f"--{f.name}", type=kind, default=f.default, help=f"(default: {f.default})"
         )
+    train_p.add_argument("--quiet", action="store_true",
+                         help="no progress: errors and the JSON summary only")
+    pl = sub.add_parser("plot", help="reward vs frames and vs wall time of runs, one PNG")
+    pl.add_argument("runs", nargs="+", help="experiment directories (train_dir/experiment)")
+    pl.add_argument("--out", default=None,
+                    help="PNG path (default: RUN/curves.png for one run, curves.png for several)")
     return p
 
 
@@ -131,18 +142,18 @@ class _StopRequest:
             signal.signal(sig, handler)
 
 
-def train(args: Args, console: Console | None = None) -> dict:
+def train(args: Args, console: RunConsole | None = None) -> dict:
     """Run PPO until ``total_timesteps`` or a stop signal; returns a summary dict (its
     ``"interrupted"`` names the signal when one stopped the run)."""
     with _StopRequest() as stop:
         return _train(args, console, stop)
 
 
-def _train(args: Args, console: Console | None, stop: _StopRequest) -> dict:
+def _train(args: Args, console: RunConsole | None, stop: _StopRequest) -> dict:
     from gristmill.samplers import make  # noqa: PLC0415
     from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - slow import
 
-    console = console or Console(stderr=True)
+    console = console or RunConsole(args.total_timesteps * 4)
     exp_dir = os.path.join(args.train_dir, args.experiment or args.env)
     ckpt_dir = os.path.join(exp_dir, "checkpoints")
     os.makedirs(exp_dir, exist_ok=True)
@@ -246,9 +257,14 @@ def _train(args: Args, console: Console | None, stop: _StopRequest) -> dict:
                 frames = learner.env_steps * 4
                 sps = (learner.env_steps - steps0) / max(now - t0, 1e-6)
                 mean_ret = float(np.mean(returns)) if returns else float("nan")
-                console.print(
-                    f"[{now - t0:7.1f}s] steps {learner.env_steps:>10,} ({frames:,} frames) | "
-                    f"SPS {sps:6.0f} | return {mean_ret:7.2f} | loss {stats['loss']:.3f}"
+                console.status(
+                    now - t0,
+                    frames,
+                    4 * sps,
+                    mean_ret,
+                    steps=f"{learner.env_steps:,}",
+                    SPS=f"{sps:,.0f}",
+                    loss=stats["loss"],
                 )
                 writer.add_scalar("charts/SPS", sps, learner.env_steps)
                 if returns:
@@ -294,15 +310,40 @@ def _train(args: Args, console: Console | None, stop: _StopRequest) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gristmill.apps.curves import plot_curves  # noqa: PLC0415
+
     ns = _parser().parse_args(argv)
+    if ns.command == "plot":
+        out = ns.out or (os.path.join(ns.runs[0], "curves.png") if len(ns.runs) == 1 else
+                         "curves.png")
+        print(plot_curves(ns.runs, out, title="gristmill-atari"))
+        return 0
     args = Args(**{f.name: getattr(ns, f.name) for f in fields(Args)})
+    exp = os.path.join(args.train_dir, args.experiment or args.env)
     try:
-        summary = train(args)
+        with RunConsole(args.total_timesteps * 4, quiet=ns.quiet) as con:
+            s = train(args, con)
     except KeyboardInterrupt:
         print(json.dumps({"reason": "interrupted"}))
         return 130
-    print(json.dumps(summary))
-    return 130 if "interrupted" in summary else 0
+    try:
+        curves = plot_curves([exp], os.path.join(exp, "curves.png"),
+                             title=f"gristmill-atari {args.env}")
+    except (ValueError, ImportError) as e:  # no episode finished yet / no matplotlib
+        con.print(f"no learning curve: {e}")
+        curves = None
+    reason = f"interrupted ({s['interrupted']})" if "interrupted" in s else "done"
+    con.summary(
+        run_summary(
+            "gristmill-atari", args.env, reason, s["frames"], s["seconds"], 4 * s["sps"],
+            s["return_mean_100"], s["episodes"],
+            {**s, "experiment_dir": exp,
+             "checkpoint": latest_checkpoint(os.path.join(exp, "checkpoints")),
+             "tensorboard": os.path.join(exp, "tb"), "curves_png": curves},
+        ),
+        exp,
+    )
+    return 130 if "interrupted" in s else 0
 
 
 if __name__ == "__main__":
