@@ -4,9 +4,16 @@ Framework-free (numpy; torch only where weights are copied or saved), shared by 
 self-play trainer and the Generals league agent.
 
 - :mod:`.payoff` -- AlphaStar's decayed payoff table (drives match-making) + the match record.
+- :mod:`.matchmaking` -- Sample Factory's agent->policy mapping and AlphaStar's PFSP.
 - :mod:`.pbt` -- Sample Factory 2.1.1's population-based training rules, as pure decisions.
 """
 
+from gristmill.learners.league.matchmaking import (
+    PFSP,
+    PFSP_WEIGHTINGS,
+    AgentPolicyMapping,
+    pfsp_weights,
+)
 from gristmill.learners.league.payoff import DRAW, LOSS, WIN, PayoffTable
 from gristmill.learners.league.pbt import (
     HYPERPARAMS_TO_TUNE,
@@ -19,6 +26,7 @@ from gristmill.learners.league.pbt import (
 )
 
 __all__ = [
+    "AgentPolicyMapping",
     "DRAW",
     "HYPERPARAMS_TO_TUNE",
     "LOSS",
@@ -26,8 +34,11 @@ __all__ = [
     "PBT",
     "PBTConfig",
     "PBTDecision",
+    "PFSP",
+    "PFSP_WEIGHTINGS",
     "PayoffTable",
     "REWARD_CATEGORIES_TO_TUNE",
     "WIN",
+    "pfsp_weights",
     "tuned_hyperparameters",
 ]
