@@ -6,7 +6,8 @@ Packages, bottom to top (each may import only those below it; checked by import-
   (numpy, numba, Cython; never torch or gymnasium).
 - :mod:`gristmill.envs` -- Doom, Atari, MuJoCo and Generals environments.
 - :mod:`gristmill.samplers` -- env stepping loops: sync, async pools, rollout workers.
-- :mod:`gristmill.learners` -- models, losses, APPO/PPO, PBT, self-play, leagues (torch).
+- :mod:`gristmill.learners` -- models, losses, APPO/PPO (torch); ``league`` holds population
+  building blocks (PBT rules, match-making, payoffs) that no app trains with yet.
 - :mod:`gristmill.apps` -- the command-line applications.
 
 Importing ``gristmill`` imports none of them, so ``from gristmill.kernels.advantage import
