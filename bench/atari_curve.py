@@ -13,17 +13,7 @@ import argparse
 import json
 import os
 
-FRAMESKIP = 4
-
-
-def read_curve(run_dir: str, tag: str = "charts/episodic_return") -> list[tuple[int, float]]:
-    """[(agent steps, value)] over every event file of the run (resumed runs add files)."""
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(os.path.join(run_dir, "tb"), size_guidance={"scalars": 0})
-    acc.Reload()
-    by_step = {e.step: e.value for e in acc.Scalars(tag)}  # a resumed step overwrites
-    return sorted(by_step.items())
+from gristmill.apps.curves import read_curve
 
 
 def main() -> None:
@@ -37,9 +27,8 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curve = [(s * FRAMESKIP, v) for s, v in read_curve(args.run_dir)]
-    if not curve:
-        raise SystemExit(f"no charts/episodic_return scalars under {args.run_dir}/tb")
+    c = read_curve(args.run_dir)  # frames = agent steps x frame skip 4
+    curve = sorted(dict(zip(c.frames.tolist(), c.reward.tolist(), strict=True)).items())
     reached = next((f for f, v in curve if v >= args.target), None)
     out = {
         "run_dir": args.run_dir,
