@@ -410,7 +410,7 @@ def add_ratios(results: list[dict], cores: int) -> None:
 
 
 def print_table(results: list[dict]) -> None:
-    from rich.console import Console
+    from gristmill.apps.console import make_console
     from rich.table import Table
 
     table = Table(title="env steps/s (median); frames = steps x frame skip")
@@ -428,7 +428,7 @@ def print_table(results: list[dict]) -> None:
                       f"{r['steps_per_s']:,.0f}", f"{r['frames_per_s']:,.0f}",
                       f"{r['steps_per_cpu_s']:,.0f}", f("cpu_efficiency"), f("of_limit"),
                       f("of_cpu_limit"), f("vs_envpool_best"))
-    Console().print(table)
+    make_console(sys.stdout).print(table)  # whole rows in a file or pipe too
 
 
 def plot(results: list[dict], path: Path) -> None:
