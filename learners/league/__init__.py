@@ -5,6 +5,7 @@ self-play trainer and the Generals league agent.
 
 - :mod:`.payoff` -- AlphaStar's decayed payoff table (drives match-making) + the match record.
 - :mod:`.matchmaking` -- Sample Factory's agent->policy mapping and AlphaStar's PFSP.
+- :mod:`.ratings` -- the rating table of record: batch Bradley-Terry/Elo with bootstrap intervals.
 - :mod:`.pbt` -- Sample Factory 2.1.1's population-based training rules, as pure decisions.
 """
 
@@ -24,10 +25,17 @@ from gristmill.learners.league.pbt import (
     PBTDecision,
     tuned_hyperparameters,
 )
+from gristmill.learners.league.ratings import (
+    ELO_SCALE,
+    RatingTable,
+    fit_bradley_terry,
+    fit_ratings,
+)
 
 __all__ = [
     "AgentPolicyMapping",
     "DRAW",
+    "ELO_SCALE",
     "HYPERPARAMS_TO_TUNE",
     "LOSS",
     "Mutation",
@@ -38,7 +46,10 @@ __all__ = [
     "PFSP_WEIGHTINGS",
     "PayoffTable",
     "REWARD_CATEGORIES_TO_TUNE",
+    "RatingTable",
     "WIN",
+    "fit_bradley_terry",
+    "fit_ratings",
     "pfsp_weights",
     "tuned_hyperparameters",
 ]
