@@ -8,7 +8,8 @@
   :class:`AgentFeatures`: the league agent's input planes (observation + memory + time phase).
 - Interfaces: ``gristmill/Generals-v0`` (:class:`GeneralsEnv`, Gymnasium), PettingZoo
   :class:`GeneralsParallelEnv` / :func:`aec_env`, and :class:`GeneralsVectorEnv`.
-- :class:`Bot` (``random``, ``expander``, ``general``), :class:`Replay`, ``render_*``.
+- :class:`Bot` (``random``, ``expander``, ``general``), :class:`Replay`, ``render_*``;
+  :func:`load_gioreplay`: generals.io 1v1 ``.gioreplay`` JSON as an engine map + actions.
 
 Importing this module registers ``gristmill/Generals-v0`` with Gymnasium, so
 ``gymnasium.make("gristmill.envs.generals:gristmill/Generals-v0")`` works too.
@@ -20,6 +21,7 @@ from .agent_input import AgentFeatures
 from .bots import BOTS, Bot
 from .encoding import NUM_PLANES, PLANE_NAMES, decode, expand_planes
 from .engine import GeneralsEngine, MapPool
+from .gioreplay import GioReplay, GioReplayError, load_gioreplay
 from .gym_env import GeneralsEnv
 from .maps import InvalidMapError, MapArrays, MapGenerator, format_map, parse_map
 from .memory import MemoryFeatures
@@ -48,6 +50,8 @@ __all__ = [
     "GeneralsEnv",
     "GeneralsParallelEnv",
     "GeneralsVectorEnv",
+    "GioReplay",
+    "GioReplayError",
     "InvalidMapError",
     "MapArrays",
     "MapGenerator",
@@ -61,6 +65,7 @@ __all__ = [
     "decode",
     "expand_planes",
     "format_map",
+    "load_gioreplay",
     "parallel_env",
     "parse_map",
     "render_ansi",

@@ -1,0 +1,432 @@
+"""Behaviour cloning for the Generals league agent: data and training.
+
+Data (:class:`Trajectories`): one seat's view of whole games, tick 0 first, stored compactly as
+the engine produces it (compact int32 obs ``[N, S, S]``, scalars ``[N, 5]``, the move mask as 4
+bits per cell ``uint8 [N, S, S]``, the action index taken, whether the engine executed it, and
+the game's outcome per trajectory); memory features and float planes are recomputed when
+streaming (they are a function of the observation history), so a sample costs ~3 kB raw and a
+few hundred bytes compressed in the ``.npz``. Sources:
+
+- :func:`bot_games`: games between scripted bots on the batched engine (the teacher's seats);
+- :func:`replay_trajectories`: any action sequence replayed through the engine: gristmill's own
+  :class:`Replay` files (:func:`from_replay`) and generals.io ``.gioreplay`` 1v1 replays
+  (:func:`from_gioreplay`). Moves the engine rejects are counted per player and kept with
+  ``legal = False`` (the policy loss skips them; the value loss does not), never dropped.
+
+Training (:func:`train_bc`): :class:`Stream` runs ``lanes`` trajectories side by side through
+:class:`AgentFeatures` (memory resets at each trajectory's tick 0), one sample per lane per
+batch; cross-entropy on the masked logits + ``vf_coef`` x MSE of the value against the outcome
+(+1 win, -1 loss, 0 draw), held-out split by game, top-1 accuracy and losses to TensorBoard.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gristmill.envs.generals import AgentFeatures, Bot, GeneralsEngine, Replay, parse_map
+from gristmill.envs.generals.gioreplay import load_gioreplay
+from gristmill.envs.generals.maps import MapArrays
+from gristmill.learners.generals_net import MaskedPolicy, action_index
+
+from .agent import Policy, atomic_save
+
+__all__ = [
+    "Stream",
+    "Trajectories",
+    "bot_games",
+    "from_gioreplay",
+    "from_replay",
+    "pack_masks",
+    "replay_trajectories",
+    "train_bc",
+    "unpack_masks",
+]
+
+_BITS = np.array([1, 2, 4, 8], np.uint8)
+
+
+def pack_masks(masks: np.ndarray) -> np.ndarray:
+    """uint8 [..., S, S, 4] -> uint8 [..., S, S] with bit d set where direction d is valid."""
+    return (np.asarray(masks, np.uint8) * _BITS).sum(-1).astype(np.uint8)
+
+
+def unpack_masks(bits: np.ndarray) -> np.ndarray:
+    return ((bits[..., None] & _BITS) != 0).astype(np.uint8)
+
+
+@dataclass
+class Trajectories:
+    """Concatenated seat-trajectories; trajectory ``k`` is rows ``starts[k]:starts[k + 1]``."""
+
+    obs: np.ndarray
+    scalars: np.ndarray
+    masks: np.ndarray
+    actions: np.ndarray
+    legal: np.ndarray
+    starts: np.ndarray
+    outcome: np.ndarray
+    info: dict
+
+    FIELDS = ("obs", "scalars", "masks", "actions", "legal", "starts", "outcome")
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.actions)
+
+    @property
+    def num_trajectories(self) -> int:
+        return len(self.outcome)
+
+    @property
+    def pad_to(self) -> int:
+        return self.obs.shape[-1]
+
+    @classmethod
+    def build(cls, parts: Sequence[tuple], info: dict | None = None, pad_to: int = 24):
+        """From ``(obs [T,S,S], scalars [T,5], masks [T,S,S,4], actions [T,5], legal [T],
+        outcome)`` tuples."""
+        S = pad_to
+        if not parts:
+            z = np.zeros(0, np.int32)
+            return cls(np.zeros((0, S, S), np.int32), np.zeros((0, 5), np.int32),
+                       np.zeros((0, S, S), np.uint8), z, z.astype(bool), np.zeros(1, np.int64),
+                       np.zeros(0, np.int8), info or {})
+        lengths = [len(p[3]) for p in parts]
+        return cls(
+            np.concatenate([p[0] for p in parts]).astype(np.int32),
+            np.concatenate([p[1] for p in parts]).astype(np.int32),
+            pack_masks(np.concatenate([p[2] for p in parts])),
+            action_index(np.concatenate([p[3] for p in parts]), S).astype(np.int32),
+            np.concatenate([p[4] for p in parts]).astype(bool),
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            np.array([p[5] for p in parts], np.int8), info or {})
+
+    @classmethod
+    def concat(cls, items: Sequence[Trajectories]) -> Trajectories:
+        items = [t for t in items if t.num_trajectories]
+        if not items:
+            raise ValueError("no trajectories to concatenate")
+        offs = np.cumsum([0] + [t.num_samples for t in items[:-1]])
+        info: dict = {}
+        for t in items:
+            for k, v in t.info.items():
+                info[k] = info.get(k, 0) + v if isinstance(v, (int, float)) else v
+        return cls(*(np.concatenate([getattr(t, f) for t in items]) for f in cls.FIELDS[:5]),
+                   np.concatenate([[0]] + [t.starts[1:] + o for t, o in zip(items, offs)]),
+                   np.concatenate([t.outcome for t in items]), info)
+
+    def subset(self, traj: np.ndarray) -> Trajectories:
+        rows = np.concatenate([np.arange(self.starts[k], self.starts[k + 1]) for k in traj]) \
+            if len(traj) else np.zeros(0, np.int64)
+        lengths = np.diff(self.starts)[traj]
+        return Trajectories(self.obs[rows], self.scalars[rows], self.masks[rows],
+                            self.actions[rows], self.legal[rows],
+                            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+                            self.outcome[traj], dict(self.info))
+
+    def split(self, held_out: float, seed: int = 0) -> tuple[Trajectories, Trajectories]:
+        """(train, held-out) by whole trajectories."""
+        k = np.random.default_rng(seed).permutation(self.num_trajectories)
+        n = int(round(held_out * len(k)))
+        if 0 < held_out and n == 0 and len(k) > 1:
+            n = 1
+        return self.subset(np.sort(k[n:])), self.subset(np.sort(k[:n]))
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp.npz")
+        np.savez_compressed(tmp, **{f: getattr(self, f) for f in self.FIELDS},
+                            info=np.array(json.dumps(self.info)),
+                            format=np.array("gristmill-generals-bc/1"))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Trajectories:
+        with np.load(path, allow_pickle=False) as f:
+            if "format" not in f or str(f["format"]) != "gristmill-generals-bc/1":
+                raise ValueError(f"{path}: not a gristmill Generals BC data file")
+            return cls(*(f[k] for k in cls.FIELDS), json.loads(str(f["info"])))
+
+
+class _Recorder:
+    """Per (board, seat) lists of the current game's rows; finished games become parts."""
+
+    def __init__(self, num_boards: int, seats: np.ndarray):
+        self.seats = seats  # bool [N, 2]: record this seat
+        self.rows: dict[tuple[int, int], list] = {}
+        self.parts: list[tuple] = []
+        self.illegal = np.zeros(2, np.int64)
+
+    def before(self, eng: GeneralsEngine, actions: np.ndarray, boards=None) -> None:
+        for b, p in zip(*np.nonzero(self.seats)):
+            if boards is not None and b not in boards:
+                continue
+            self.rows.setdefault((b, p), []).append(
+                (eng.obs[b, p].copy(), eng.scalars[b, p].copy(), eng.masks[b, p].copy(),
+                 actions[b, p].copy()))
+
+    def after(self, eng: GeneralsEngine) -> None:
+        for (b, p), rows in self.rows.items():
+            if rows and len(rows[-1]) == 4:
+                bad = eng.status[b, p] == 2
+                self.illegal[p] += int(bad)
+                rows[-1] = rows[-1] + (not bad,)
+
+    def finish(self, b: int, winner: int) -> None:
+        for p in range(2):
+            rows = self.rows.pop((b, p), None)
+            if rows:
+                outcome = 0 if winner < 0 else (1 if winner == p else -1)
+                self.parts.append(tuple(np.stack([r[i] for r in rows]) for i in range(5))
+                                  + (outcome,))
+
+
+def bot_games(games: int, teacher: str = "general",
+              opponents: Sequence[str] = ("general", "expander", "random"), boards: int = 64,
+              maps: str = "generalsio", truncation: int = 500, seed: int = 0) -> Trajectories:
+    """``games`` finished games between ``teacher`` and each of ``opponents`` in turn on
+    ``boards`` engine boards (the teacher's seat alternates between boards); the teacher's
+    seats are recorded (both seats when it plays itself). Games still running when enough
+    have finished are not recorded."""
+    boards = max(2, min(boards, games))
+    eng = GeneralsEngine(boards, maps, truncation=truncation, autoreset="same_step", seed=seed)
+    eng.reset(seed=seed)
+    names = [opponents[(b // 2) % len(opponents)] for b in range(boards)]
+    t_seat = np.arange(boards) % 2
+    seats = np.zeros((boards, 2), bool)
+    seats[np.arange(boards), t_seat] = True
+    seats[[b for b in range(boards) if names[b] == teacher]] = True
+    opp = np.zeros((boards, 2), bool)
+    opp[np.arange(boards), 1 - t_seat] = True
+    bots = {n: Bot(n, boards, seed=seed + 1 + k) for k, n in enumerate({teacher, *opponents})}
+    rec = _Recorder(boards, seats)
+    actions = np.zeros((boards, 2, 5), np.int32)
+    tmp = np.zeros_like(actions)
+    done = 0
+    while done < games:
+        actions[:] = 0
+        bots[teacher].act(eng.obs, eng.masks, eng.scalars, (True, True), actions)
+        for n in set(names) - {teacher}:
+            sel = opp & np.array([x == n for x in names])[:, None]
+            if sel.any():
+                bots[n].act(eng.obs, eng.masks, eng.scalars, (True, True), tmp)
+                actions[sel] = tmp[sel]
+        rec.before(eng, actions)
+        eng.step(actions)
+        rec.after(eng)
+        for b in np.flatnonzero(eng.terminated | eng.truncated):
+            if done < games:
+                rec.finish(b, int(eng.episode_winner[b]))
+                done += 1
+            else:
+                rec.rows.pop((b, 0), None)
+                rec.rows.pop((b, 1), None)
+    return Trajectories.build(rec.parts, {"source": f"bots:{teacher} vs {','.join(opponents)}",
+                                          "games": games, "illegal_moves": 0},
+                              eng.pad_to)
+
+
+def replay_trajectories(game_map: MapArrays, actions: np.ndarray, priority: str = "priority",
+                        truncation: int | None = None, seats: Sequence[int] = (0, 1),
+                        outcome_if_unfinished: int = -1) -> tuple[list[tuple], np.ndarray,
+                                                                   int]:
+    """Replay ``actions [T, 2, 5]`` on ``game_map`` through the engine, recording ``seats``.
+
+    Returns (parts for :meth:`Trajectories.build`, illegal moves per player int [2], winner:
+    the engine's, or ``outcome_if_unfinished`` (the winner to assume, -1 = draw) when the
+    actions run out first).
+    """
+    eng = GeneralsEngine(1, pad_to=game_map.pad_to, truncation=truncation, priority=priority)
+    eng.reset()
+    eng.load(0, game_map)
+    want = np.zeros((1, 2), bool)
+    want[0, list(seats)] = True
+    rec = _Recorder(1, want)
+    winner = outcome_if_unfinished
+    for t in range(len(actions)):
+        a = np.ascontiguousarray(actions[t][None], np.int32)
+        rec.before(eng, a)
+        eng.step(a)
+        rec.after(eng)
+        if eng.terminated[0] or eng.truncated[0]:
+            winner = int(eng.state.winner[0])
+            break
+    rec.finish(0, winner)
+    return rec.parts, rec.illegal, winner
+
+
+def from_replay(paths: Sequence[str | Path]) -> Trajectories:
+    """gristmill's own replay files (both seats)."""
+    parts, illegal, pad = [], np.zeros(2, np.int64), 24
+    for path in paths:
+        rep = Replay.load(path)
+        pad = rep.pad_to
+        p, ill, _ = replay_trajectories(parse_map(rep.layout, rep.pad_to), rep.action_array(),
+                                        rep.priority, rep.truncation)
+        parts += p
+        illegal += ill
+    return Trajectories.build(parts, {"source": "gristmill replays", "games": len(paths),
+                                      "illegal_moves": int(illegal.sum())}, pad)
+
+
+def from_gioreplay(paths: Sequence[str | Path], pad_to: int = 24,
+                   log: Callable[[str], None] = print) -> Trajectories:
+    """generals.io 1v1 ``.gioreplay`` files (both seats; alternating move priority). Illegal
+    moves are counted and reported per file and in total."""
+    parts, total = [], 0
+    for path in paths:
+        g = load_gioreplay(path, pad_to)
+        unfinished = (1 - g.afks[0]) if g.afks and g.afks[0] in (0, 1) else -1
+        p, ill, winner = replay_trajectories(g.game_map, g.actions, "alternating", None,
+                                             outcome_if_unfinished=unfinished)
+        total += int(ill.sum())
+        if ill.any() or g.duplicates:
+            log(f"{path}: {int(ill[0])} + {int(ill[1])} moves illegal in the engine "
+                f"(players {g.usernames[0]}, {g.usernames[1]}), {g.duplicates} replaced "
+                "by a later move in the same turn")
+        parts += p
+    return Trajectories.build(parts, {"source": "gioreplay", "games": len(paths),
+                                      "illegal_moves": total}, pad_to)
+
+
+class Stream:
+    """``lanes`` trajectories side by side; :meth:`batches` yields one sample per live lane."""
+
+    def __init__(self, data: Trajectories, lanes: int, history: int, seed: int = 0,
+                 shuffle: bool = True):
+        if data.num_trajectories == 0:
+            raise ValueError("no trajectories to stream")
+        self.data, self.lanes, self.history = data, lanes, history
+        self.rng = np.random.default_rng(seed)
+        self.shuffle = shuffle
+
+    def batches(self) -> Iterator[dict[str, np.ndarray]]:
+        """One epoch: every sample once."""
+        d, G, S = self.data, self.lanes, self.data.pad_to
+        order = list(self.rng.permutation(d.num_trajectories) if self.shuffle
+                     else range(d.num_trajectories))[::-1]
+        feats = AgentFeatures(G, S, self.history, players=1)
+        cur = np.full(G, -1, np.int64)  # row index per lane, -1 idle
+        end = np.full(G, -1, np.int64)
+        traj = np.zeros(G, np.int64)
+        obs = np.zeros((G, 1, S, S), np.int32)
+        sc = np.zeros((G, 1, 5), np.int32)
+        while True:
+            for g in np.flatnonzero(cur >= end):
+                if order:
+                    k = order.pop()
+                    traj[g], cur[g], end[g] = k, d.starts[k], d.starts[k + 1]
+                else:
+                    cur[g], end[g] = -1, -1
+            live = np.flatnonzero(cur >= 0)
+            if len(live) == 0:
+                return
+            rows = cur[live]
+            obs[:] = 0
+            sc[:] = 0
+            obs[live, 0], sc[live, 0] = d.obs[rows], d.scalars[rows]
+            feats.update(obs, sc)
+            planes = feats.planes(live, np.zeros(len(live), np.int64))
+            yield {"planes": planes, "masks": unpack_masks(d.masks[rows]),
+                   "actions": d.actions[rows].astype(np.int64), "legal": d.legal[rows],
+                   "outcome": d.outcome[traj[live]].astype(np.float32)}
+            cur[live] += 1
+
+
+def bc_loss(policy: Policy, batch: dict, vf_coef: float) -> tuple[torch.Tensor, dict]:
+    dev = policy.device
+    x = torch.from_numpy(batch["planes"]).to(dev)
+    m = torch.from_numpy(batch["masks"]).to(dev)
+    a = torch.from_numpy(batch["actions"]).to(dev)
+    legal = torch.from_numpy(batch["legal"]).to(dev)
+    z = torch.from_numpy(batch["outcome"]).to(dev)
+    logits, value = policy.net(x, m)
+    ce = F.cross_entropy(logits, a, reduction="none")
+    n_legal = legal.sum().clamp_min(1)
+    pi_loss = (ce * legal).sum() / n_legal
+    v_loss = F.mse_loss(value, z)
+    with torch.no_grad():
+        hit = ((logits.argmax(-1) == a) & legal).sum().float() / n_legal
+        ent = MaskedPolicy(logits).entropy().mean()
+    return pi_loss + vf_coef * v_loss, {"policy_loss": pi_loss.item(),
+                                        "value_loss": v_loss.item(), "top1": hit.item(),
+                                        "entropy": ent.item(), "n": int(legal.sum())}
+
+
+def _mean(stats: list[dict]) -> dict:
+    n = sum(s["n"] for s in stats) or 1
+    return {k: sum(s[k] * s["n"] for s in stats) / n for k in stats[0] if k != "n"}
+
+
+def evaluate_bc(policy: Policy, data: Trajectories, lanes: int = 256,
+                vf_coef: float = 0.5) -> dict:
+    policy.net.eval()
+    with torch.no_grad():
+        stats = [bc_loss(policy, b, vf_coef)[1]
+                 for b in Stream(data, lanes, policy.history, shuffle=False).batches()]
+    policy.net.train()
+    return _mean(stats)
+
+
+def train_bc(policy: Policy, train: Trajectories, val: Trajectories | None, epochs: int,
+             lanes: int = 256, lr: float = 3e-4, vf_coef: float = 0.5, grad_clip: float = 2.0,
+             checkpoint: str | Path | None = None, writer=None, seed: int = 0,
+             log: Callable[[str], None] = print, should_stop: Callable[[], bool] = lambda: False
+             ) -> dict:
+    """Behaviour cloning; resumes from ``checkpoint`` when it exists and saves it after every
+    epoch (and when ``should_stop`` turns true, e.g. on Ctrl-C). Returns the last metrics."""
+    opt = torch.optim.Adam(policy.net.parameters(), lr=lr)
+    start, step = 0, 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        st = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        policy.net.load_state_dict(Policy.from_state(st["policy"]).net.state_dict())
+        opt.load_state_dict(st["optim"])
+        start, step = st["epoch"], st["step"]
+        log(f"bc: resumed at epoch {start} (step {step}) from {checkpoint}")
+
+    def save(epoch):
+        if checkpoint is not None:
+            atomic_save({"policy": policy.state(), "optim": opt.state_dict(), "epoch": epoch,
+                         "step": step}, checkpoint)
+
+    metrics: dict = {}
+    for epoch in range(start, epochs):
+        t0, stats, samples = time.perf_counter(), [], 0
+        for batch in Stream(train, lanes, policy.history, seed=seed + epoch).batches():
+            loss, s = bc_loss(policy, batch, vf_coef)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(policy.net.parameters(), grad_clip)
+            opt.step()
+            stats.append(s)
+            step += 1
+            samples += len(batch["actions"])
+            if writer is not None and step % 20 == 0:
+                for k, v in s.items():
+                    writer.add_scalar(f"bc/train_{k}", v, step)
+            if should_stop():
+                save(epoch)
+                log(f"bc: stopped in epoch {epoch}; saved {checkpoint}")
+                return _mean(stats) if stats else {}
+        metrics = {f"train_{k}": v for k, v in _mean(stats).items()}
+        if val is not None and val.num_trajectories:
+            metrics.update({f"val_{k}": v for k, v in evaluate_bc(policy, val, lanes,
+                                                                  vf_coef).items()})
+        dt = time.perf_counter() - t0
+        metrics["samples_per_s"] = samples / dt
+        if writer is not None:
+            for k, v in metrics.items():
+                writer.add_scalar(f"bc/{k}", v, step)
+        log(f"bc epoch {epoch + 1}/{epochs}: " + " ".join(f"{k}={v:.4g}" for k, v in
+                                                          metrics.items()))
+        save(epoch + 1)
+    return metrics

@@ -1,0 +1,140 @@
+"""Behaviour-cloning data and training: bot games, replay loaders (gristmill and .gioreplay),
+the streamed memory features, and a few BC steps that lower the loss."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from gristmill.apps.generals.agent import Policy
+from gristmill.apps.generals.bc import (
+    Stream,
+    Trajectories,
+    bot_games,
+    from_gioreplay,
+    from_replay,
+    train_bc,
+)
+from gristmill.envs.generals import AgentFeatures, GeneralsEngine, MemoryFeatures
+from gristmill.envs.generals.gioreplay import GioReplayError, load_gioreplay
+from gristmill.envs.generals.tournament import play_match
+from gristmill.learners.generals_net import action_index
+
+TINY = dict(channels=8, blocks=1, stem_channels=4)
+
+
+def test_gristmill_replays_load_move_for_move(tmp_path):
+    r = play_match("general", "expander", games=4, truncation=300, keep_replays=4)
+    paths = [rep.save(tmp_path / f"g{k}.npz") for k, rep in enumerate(r.replays)]
+    data = from_replay(paths)
+    # moves invalidated by the other player's earlier move (status 2) are flagged as the
+    # replay's own playback reports them, tick for tick
+    status = np.concatenate([np.stack([s.status for s in rep.states()][1:]) for rep in
+                             r.replays])  # [ticks, 2]
+    assert data.num_trajectories == 8
+    assert data.info["illegal_moves"] == int((status == 2).sum())
+    for k, rep in enumerate(r.replays):
+        acts = rep.action_array().astype(np.int64)
+        for p in range(2):
+            j = 2 * k + p
+            rows = slice(data.starts[j], data.starts[j + 1])
+            assert np.array_equal(data.actions[rows], action_index(acts[:, p], 24))
+            assert data.scalars[rows][0, 4] == 0  # trajectories start at tick 0
+            st = np.stack([s.status[p] for s in rep.states()][1:])
+            assert np.array_equal(data.legal[rows], st != 2)
+    # outcomes agree with the tournament's result (A is player 0 on even games)
+    wins_a = sum(int(data.outcome[2 * k + (k % 2)] == 1) for k in range(4))
+    assert wins_a == r.wins_a
+
+
+def test_bot_games_store_compactly_and_round_trip(tmp_path):
+    data = bot_games(6, teacher="general", opponents=("expander", "general"), boards=6,
+                     truncation=120, seed=0)
+    assert data.num_trajectories >= 6 and data.legal.all()
+    assert data.obs.dtype == np.int32 and data.masks.dtype == np.uint8
+    assert set(np.unique(data.outcome)) <= {-1, 0, 1}
+    back = Trajectories.load(data.save(tmp_path / "d.npz"))
+    for f in Trajectories.FIELDS:
+        assert np.array_equal(getattr(back, f), getattr(data, f))
+    train, val = data.split(0.25, seed=1)
+    assert train.num_samples + val.num_samples == data.num_samples and val.num_trajectories
+
+
+def test_stream_memory_equals_a_straight_replay_of_each_trajectory():
+    data = bot_games(3, opponents=("random",), boards=3, truncation=60, seed=2)
+    stream = Stream(data, lanes=2, history=2, shuffle=False)
+    got = [b["planes"] for b in stream.batches()]
+    assert sum(len(g) for g in got) == data.num_samples
+    # lane 0 plays trajectory 0 from its first row: compare with a fresh AgentFeatures
+    f = AgentFeatures(1, 24, 2, players=1)
+    for t in range(5):
+        f.update(data.obs[t][None, None], data.scalars[t][None, None])
+        np.testing.assert_array_equal(got[t][0], f.planes(np.zeros(1), np.zeros(1))[0])
+    assert MemoryFeatures  # the stream uses the same kernel as the env
+
+
+def test_bc_steps_lower_the_loss_and_resume(tmp_path):
+    torch.manual_seed(0)
+    data = bot_games(4, opponents=("expander",), boards=4, truncation=80, seed=3)
+    train, val = data.split(0.25)
+    policy = Policy.create(history=2, **TINY)
+    m1 = train_bc(policy, train, val, epochs=1, lanes=64, lr=3e-3, log=lambda s: None)
+    ck = tmp_path / "bc.pt"
+    m3 = train_bc(policy, train, val, epochs=3, lanes=64, lr=3e-3, checkpoint=ck,
+                  log=lambda s: None)
+    assert m3["train_policy_loss"] < m1["train_policy_loss"]
+    assert 0 <= m3["val_top1"] <= 1
+    lines = []
+    train_bc(policy, train, val, epochs=3, lanes=64, checkpoint=ck, log=lines.append)
+    assert lines and "resumed at epoch 3" in lines[0] and len(lines) == 1
+
+
+def _gio(**kw):
+    # 3 x 4 map:  A . . #      general A at 0, B at 11, a city at 6
+    #             . . 5 .
+    #             . . . B
+    d = {"version": 13, "id": "t1", "mapWidth": 4, "mapHeight": 3, "usernames": ["a", "b"],
+         "stars": [70, 71], "cities": [6], "cityArmies": [45], "generals": [0, 11],
+         "mountains": [3], "afks": [],
+         "moves": [
+             {"index": 0, "start": 0, "end": 1, "is50": False, "turn": 3},   # A right: legal
+             [1, 11, 10, 0, 3],                                             # B left: legal
+             {"index": 0, "start": 5, "end": 9, "is50": True, "turn": 6},   # not A's cell: illegal
+             {"index": 1, "start": 11, "end": 10, "is50": False, "turn": 8},  # legal
+         ]}
+    d.update(kw)
+    return d
+
+
+def test_gioreplay_is_replayed_and_illegal_moves_are_counted(tmp_path):
+    path = tmp_path / "g.gioreplay"
+    path.write_text(json.dumps(_gio()))
+    g = load_gioreplay(path)
+    assert g.actions.shape == (9, 2, 5) and tuple(g.actions[3, 0]) == (0, 0, 0, 3, 0)
+    assert tuple(g.actions[6, 0]) == (0, 1, 1, 1, 1)
+    msgs = []
+    data = from_gioreplay([path], log=msgs.append)
+    assert data.info["illegal_moves"] == 1 and "1 + 0 moves illegal" in msgs[0]
+    assert data.num_trajectories == 2 and data.num_samples == 18
+    assert (~data.legal).sum() == 1 and data.actions[6] != 0  # kept, flagged, not dropped
+    eng = GeneralsEngine(1, pad_to=24)
+    eng.reset()
+    eng.load(0, g.game_map)
+    assert eng.state.army[0, 1, 2] == 45 and (eng.obs[0, 0, 1, 2] & 15) == 1  # fogged city
+    assert eng.state.terrain[0, 0, 3] == 1 and tuple(eng.state.dims[0]) == (3, 4)
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(usernames=["a", "b", "c"]), "3 players"),
+    (dict(version=99), "unknown replay version 99"),
+    (dict(mapWidth=30, mapHeight=30), "larger than pad_to=24"),
+    (dict(moves=[{"index": 0, "start": 0, "end": 5, "is50": False, "turn": 1}]),
+     "not to a neighbour"),
+])
+def test_gioreplay_refuses_what_it_cannot_replay(tmp_path, change, message):
+    path = tmp_path / "bad.gioreplay"
+    path.write_text(json.dumps(_gio(**change)))
+    with pytest.raises(GioReplayError, match=message):
+        load_gioreplay(path)
