@@ -80,6 +80,7 @@ class TrainConfig:
     keep_checkpoints: int = 2  # newest checkpoints kept
     stats_every_sec: float = 5.0  # console line and TensorBoard period
     heartbeat_timeout: float = 120.0  # a silent worker counts as hung after this
+    max_worker_restarts_per_min: int = 30  # more worker failures in any 60 s stop the run
 
     @property
     def experiment_name(self) -> str:
@@ -97,6 +98,10 @@ class TrainConfig:
             raise ValueError("num_envs_per_worker must be divisible by worker_num_splits")
         if not 0 <= self.sampler_nice <= 19:
             raise ValueError(f"sampler_nice must be in 0..19, got {self.sampler_nice}")
+        if self.max_worker_restarts_per_min < 1:
+            raise ValueError(
+                f"max_worker_restarts_per_min must be >= 1, got {self.max_worker_restarts_per_min}"
+            )
         if self.num_batches_to_accumulate < 1:
             # fewer slots than one batch plus every agent's open trajectory: the learner would
             # wait for a batch the blocked workers can never finish

@@ -60,7 +60,6 @@ from gristmill.samplers.rollout_worker import (
 
 __all__ = ["DoomTrainer", "build_model", "appo_config", "learner_threads"]
 
-MAX_WORKER_RESTARTS = 20
 
 
 def build_model(cfg: TrainConfig, obs_space, action_space) -> ActorCritic:
@@ -180,6 +179,7 @@ class DoomTrainer:
         self.num_episodes = 0
         self.server: InferenceServer | None = None
         self.stale_answers = 0  # answers workers ignored (see samplers.rollout_protocol)
+        self.restart_times: deque = deque(maxlen=max(64, cfg.max_worker_restarts_per_min + 1))
         self.last_save = time.time()
         self.frames_at_start = 0
 
@@ -336,6 +336,7 @@ class DoomTrainer:
                 self.console.print(f"[red]worker {r['worker']} failed: {r['error']}[/red]")
 
     def _check_workers(self) -> None:
+        cfg = self.cfg
         for w, p in enumerate(self.pool.procs):
             if p is not None and p.pid is not None:
                 self.games.scan(w, p.pid)  # games still starting, not reported yet
@@ -348,8 +349,15 @@ class DoomTrainer:
                 f"[red]rollout worker {w} (envs {envs[0]}-{envs[-1]} of {self.cfg.env}) "
                 f"{reason}; restarting it[/red]"
             )
-            if self.pool.restarts >= MAX_WORKER_RESTARTS:
-                raise RuntimeError(f"rollout workers failed {self.pool.restarts} times; stopping")
+            # A crash loop stops the run; faults spread over a long run do not.
+            now = time.time()
+            self.restart_times.append(now)
+            recent = [t for t in self.restart_times if now - t < 60.0]
+            if len(recent) > cfg.max_worker_restarts_per_min:
+                raise RuntimeError(
+                    f"rollout workers failed {len(recent)} times in the last minute "
+                    f"(--max_worker_restarts_per_min {cfg.max_worker_restarts_per_min}); stopping"
+                )
             # restart() kills a hung worker first; its games then re-parent to us, and the new
             # worker's games are its own children, so the cleanup touches only the old ones.
             with self.sampler_lock:
