@@ -1,0 +1,324 @@
+"""PPO self-play in a league on the batched engine, inside the training process.
+
+Every tick: one engine call steps all ``boards``; one forward pass chooses the learner's moves
+on every board; the other seat of each board is a league member -- a scripted bot (batched by
+the bot's Numba kernel) or a frozen snapshot (one forward pass per snapshot over its boards).
+Each board's learner seat is redrawn at random for every game (a learner that only ever plays
+one seat learns half a game), and its opponent is drawn by PFSP (``learners.league.PFSP``,
+AlphaStar's ``(1 - x)^2`` by default) from the payoff table (``learners.league.PayoffTable``,
+decayed per pair); every finished game updates the table. The bots stay as fixed anchors;
+a snapshot of the learner joins the league whenever its mean win rate against the current
+league reaches ``snapshot_threshold`` (after at least ``snapshot_min_gap`` updates).
+
+PPO after Straka & Schmid (arXiv 2507.06825): gamma = 1, lambda = 0.95, clip 0.15 (policy and
+value, CleanRL's loss), small entropy bonus; GAE from ``gristmill.kernels.advantage``. Rewards
+are the engine's (``"shaped"``: win/lose + the paper's potential difference; ``"winlose"``).
+A game cut at ``truncation`` is a draw and terminal (the tick is in the observation).
+
+The loop times its parts (forward, update, engine, features, bots, GAE, the rest) so that a
+profile of where the CPU goes comes with every run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from gristmill.envs.generals import BOTS, AgentFeatures, Bot, GeneralsEngine
+from gristmill.kernels.advantage import gae
+from gristmill.learners.generals_net import MaskedPolicy, index_to_action
+from gristmill.learners.league import DRAW, LOSS, PFSP, WIN, PayoffTable, fit_ratings
+from gristmill.learners.losses import cleanrl_ppo_loss
+
+from .agent import Policy, atomic_save
+
+__all__ = ["SelfPlay", "SelfPlayConfig"]
+
+LEARNER = "learner"
+
+
+@dataclass
+class SelfPlayConfig:
+    boards: int = 64
+    rollout: int = 32
+    epochs: int = 2
+    minibatch: int = 512
+    lr: float = 2e-4
+    gamma: float = 1.0
+    lam: float = 0.95
+    clip: float = 0.15
+    vf_coef: float = 0.5
+    ent_coef: float = 0.001
+    grad_clip: float = 0.5
+    reward: str = "shaped"
+    truncation: int = 500
+    maps: str = "generalsio"
+    bots: tuple[str, ...] = BOTS
+    pfsp: str = "hard"
+    snapshot_threshold: float = 0.6
+    snapshot_min_gap: int = 10
+    snapshot_greedy: bool = False
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.reward not in ("shaped", "winlose"):
+            raise ValueError(f"reward must be 'shaped' or 'winlose', got {self.reward!r}")
+        for b in self.bots:
+            if b not in BOTS:
+                raise ValueError(f"unknown bot {b!r}; choose from {BOTS}")
+        if self.boards < 1 or self.rollout < 1 or self.minibatch < 1:
+            raise ValueError("boards, rollout and minibatch must be >= 1")
+
+
+class SelfPlay:
+    """The self-play phase. ``run(budget)`` trains until ``budget`` agent steps (learner moves)
+    or ``minutes`` or ``should_stop()``; state is in ``run_dir/selfplay.pt`` (resumed when
+    present) and snapshots in ``run_dir/snapshots/``."""
+
+    def __init__(self, policy: Policy, cfg: SelfPlayConfig, run_dir: str | Path, writer=None,
+                 log: Callable[[str], None] = print):
+        self.policy, self.cfg, self.run_dir = policy, cfg, Path(run_dir)
+        self.writer, self.log = writer, log
+        n, S = cfg.boards, policy.pad_to
+        self.engine = GeneralsEngine(n, cfg.maps, pad_to=S, truncation=cfg.truncation,
+                                     reward=cfg.reward, autoreset="same_step", seed=cfg.seed)
+        self.features = AgentFeatures(n, S, policy.history)
+        self.bots = {b: Bot(b, n, seed=cfg.seed + 7 + k) for k, b in enumerate(cfg.bots)}
+        self.opt = torch.optim.Adam(policy.net.parameters(), lr=cfg.lr, eps=1e-5)
+        self.payoff = PayoffTable([LEARNER, *cfg.bots])
+        self.pfsp = PFSP(cfg.pfsp, rng=np.random.default_rng(cfg.seed))
+        self.rng = np.random.default_rng(cfg.seed + 1)
+        self.snapshots: dict[str, Policy] = {}
+        self.updates = self.agent_steps = self.games = 0
+        self.last_snapshot = 0
+        self.seconds = 0.0
+        self.timers: dict[str, float] = defaultdict(float)
+        self.path = self.run_dir / "selfplay.pt"
+        if self.path.exists():
+            self._load()
+
+    # -- league ------------------------------------------------------------------------------
+    def members(self) -> list[str]:
+        return [m for m in self.payoff.members if m != LEARNER]
+
+    def _draw(self, boards: np.ndarray) -> None:
+        for b in boards:
+            self.seat[b] = self.rng.integers(2)
+            self.opponent[b] = self.pfsp.sample(self.payoff, LEARNER, self.members())
+
+    def add_snapshot(self) -> str:
+        name = f"snap_{len(self.snapshots):03d}"
+        self.snapshots[name] = self.policy.copy()
+        self.snapshots[name].save(self.run_dir / "snapshots" / f"{name}.pt")
+        self.payoff.add(name)
+        self.last_snapshot = self.updates
+        self.log(f"league: {name} joins at update {self.updates} "
+                 f"({self.agent_steps:,} agent steps)")
+        return name
+
+    def league_win_rate(self) -> float:
+        return float(np.mean(self.payoff.win_rates(LEARNER, self.members())))
+
+    def ratings(self, bootstrap: int = 100):
+        return fit_ratings(self.payoff.members, self.payoff.record, anchor="random"
+                           if "random" in self.payoff.members else self.members()[0],
+                           bootstrap=bootstrap)
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self) -> Path:
+        return atomic_save({
+            "policy": self.policy.state(), "optim": self.opt.state_dict(),
+            "payoff": self.payoff.state_dict(), "pfsp": self.pfsp.state_dict(),
+            "rng": self.rng.bit_generator.state, "snapshots": list(self.snapshots),
+            "counters": {"updates": self.updates, "agent_steps": self.agent_steps,
+                         "games": self.games, "last_snapshot": self.last_snapshot,
+                         "seconds": self.seconds},
+            "config": asdict(self.cfg)}, self.path)
+
+    def _load(self) -> None:
+        st = torch.load(self.path, map_location="cpu", weights_only=False)
+        self.policy.net.load_state_dict(Policy.from_state(st["policy"]).net.state_dict())
+        self.opt.load_state_dict(st["optim"])
+        self.payoff.load_state_dict(st["payoff"])
+        self.pfsp.load_state_dict(st["pfsp"])
+        self.rng.bit_generator.state = st["rng"]
+        for name in st["snapshots"]:
+            self.snapshots[name] = Policy.load(self.run_dir / "snapshots" / f"{name}.pt",
+                                               self.policy.device)
+        c = st["counters"]
+        self.updates, self.agent_steps, self.games = c["updates"], c["agent_steps"], c["games"]
+        self.last_snapshot, self.seconds = c["last_snapshot"], c["seconds"]
+        self.log(f"selfplay: resumed at update {self.updates} ({self.agent_steps:,} agent "
+                 f"steps, {len(self.snapshots)} snapshots) from {self.path}")
+
+    # -- the loop -----------------------------------------------------------------------------
+    def _timed(self, key: str, t0: float) -> float:
+        t = time.perf_counter()
+        self.timers[key] += t - t0
+        return t
+
+    def _opponents_act(self, actions: np.ndarray) -> None:
+        n, eng = self.cfg.boards, self.engine
+        opp_seat = 1 - self.seat
+        t = time.perf_counter()
+        for name in set(self.opponent.tolist()):
+            boards = np.flatnonzero(self.opponent == name)
+            if name in self.bots:
+                tmp = np.zeros((n, 2, 5), np.int32)
+                self.bots[name].act(eng.obs, eng.masks, eng.scalars, (True, True), tmp)
+                actions[boards, opp_seat[boards]] = tmp[boards, opp_seat[boards]]
+                t = self._timed("bots", t)
+            else:
+                planes = self.features.planes(boards, opp_seat[boards])
+                t = self._timed("features", t)
+                idx, _, _ = self.snapshots[name].choose(
+                    planes, eng.masks[boards, opp_seat[boards]], self.cfg.snapshot_greedy)
+                actions[boards, opp_seat[boards]] = index_to_action(idx, self.policy.pad_to)
+                t = self._timed("forward_opponents", t)
+
+    def _rollout(self) -> dict:
+        cfg, eng, pol = self.cfg, self.engine, self.policy
+        n, T, S, C = cfg.boards, cfg.rollout, pol.pad_to, pol.net.cfg.in_channels
+        planes = np.empty((T, n, C, S, S), np.float32)
+        masks = np.empty((T, n, S, S, 4), np.uint8)
+        idx = np.empty((T, n), np.int64)
+        logp = np.empty((T, n), np.float32)
+        values = np.empty((T + 1, n), np.float32)
+        rewards = np.empty((T, n), np.float32)
+        done = np.zeros((T, n), bool)
+        boards = np.arange(n)
+        results: list[tuple[str, float]] = []
+        actions = np.zeros((n, 2, 5), np.int32)
+        for t in range(T + 1):
+            t0 = time.perf_counter()
+            self.features.update(eng.obs, eng.scalars)
+            if t == T:
+                planes_last = self.features.planes(boards, self.seat)
+                t0 = self._timed("features", t0)
+                _, _, values[T] = pol.choose(planes_last, eng.masks[boards, self.seat])
+                self._timed("forward", t0)
+                break
+            self.features.planes(boards, self.seat, planes[t])
+            masks[t] = eng.masks[boards, self.seat]
+            t0 = self._timed("features", t0)
+            idx[t], logp[t], values[t] = pol.choose(planes[t], masks[t])
+            t0 = self._timed("forward", t0)
+            actions[boards, self.seat] = index_to_action(idx[t], S)
+            self._opponents_act(actions)
+            t0 = time.perf_counter()
+            eng.step(actions, check=False)
+            t0 = self._timed("engine", t0)
+            rewards[t] = eng.rewards[boards, self.seat]
+            ended = np.flatnonzero(eng.terminated | eng.truncated)
+            done[t, ended] = True
+            for b in ended:
+                w = int(eng.episode_winner[b])
+                res = DRAW if w < 0 else (WIN if w == self.seat[b] else LOSS)
+                self.payoff.update(LEARNER, self.opponent[b], res)
+                results.append((self.opponent[b], res))
+            self.games += len(ended)
+            self._draw(ended)
+            self._timed("bookkeeping", t0)
+        t0 = time.perf_counter()
+        adv, ret = gae(rewards, values[:T], values[1:], done, np.zeros_like(done), cfg.gamma,
+                       cfg.lam)
+        self._timed("gae", t0)
+        self.agent_steps += T * n
+        return {"planes": planes.reshape(T * n, C, S, S), "masks": masks.reshape(T * n, S, S, 4),
+                "idx": idx.ravel(), "logp": logp.ravel(), "values": values[:T].ravel(),
+                "adv": adv.ravel(), "ret": ret.ravel(), "results": results}
+
+    def _update(self, batch: dict) -> dict:
+        cfg, pol, dev = self.cfg, self.policy, self.policy.device
+        N = len(batch["idx"])
+        tens = {k: torch.from_numpy(np.ascontiguousarray(batch[k])).to(dev)
+                for k in ("planes", "masks", "idx", "logp", "values", "adv", "ret")}
+        stats: dict[str, list[float]] = defaultdict(list)
+        for _ in range(cfg.epochs):
+            perm = torch.from_numpy(self.rng.permutation(N))
+            for s in range(0, N, cfg.minibatch):
+                mb = perm[s:s + cfg.minibatch]
+                logits, value = pol.net(tens["planes"][mb], tens["masks"][mb])
+                d = MaskedPolicy(logits)
+                out = cleanrl_ppo_loss(d.log_prob(tens["idx"][mb]), tens["logp"][mb],
+                                       tens["adv"][mb], d.entropy(), value, tens["values"][mb],
+                                       tens["ret"][mb], clip_coef=cfg.clip, clip_vloss=True,
+                                       ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef)
+                self.opt.zero_grad(set_to_none=True)
+                out["loss"].backward()
+                torch.nn.utils.clip_grad_norm_(pol.net.parameters(), cfg.grad_clip)
+                self.opt.step()
+                for k, v in out.items():
+                    stats[k].append(v.item())
+        return {k: float(np.mean(v)) for k, v in stats.items()}
+
+    def run(self, agent_steps: int, minutes: float | None = None,
+            should_stop: Callable[[], bool] = lambda: False, save_every: int = 10,
+            rate_every: int = 25) -> dict:
+        cfg = self.cfg
+        self.seat = np.zeros(cfg.boards, np.int64)
+        self.opponent = np.empty(cfg.boards, object)
+        self.engine.reset(seed=cfg.seed + self.updates)
+        self._draw(np.arange(cfg.boards))
+        start, start_steps, last = time.perf_counter(), self.agent_steps, {}
+        while self.agent_steps < agent_steps and not should_stop():
+            if minutes is not None and time.perf_counter() - start > 60 * minutes:
+                break
+            t0 = time.perf_counter()
+            batch = self._rollout()
+            t1 = time.perf_counter()
+            stats = self._update(batch)
+            self.timers["update"] += time.perf_counter() - t1
+            self.updates += 1
+            self.seconds += time.perf_counter() - t0
+            wr = self.league_win_rate()
+            if wr >= cfg.snapshot_threshold and \
+                    self.updates - self.last_snapshot >= cfg.snapshot_min_gap:
+                self.add_snapshot()
+            sps = (self.agent_steps - start_steps) / (time.perf_counter() - start)
+            last = {**stats, "league_win_rate": wr, "agent_steps_per_s": sps,
+                    "ticks_per_s": sps, "games": self.games, "snapshots": len(self.snapshots)}
+            self._log(last, batch["results"], rate_every)
+            if self.updates % save_every == 0:
+                self.save()
+        self.save()
+        return last
+
+    def profile(self) -> dict[str, float]:
+        """Share of the loop's time per part (forward = learner inference, forward_opponents =
+        snapshots' inference, update = PPO forward + backward + Adam)."""
+        total = sum(self.timers.values()) or 1.0
+        return {k: v / total for k, v in sorted(self.timers.items(), key=lambda kv: -kv[1])}
+
+    def _log(self, stats: dict, results: list, rate_every: int) -> None:
+        w = self.writer
+        members = self.members()
+        rates = dict(zip(members, self.payoff.win_rates(LEARNER, members)))
+        probs = dict(zip(members, self.pfsp.probabilities(self.payoff, LEARNER, members)))
+        if w is not None:
+            for k, v in stats.items():
+                w.add_scalar(f"selfplay/{k}", v, self.agent_steps)
+            for m in members:
+                w.add_scalar(f"win_rate/{m}", rates[m], self.agent_steps)
+                w.add_scalar(f"pfsp/{m}", probs[m], self.agent_steps)
+            for k, v in self.profile().items():
+                w.add_scalar(f"profile/{k}", v, self.agent_steps)
+        if self.updates % rate_every == 0:
+            table = self.ratings(bootstrap=0)
+            if w is not None:
+                for name, r in zip(table.names, table.ratings):
+                    if math.isfinite(r):
+                        w.add_scalar(f"rating/{name}", r, self.agent_steps)
+        bots = " ".join(f"{m}={rates[m]:.2f}" for m in self.cfg.bots)
+        self.log(f"upd {self.updates} steps {self.agent_steps:,} games {self.games} "
+                 f"{stats['agent_steps_per_s']:.0f} steps/s | {bots} league="
+                 f"{stats['league_win_rate']:.2f} snaps={len(self.snapshots)} | "
+                 f"pg={stats['pg_loss']:.3f} v={stats['v_loss']:.3f} "
+                 f"ent={stats['entropy']:.2f} kl={stats['approx_kl']:.4f}")

@@ -1,0 +1,39 @@
+"""Self-play PPO in the league: a few tiny updates on the real engine, snapshots, resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from gristmill.apps.generals.agent import Policy
+from gristmill.apps.generals.selfplay import LEARNER, SelfPlay, SelfPlayConfig
+
+TINY = dict(channels=8, blocks=1, stem_channels=4)
+
+
+def test_selfplay_trains_adds_snapshots_records_games_and_resumes(tmp_path):
+    torch.manual_seed(0)
+    cfg = SelfPlayConfig(boards=6, rollout=30, epochs=1, minibatch=64, truncation=40,
+                         snapshot_threshold=0.0, snapshot_min_gap=1, seed=0)
+    policy = Policy.create(history=2, **TINY)
+    before = [p.detach().clone() for p in policy.net.parameters()]
+    sp = SelfPlay(policy, cfg, tmp_path, log=lambda s: None)
+    stats = sp.run(agent_steps=2 * 6 * 30)
+    assert sp.updates == 2 and sp.agent_steps == 360
+    assert any(not torch.equal(a, b) for a, b in zip(before, policy.net.parameters()))
+    assert np.isfinite(stats["loss"]) and stats["entropy"] > 0
+    # 2 updates x 30 ticks with 40-tick games: every board finished at least one game
+    assert sp.games >= 6 and sp.payoff.record[0].sum() == sp.games
+    assert len(sp.snapshots) == 2 and (tmp_path / "snapshots" / "snap_001.pt").exists()
+    assert "snap_000" in sp.payoff.members
+    prof = sp.profile()
+    assert abs(sum(prof.values()) - 1) < 1e-9 and {"forward", "update", "engine"} <= set(prof)
+    # resume: counters, league and weights come back; training continues from there
+    lines = []
+    sp2 = SelfPlay(Policy.create(history=2, **TINY), cfg, tmp_path, log=lines.append)
+    assert "resumed at update 2" in lines[0] and sp2.payoff == sp.payoff
+    for a, b in zip(sp2.policy.net.parameters(), policy.net.parameters()):
+        assert torch.equal(a, b)
+    sp2.run(agent_steps=3 * 6 * 30)
+    assert sp2.updates == 3 and LEARNER in sp2.payoff.members
+    table = sp2.ratings(bootstrap=0)
+    assert table.names[0] == LEARNER and np.isfinite(table["random"])
