@@ -6,6 +6,8 @@ self-play trainer and the Generals league agent.
 - :mod:`.payoff` -- AlphaStar's decayed payoff table (drives match-making) + the match record.
 - :mod:`.matchmaking` -- Sample Factory's agent->policy mapping and AlphaStar's PFSP.
 - :mod:`.ratings` -- the rating table of record: batch Bradley-Terry/Elo with bootstrap intervals.
+- :mod:`.population` -- N learning policies + frozen snapshots + fixed members, saved as one.
+- :mod:`.storage` -- atomic checkpoint files.
 - :mod:`.pbt` -- Sample Factory 2.1.1's population-based training rules, as pure decisions.
 """
 
@@ -25,12 +27,14 @@ from gristmill.learners.league.pbt import (
     PBTDecision,
     tuned_hyperparameters,
 )
+from gristmill.learners.league.population import Policy, Population, Snapshot, Stateful
 from gristmill.learners.league.ratings import (
     ELO_SCALE,
     RatingTable,
     fit_bradley_terry,
     fit_ratings,
 )
+from gristmill.learners.league.storage import atomic_torch_save, atomic_write_json
 
 __all__ = [
     "AgentPolicyMapping",
@@ -45,9 +49,15 @@ __all__ = [
     "PFSP",
     "PFSP_WEIGHTINGS",
     "PayoffTable",
+    "Policy",
+    "Population",
     "REWARD_CATEGORIES_TO_TUNE",
     "RatingTable",
+    "Snapshot",
+    "Stateful",
     "WIN",
+    "atomic_torch_save",
+    "atomic_write_json",
     "fit_bradley_terry",
     "fit_ratings",
     "pfsp_weights",

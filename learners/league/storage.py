@@ -1,0 +1,58 @@
+"""Atomic files for population checkpoints: write a temporary file, fsync, rename.
+
+A run killed at any moment leaves either the old file or the new one, never a torn one
+(``os.replace`` is atomic on POSIX); the directory is fsynced so the rename survives a crash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import IO
+
+import torch
+
+__all__ = ["atomic_write_json", "atomic_torch_save", "read_json", "torch_load"]
+
+
+def _atomic(path: str, write: Callable[[IO], None], mode: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(obj, path: str) -> None:
+    """``torch.save`` to ``path`` atomically."""
+    _atomic(path, lambda f: torch.save(obj, f), "wb")
+
+
+def atomic_write_json(obj, path: str) -> None:
+    """JSON to ``path`` atomically (floats written with ``repr``: they read back exactly)."""
+    _atomic(path, lambda f: f.write(json.dumps(obj, indent=1, allow_nan=False)), "w")
+
+
+def read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def torch_load(path: str, device: str | torch.device = "cpu"):
+    """Load one of the population's own files (they hold plain dicts besides tensors)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"population checkpoint {path} is missing")
+    return torch.load(path, map_location=device, weights_only=False)
