@@ -8,6 +8,7 @@
 - :mod:`.appo`, :mod:`.ppo` -- the learner classes.
 - :mod:`.host_memory` -- keep freed host memory mapped (CPU training without page faults).
 - :mod:`.generals_net` -- the Generals agent's residual CNN / U-Net with a masked move policy.
+- :mod:`.league` -- populations, payoff table, match-making (PFSP), ratings and PBT.
 """
 
 from gristmill.learners.appo import APPOConfig, APPOLearner
@@ -15,6 +16,16 @@ from gristmill.learners.device import select_device
 from gristmill.learners.distributions import ActionDistribution, ActionSpec
 from gristmill.learners.generals_net import GeneralsNet, GeneralsNetConfig, MaskedPolicy
 from gristmill.learners.host_memory import retain_freed_memory
+from gristmill.learners.league import (
+    PBT,
+    PFSP,
+    AgentPolicyMapping,
+    PayoffTable,
+    PBTConfig,
+    Population,
+    RatingTable,
+    fit_ratings,
+)
 from gristmill.learners.models import ActorCritic, ModelConfig
 from gristmill.learners.normalize import RunningMeanStd, RunningMeanStdDict
 from gristmill.learners.ppo import PPOConfig, PPOLearner, cleanrl_atari_model_config
@@ -33,7 +44,15 @@ __all__ = [
     "GeneralsNet",
     "GeneralsNetConfig",
     "MaskedPolicy",
+    "AgentPolicyMapping",
+    "PBT",
+    "PBTConfig",
+    "PFSP",
+    "PayoffTable",
+    "Population",
+    "RatingTable",
     "cleanrl_atari_model_config",
+    "fit_ratings",
     "retain_freed_memory",
     "select_device",
 ]
