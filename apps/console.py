@@ -103,6 +103,7 @@ class RunConsole:
                 TimeElapsedColumn(),
                 TextColumn("| left {task.fields[left]}"),
                 console=self.console,
+                transient=True,  # the status lines stay; a stale bar would not add to them
             )
             self._task = self.progress.add_task("training", total=total_frames, rate="", left="")
 
@@ -188,7 +189,7 @@ def run_summary(
         "frames": int(frames),
         "seconds": round(float(seconds), 3),
         "fps": round(float(fps), 1),
-        "reward_mean_100": reward_mean_100,
+        "reward_mean_100": None if reward_mean_100 is None else round(reward_mean_100, 4),
         "episodes": int(episodes),
     }
     return {**head, **{k: v for k, v in (extra or {}).items() if k not in head}}

@@ -86,9 +86,15 @@ def read_curve(run_dir: str, name: str | None = None) -> Curve:
     )
 
 
-def plot_curves(runs: list[str] | list[Curve], out: str, title: str | None = None) -> str:
+def plot_curves(
+    runs: list[str] | list[Curve],
+    out: str,
+    title: str | None = None,
+    reference: tuple[float, str] | None = None,
+) -> str:
     """Draw reward vs env frames and reward vs wall time for ``runs`` (run directories or
-    :class:`Curve` objects) into the PNG ``out``; returns ``out``."""
+    :class:`Curve` objects) into the PNG ``out``; returns ``out``. ``reference``: a
+    ``(reward, label)`` drawn as a dashed line (e.g. Sample Factory's final reward)."""
     import matplotlib  # noqa: PLC0415 - optional until a plot is asked for
 
     matplotlib.use("Agg")
@@ -105,6 +111,8 @@ def plot_curves(runs: list[str] | list[Curve], out: str, title: str | None = Non
     by_time.set_xlabel(f"training wall time ({'minutes' if minutes else 'hours'})")
     for ax in (by_frames, by_time):
         ax.grid(alpha=0.3)
+        if reference is not None:
+            ax.axhline(reference[0], color="grey", ls="--", lw=1, label=reference[1])
     by_frames.legend(loc="best", fontsize="small")
     if title:
         fig.suptitle(title)

@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = summary["reason"] in ("done", "time limit")
     if args.command == "quickstart" and ok:
         summary = _quickstart_eval(summary, args.episodes, con)
+    _closing_note(summary, con)
     con.summary(summary, summary["experiment_dir"])
     return 0 if ok else 130
 
@@ -126,7 +127,10 @@ def _train(cfg: TrainConfig, con: RunConsole) -> dict:
     exp = trainer.exp_dir
     try:
         png = os.path.join(exp, "curves.png")
-        curves = plot_curves([exp], png, title=f"gristmill-doom {cfg.env}")
+        ref = None
+        if cfg.env == "doom_basic":
+            ref = (SF_DOOM_BASIC_REWARD, "Sample Factory 2.1.1, 500k frames")
+        curves = plot_curves([exp], png, title=f"gristmill-doom {cfg.env}", reference=ref)
     except (ValueError, ImportError) as e:  # no episode finished yet / no matplotlib
         con.print(f"no learning curve: {e}")
         curves = None
@@ -150,30 +154,39 @@ def _train(cfg: TrainConfig, con: RunConsole) -> dict:
 
 
 def _quickstart_eval(summary: dict, episodes: int, con: RunConsole) -> dict:
-    """Play the trained policy to a video and say where everything is."""
+    """Play the trained policy into ``<experiment>/eval.mp4``; the summary with the result."""
     from gristmill.apps.doom.evaluate import evaluate  # noqa: PLC0415
 
-    exp = summary["experiment_dir"]
-    video = os.path.join(exp, "eval.mp4")
+    video = os.path.join(summary["experiment_dir"], "eval.mp4")
     con.print(f"evaluating {episodes} episodes into {video} ...")
-    result = evaluate(exp, episodes, video)
-    rewards = result["episode_rewards"]
-    eval_mean = sum(rewards) / len(rewards)
-    trained = summary["reward_mean_100"]
-    con.print(
-        f"\n[bold]{summary['env']}[/bold]: {summary['frames']:,} frames in "
-        f"{summary['seconds'] / 60:.1f} min ({summary['fps']:,.0f} frames/s); mean reward of "
-        f"the last 100 training episodes {trained if trained is None else round(trained, 3)} "
-        f"(Sample Factory 2.1.1: {SF_DOOM_BASIC_REWARD}); evaluation: "
-        f"{', '.join(f'{r:.2f}' for r in rewards)} (mean {eval_mean:.3f})\n"
-        f"  checkpoint   {result['checkpoint']}\n"
-        f"  TensorBoard  tensorboard --logdir {summary['tensorboard']}\n"
-        f"  curves       {summary['curves_png']}\n"
-        f"  video        {video}\n"
-        f"  summary      {os.path.join(exp, 'summary.json')}",
-        soft_wrap=True,
+    result = evaluate(summary["experiment_dir"], episodes, video)
+    rewards = [round(r, 3) for r in result["episode_rewards"]]
+    mean = round(sum(rewards) / len(rewards), 4)
+    return {**summary, "eval_rewards": rewards, "eval_reward_mean": mean, "video": video}
+
+
+def _closing_note(s: dict, con: RunConsole) -> None:
+    """What the run got and where its files are, for a human (stderr)."""
+    reward = "-" if s["reward_mean_100"] is None else f"{s['reward_mean_100']:.3f}"
+    text = (
+        f"\n[bold]{s['env']}[/bold] ({s['reason']}): {s['frames']:,} frames in "
+        f"{s['seconds'] / 60:.1f} min, {s['fps']:,.0f} frames/s; mean reward of the last 100 "
+        f"training episodes {reward}"
     )
-    return {**summary, "eval_rewards": rewards, "eval_reward_mean": eval_mean, "video": video}
+    if s["env"] == "doom_basic":
+        text += f" (Sample Factory 2.1.1 at 500k frames: {SF_DOOM_BASIC_REWARD})"
+    if "eval_rewards" in s:
+        rewards = ", ".join(f"{r:.2f}" for r in s["eval_rewards"])
+        text += f"\nevaluation: {rewards} (mean {s['eval_reward_mean']:.3f})"
+    where = [
+        ("checkpoint", s["checkpoint"]),
+        ("TensorBoard", f"tensorboard --logdir {s['tensorboard']}"),
+        ("curves", s["curves_png"]),
+        ("video", s.get("video")),
+        ("summary", os.path.join(s["experiment_dir"], "summary.json")),
+    ]
+    text += "".join(f"\n  {k:<12} {v}" for k, v in where if v)
+    con.print(text)
 
 
 if __name__ == "__main__":
