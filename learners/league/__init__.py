@@ -25,9 +25,16 @@ from gristmill.learners.league.pbt import (
     Mutation,
     PBTConfig,
     PBTDecision,
+    pbt_scalars,
     tuned_hyperparameters,
 )
-from gristmill.learners.league.population import Policy, Population, Snapshot, Stateful
+from gristmill.learners.league.population import (
+    Policy,
+    Population,
+    Snapshot,
+    Stateful,
+    load_member_weights,
+)
 from gristmill.learners.league.ratings import (
     ELO_SCALE,
     RatingTable,
@@ -60,6 +67,8 @@ __all__ = [
     "atomic_write_json",
     "fit_bradley_terry",
     "fit_ratings",
+    "load_member_weights",
+    "pbt_scalars",
     "pfsp_weights",
     "tuned_hyperparameters",
 ]

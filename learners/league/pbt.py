@@ -58,6 +58,7 @@ __all__ = [
     "PBTConfig",
     "PBTDecision",
     "REWARD_CATEGORIES_TO_TUNE",
+    "pbt_scalars",
     "tuned_hyperparameters",
 ]
 
@@ -238,8 +239,8 @@ class PBT:
 
         Args:
           env_steps: ``[N]`` env steps per policy (None: the policy has not reported yet).
-          objectives: ``[N]`` sequences of the target objective of each policy's last episodes
-            (at most ``stats_avg``, newest last; only their mean is used).
+          objectives: ``[N]`` sequences of the target objective of each policy's episodes,
+            newest last; the mean of the last ``stats_avg`` is the policy's score.
           hyperparameters: ``[N]`` current tuned hyperparameters of each policy.
           reward_shaping: ``[N]`` current shaping of each policy (None entries if no shaping).
 
@@ -283,7 +284,7 @@ class PBT:
         cfg = self.cfg
         if any(len(o) <= 0 for o in objectives):
             return None  # not enough data yet
-        means = [float(np.mean(o)) for o in objectives]
+        means = [float(np.mean(list(o)[-cfg.stats_avg :])) for o in objectives]
         ranked = [q for _, q in sorted(zip(means, range(cfg.num_policies)), reverse=True)]
         k = math.ceil(cfg.pbt_replace_fraction * cfg.num_policies)
         best, worst = ranked[:k], ranked[-k:]
@@ -412,6 +413,27 @@ class PBT:
         os.makedirs(os.path.dirname(os.path.abspath(self.log_path)), exist_ok=True)
         with open(self.log_path, "a") as f:
             f.write(json.dumps(record, default=_json_default) + "\n")
+
+
+def pbt_scalars(hyperparameters: Mapping, reward_shaping: Mapping | None) -> dict[str, float]:
+    """A policy's PBT values as TensorBoard scalars, named as Sample Factory names them:
+    ``zz_pbt/cfg_<key>`` and ``zz_pbt/rew_<leaf key>[_<tuple index>]`` (bools as 0/1)."""
+    out: dict[str, float] = {}
+
+    def walk(d: Mapping, prefix: str) -> None:
+        for key, value in d.items():
+            if isinstance(value, Mapping):
+                walk(value, prefix)
+            elif isinstance(value, tuple | list):
+                for i, v in enumerate(value):
+                    out[f"zz_pbt/{prefix}_{key}_{i}"] = float(v)
+            elif isinstance(value, bool | int | float | np.integer | np.floating):
+                out[f"zz_pbt/{prefix}_{key}"] = float(value)
+
+    walk(hyperparameters, "cfg")
+    if reward_shaping is not None:
+        walk(reward_shaping, "rew")
+    return out
 
 
 def _mutation_json(m: Mutation) -> dict:

@@ -44,7 +44,7 @@ from gristmill.learners.league.storage import (
 )
 from torch import nn
 
-__all__ = ["Policy", "Population", "Snapshot", "Stateful"]
+__all__ = ["Policy", "Population", "Snapshot", "Stateful", "load_member_weights"]
 
 MANIFEST = "population.json"
 _FORMAT = 1
@@ -403,6 +403,24 @@ class Population:
         self.ratings = None if m["ratings"] is None else RatingTable.from_state_dict(m["ratings"])
         for name, component in self._components.items():
             component.load_state_dict(m["components"][name])
+
+
+def load_member_weights(
+    directory: str, name: str, device: str | torch.device = "cpu"
+) -> dict[str, torch.Tensor]:
+    """The weights of member ``name`` (a policy ``p<k>`` or a snapshot) of the population saved
+    in ``directory``, as its last complete manifest names them -- for ``eval`` and ``match``
+    without building the population."""
+    path = os.path.join(str(directory), MANIFEST)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no population checkpoint at {path}")
+    m = read_json(path)
+    files = {e["name"]: e["checkpoint"] for e in m["policies"]}
+    files.update({e["name"]: e["path"] for e in m["snapshots"]})
+    if name not in files:
+        what = "a fixed member and has no weights" if name in m["fixed"] else "not a member"
+        raise KeyError(f"{name!r} is {what} of the population in {directory}; has {list(files)}")
+    return torch_load(os.path.join(str(directory), files[name]), device)["model"]
 
 
 def _per_policy(value, n: int, what: str) -> list:

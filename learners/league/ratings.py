@@ -57,6 +57,12 @@ class RatingTable:
         i = self.names.index(name)
         return float(self.lower[i]), float(self.upper[i])
 
+    def scalars(self, prefix: str = "rating/") -> dict[str, float]:
+        """``{prefix + name: rating}`` for TensorBoard (members not placed are left out)."""
+        return {
+            f"{prefix}{n}": float(r) for n, r in zip(self.names, self.ratings) if not np.isnan(r)
+        }
+
     def format(self) -> str:
         """Console table, strongest first."""
         order = sorted(

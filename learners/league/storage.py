@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from typing import IO
 
+import numpy as np
 import torch
 
 __all__ = ["atomic_write_json", "atomic_torch_save", "read_json", "torch_load"]
@@ -43,7 +44,14 @@ def atomic_torch_save(obj, path: str) -> None:
 
 def atomic_write_json(obj, path: str) -> None:
     """JSON to ``path`` atomically (floats written with ``repr``: they read back exactly)."""
-    _atomic(path, lambda f: f.write(json.dumps(obj, indent=1, allow_nan=False)), "w")
+    text = json.dumps(obj, indent=1, allow_nan=False, default=_json_default)
+    _atomic(path, lambda f: f.write(text), "w")
+
+
+def _json_default(x):
+    if isinstance(x, np.generic):  # numpy scalars from app code
+        return x.item()
+    raise TypeError(f"cannot write {type(x).__name__} {x!r} as JSON")
 
 
 def read_json(path: str):

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gristmill.learners.league import HYPERPARAMS_TO_TUNE, PBT, PBTConfig, tuned_hyperparameters
+from gristmill.learners.league import (
+    HYPERPARAMS_TO_TUNE,
+    PBT,
+    PBTConfig,
+    pbt_scalars,
+    tuned_hyperparameters,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -329,3 +335,25 @@ def test_tuned_names_are_sample_factorys():
     cfg = PBTConfig(num_policies=2, pbt_optimize_gamma=True)
     assert tuned_hyperparameters(cfg)[-1] == "gamma"
     assert math.ceil(0.3 * 8) == 3  # Sample Factory's paper setup: 8 policies, 3 replaced
+
+
+def test_score_is_the_mean_of_the_last_stats_avg_episodes():
+    cfg = PBTConfig(num_policies=2, pbt_start_mutation=0, pbt_period_env_steps=0, stats_avg=3)
+    pbt = PBT(cfg, DEFAULTS, rng=np.random.default_rng(0))
+    hps, shapings = pbt.initial()
+    # policy 1's old episodes are bad, its last three good: it ranks first
+    (d,) = pbt.step([1, 1], [[1.0, 1.0, 1.0], [-9.0, -9.0, 2.0, 2.0, 2.0]], hps, shapings)
+    assert d.policy == 0 and d.objectives == [1.0, 2.0] and d.donor == 1
+
+
+def test_scalars_use_sample_factorys_names():
+    scalars = pbt_scalars({"learning_rate": 1e-4, "flag": True}, SHAPING)
+    assert scalars == {
+        "zz_pbt/cfg_learning_rate": 1e-4,
+        "zz_pbt/cfg_flag": 1.0,
+        "zz_pbt/rew_FRAG_0": 1.0,
+        "zz_pbt/rew_FRAG_1": -1.5,
+        "zz_pbt/rew_DAMAGE_0": 0.01,
+        "zz_pbt/rew_DAMAGE_1": -0.01,
+        "zz_pbt/rew_S2": 0.001,
+    }

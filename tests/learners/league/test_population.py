@@ -14,6 +14,7 @@ from gristmill.learners.league import (
     PBTConfig,
     PBTDecision,
     Population,
+    load_member_weights,
     storage,
 )
 
@@ -226,3 +227,19 @@ def test_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match="checkpoints/p1/checkpoint_"):
         make_population(tmp_path).load()
     assert storage.read_json(str(tmp_path / "population.json"))["format"] == 1
+
+
+def test_member_weights_load_without_the_population(tmp_path):
+    pop = make_population(tmp_path)
+    train(pop[2])
+    snap = pop.add_snapshot(2)
+    train(pop[2])
+    pop.add_fixed("expander")
+    pop[0].hyperparameters["adam_eps"] = np.float64(1e-6)  # numpy scalars are written too
+    pop.save()
+    assert_same_tensors(load_member_weights(tmp_path, "p2"), pop[2].model.state_dict())
+    assert_same_tensors(load_member_weights(tmp_path, snap), pop.snapshot_weights(snap))
+    with pytest.raises(KeyError, match="'expander' is a fixed member and has no weights"):
+        load_member_weights(tmp_path, "expander")
+    with pytest.raises(KeyError, match="'p7' is not a member"):
+        load_member_weights(tmp_path, "p7")

@@ -112,6 +112,8 @@ def test_bootstrap_is_deterministic_given_seed_and_table_round_trips():
     c = fit_ratings(table.members, table.record, "random", bootstrap=50, seed=8)
     assert a == b and a != c
     assert RatingTable.from_state_dict(json.loads(json.dumps(a.state_dict()))) == a
+    assert set(a.scalars()) == {f"rating/{n}" for n in TRUE_ELO}
+    assert a.scalars()["rating/random"] == 0.0
     text = a.format()
     assert text.splitlines()[1].startswith("p0 ") and "(anchor)" in text
 
