@@ -130,16 +130,21 @@ class NetBot:
         return res
 
     def act(self, obs, masks, scalars, seats=(True, True), out=None):
-        """Bot interface: write (and return) actions int32 [N, 2, 5] for the seated players."""
+        """Bot interface: write (and return) actions int32 [N, 2, 5] for the seated players
+        (``seats`` bool [2] for every board, or [N, 2] per board)."""
         n = self.num_boards
         if out is None:
             out = np.zeros((n, 2, 5), np.int32)
             out[:, :, 0] = 1
         self.observe(obs, scalars)
-        players = np.flatnonzero(np.asarray(seats, bool))
-        b = np.repeat(np.arange(n), len(players))
-        p = np.tile(players, n)
-        self.choose(b, p, masks, out)
+        seats = np.asarray(seats, bool)
+        if seats.shape == (2,):
+            seats = np.broadcast_to(seats, (n, 2))
+        if seats.shape != (n, 2):
+            raise ValueError(f"seats must be bool [2] or [{n}, 2], got {seats.shape}")
+        b, p = np.nonzero(seats)
+        if len(b):
+            self.choose(b, p, masks, out)
         return out
 
 

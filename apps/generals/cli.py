@@ -18,6 +18,8 @@ from gristmill.envs.generals import BOTS, Replay
 from gristmill.envs.generals.engine import PRIORITY_RULES
 from gristmill.envs.generals.tournament import play_match
 
+from .agent_cli import add_commands as add_agent_commands
+
 
 def _add_rules(p: argparse.ArgumentParser) -> None:
     p.add_argument("--games", type=int, default=200, help="games per pairing (default 200)")
@@ -101,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ansi", action="store_true", help="print one tick as ANSI text")
     p.add_argument("--tick", type=int, help="tick for --ansi (default: the last)")
     p.set_defaults(fn=cmd_render)
+    add_agent_commands(sub)
     args = ap.parse_args(argv)
     if getattr(args, "games", 1) < 1:
         ap.error("--games must be >= 1")

@@ -84,10 +84,13 @@ def play_match(bot_a, bot_b, games: int = 200, maps: str | MapGenerator = "gener
         actions[:] = 0
         actions[:, :, 0] = 1
         tmp[:] = actions
-        bots[0].act(eng.obs, eng.masks, eng.scalars, (True, True), tmp)
+        # scripted bots fill both seats (cheap); other players get their own seats only
+        bots[0].act(eng.obs, eng.masks, eng.scalars,
+                    (True, True) if isinstance(bots[0], Bot) else seats_a, tmp)
         actions[seats_a] = tmp[seats_a]
         tmp[:] = actions
-        bots[1].act(eng.obs, eng.masks, eng.scalars, (True, True), tmp)
+        bots[1].act(eng.obs, eng.masks, eng.scalars,
+                    (True, True) if isinstance(bots[1], Bot) else ~seats_a, tmp)
         actions[~seats_a] = tmp[~seats_a]
         for b, r in enumerate(replays):
             if not done[b]:

@@ -1,0 +1,340 @@
+"""``gristmill-generals`` subcommands of the league agent: ``bc-data``, ``bc``, ``train``, ``eval``.
+
+Examples::
+
+    gristmill-generals bc-data --games 400 --out runs/g/bc_data.npz
+    gristmill-generals bc-data --gioreplay replays/*.gioreplay --out human.npz
+    gristmill-generals bc --data runs/g/bc_data.npz --run runs/g --epochs 4
+    gristmill-generals train --run runs/g --bc-games 300 --bc-epochs 3 --minutes 90
+    gristmill-generals eval --run runs/g --games 200          # bots + snapshots, rating table
+
+``train`` runs the phases in order, each resumable: BC data (``bc_data.npz``), behaviour
+cloning (``bc.pt`` per epoch, ``bc_policy.pt`` when done), self-play in the league
+(``selfplay.pt``, ``snapshots/``), the final ``policy.pt``. Ctrl-C (or SIGTERM) saves and exits;
+running the same command again resumes. TensorBoard logs go to ``RUN/tb``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+from gristmill.envs.generals import BOTS
+
+__all__ = ["add_commands"]
+
+
+class _Stop:
+    """Ctrl-C / SIGTERM set a flag that the loops poll; a second Ctrl-C aborts at once."""
+
+    def __init__(self):
+        self.flag = False
+
+    def __call__(self) -> bool:
+        return self.flag
+
+    def install(self):
+        def handler(signum, frame):
+            if self.flag:
+                raise KeyboardInterrupt
+            self.flag = True
+            print("stopping: saving (Ctrl-C again to abort)", flush=True)
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+        return self
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _writer(run: Path):
+    from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - slow import
+
+    return SummaryWriter(str(run / "tb"))
+
+
+def _threads(n: int | None) -> None:
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+
+
+def _policy(args):
+    from .agent import Policy
+
+    return Policy.create(history=args.history, channels=args.channels, blocks=args.blocks,
+                         unet=not args.full_res, stem_channels=args.stem_channels,
+                         device=args.device)
+
+
+def _make_data(args, out: Path):
+    from .bc import Trajectories, bot_games, from_gioreplay, from_replay
+
+    parts = []
+    if args.games:
+        _log(f"bc-data: {args.games} games, {args.teacher} vs {','.join(args.opponents)}")
+        parts.append(bot_games(args.games, args.teacher, args.opponents, args.boards,
+                               args.maps, args.truncation, args.seed))
+    if args.replays:
+        parts.append(from_replay(args.replays))
+    if args.gioreplay:
+        parts.append(from_gioreplay(args.gioreplay, log=_log))
+    if not parts:
+        raise ValueError("bc-data: nothing to record (give --games, --replays or --gioreplay)")
+    data = Trajectories.concat(parts)
+    data.save(out)
+    _log(f"bc-data: {data.num_samples:,} samples in {data.num_trajectories} trajectories, "
+         f"{data.info.get('illegal_moves', 0)} illegal moves flagged -> {out} "
+         f"({out.stat().st_size / 1e6:.1f} MB)")
+    return data
+
+
+def _run_bc(args, policy, data, run: Path, stop, writer):
+    from .bc import train_bc
+
+    train, val = data.split(args.held_out, args.seed)
+    _log(f"bc: {train.num_samples:,} train / {val.num_samples:,} held-out samples, net "
+         f"{policy.net.num_parameters():,} params")
+    metrics = train_bc(policy, train, val, args.epochs, lanes=args.lanes, lr=args.lr,
+                       checkpoint=run / "bc.pt", writer=writer, seed=args.seed, log=_log,
+                       should_stop=stop)
+    return metrics
+
+
+def cmd_bc_data(args) -> int:
+    try:
+        _make_data(args, Path(args.out))
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_bc(args) -> int:
+    from .bc import Trajectories
+
+    _threads(args.threads)
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    stop = _Stop().install()
+    data = Trajectories.load(args.data)
+    policy = _policy(args)
+    writer = _writer(run)
+    try:
+        _run_bc(args, policy, data, run, stop, writer)
+    finally:
+        writer.close()
+    if not stop():
+        policy.save(run / "bc_policy.pt")
+        _log(f"bc: wrote {run / 'bc_policy.pt'}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from .agent import Policy
+    from .bc import Trajectories
+    from .selfplay import SelfPlay, SelfPlayConfig
+
+    _threads(args.threads)
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    stop = _Stop().install()
+    writer = _writer(run)
+    t0 = time.perf_counter()
+    try:
+        policy = _policy(args)
+        bc_done = run / "bc_policy.pt"
+        if args.bc_epochs > 0 and not bc_done.exists():
+            data_path = Path(args.bc_data) if args.bc_data else run / "bc_data.npz"
+            if data_path.exists():
+                data = Trajectories.load(data_path)
+            else:
+                args.games, args.replays, args.gioreplay = args.bc_games, None, None
+                data = _make_data(args, data_path)
+            args.epochs = args.bc_epochs
+            _run_bc(args, policy, data, run, stop, writer)
+            if stop():
+                return 0
+            policy.save(bc_done)
+            _log(f"bc: done in {time.perf_counter() - t0:.0f} s -> {bc_done}")
+        elif bc_done.exists():
+            policy = Policy.load(bc_done, args.device)
+        cfg = SelfPlayConfig(boards=args.sp_boards, rollout=args.rollout, epochs=args.ppo_epochs,
+                             minibatch=args.minibatch, lr=args.sp_lr, ent_coef=args.ent_coef,
+                             reward="winlose" if args.no_shaping else "shaped",
+                             truncation=args.truncation, maps=args.maps,
+                             snapshot_threshold=args.snapshot_threshold,
+                             snapshot_min_gap=args.snapshot_gap, seed=args.seed)
+        sp = SelfPlay(policy, cfg, run, writer, _log)
+        minutes = None if args.minutes is None else max(
+            0.0, args.minutes - (time.perf_counter() - t0) / 60)
+        sp.run(args.steps, minutes, stop)
+        prof = " ".join(f"{k}={100 * v:.1f}%" for k, v in sp.profile().items())
+        _log(f"selfplay: {sp.agent_steps:,} agent steps, {sp.games} games, "
+             f"{len(sp.snapshots)} snapshots; time shares: {prof}")
+        if not stop():
+            policy.save(run / "policy.pt")
+            _log(f"train: wrote {run / 'policy.pt'}")
+    finally:
+        writer.close()
+    return 0
+
+
+def _wilson(score: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    if n == 0:
+        return 0.0, 1.0
+    d = 1 + z * z / n
+    c = (score + z * z / (2 * n)) / d
+    h = z * math.sqrt(score * (1 - score) / n + z * z / (4 * n * n)) / d
+    return max(0.0, c - h), min(1.0, c + h)
+
+
+def evaluate(players: dict, games: int, maps: str, truncation: int, seed: int,
+             pairs: list[tuple[str, str]], log=_log):
+    """Play ``games`` games per pair (seats alternate), return (payoff table, rows)."""
+    from gristmill.envs.generals.tournament import play_match
+    from gristmill.learners.league import DRAW, LOSS, WIN, PayoffTable
+
+    table = PayoffTable(list(players))
+    rows = []
+    for k, (a, b) in enumerate(pairs):
+        r = play_match(players[a], players[b], games, maps, truncation, seed=seed + k)
+        for res, n in ((WIN, r.wins_a), (LOSS, r.wins_b), (DRAW, r.draws)):
+            for _ in range(n):
+                table.update(a, b, res)
+        lo, hi = _wilson(r.score_a, r.games)
+        rows.append((a, b, r.games, r.wins_a, r.wins_b, r.draws, r.score_a, lo, hi))
+        log(f"eval {a} vs {b}: {r.wins_a}-{r.draws}-{r.wins_b} score {100 * r.score_a:.1f}% "
+            f"[{100 * lo:.1f}, {100 * hi:.1f}]")
+    return table, rows
+
+
+def cmd_eval(args) -> int:
+    from gristmill.learners.league import fit_ratings
+
+    from .agent import NetPlayer
+
+    _threads(args.threads)
+    players: dict = {b: b for b in args.bots}
+    run = Path(args.run) if args.run else None
+    if run is not None:
+        snaps = sorted((run / "snapshots").glob("snap_*.pt"))
+        for p in snaps[::max(1, args.every)]:
+            players[p.stem] = NetPlayer.load(p)
+        for name in ("bc_policy", "policy"):
+            if (run / f"{name}.pt").exists():
+                players[name] = NetPlayer.load(run / f"{name}.pt")
+    for path in args.checkpoints or []:
+        players[Path(path).stem] = NetPlayer.load(path)
+    nets = [n for n in players if n not in args.bots]
+    if not nets:
+        print("eval: no checkpoints (give --run or checkpoints)", file=sys.stderr)
+        return 2
+    final = nets[-1]
+    pairs = [(n, b) for n in nets for b in args.bots]
+    pairs += [(n, final) for n in nets if n != final]
+    if args.round_robin:
+        pairs = [(a, b) for i, a in enumerate(players) for b in list(players)[i + 1:]]
+    table, rows = evaluate(players, args.games, args.maps, args.truncation, args.seed, pairs)
+    print("| A | B | games | A wins | B wins | draws | A score | 95 % interval |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    for a, b, g, wa, wb, d, s, lo, hi in rows:
+        print(f"| {a} | {b} | {g} | {wa} | {wb} | {d} | {100 * s:.1f} % | "
+              f"{100 * lo:.1f}-{100 * hi:.1f} % |")
+    anchor = "random" if "random" in players else args.bots[0]
+    ratings = fit_ratings(table.members, table.record, anchor, bootstrap=args.bootstrap)
+    print(f"\nratings (Bradley-Terry Elo, {anchor} = 0, {int(100 * ratings.confidence)} % "
+          "bootstrap interval):")
+    print(ratings.format())
+    return 0
+
+
+def _net_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("network")
+    g.add_argument("--channels", type=int, default=32)
+    g.add_argument("--blocks", type=int, default=2)
+    g.add_argument("--stem-channels", type=int, default=16)
+    g.add_argument("--full-res", action="store_true", help="no U-Net: trunk at full resolution")
+    g.add_argument("--history", type=int, default=7, help="army-delta history of the memory")
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    g.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+
+
+def _data_args(p: argparse.ArgumentParser, games_flag: str = "--games") -> None:
+    p.add_argument(games_flag, dest="games" if games_flag == "--games" else "bc_games", type=int,
+                   default=0 if games_flag == "--games" else 300,
+                   help="bot games to record (teacher vs opponents)")
+    p.add_argument("--teacher", choices=BOTS, default="general")
+    p.add_argument("--opponents", nargs="+", choices=BOTS, default=["general", "expander",
+                                                                    "random"])
+    p.add_argument("--boards", type=int, default=64, help="engine boards while recording")
+    p.add_argument("--maps", choices=("uniform", "generalsio"), default="generalsio")
+    p.add_argument("--truncation", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _bc_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--lanes", type=int, default=256, help="BC batch = games streamed at once")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--held-out", type=float, default=0.1, help="fraction of games held out")
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("bc-data", help="record behaviour-cloning data (bots, replays, "
+                       ".gioreplay)")
+    _data_args(p)
+    p.add_argument("--replays", nargs="+", help="gristmill replay files (.npz)")
+    p.add_argument("--gioreplay", nargs="+", help="generals.io 1v1 .gioreplay files")
+    p.add_argument("--out", required=True, help="output .npz")
+    p.set_defaults(fn=cmd_bc_data)
+
+    p = sub.add_parser("bc", help="behaviour cloning on recorded data")
+    p.add_argument("--data", required=True)
+    p.add_argument("--run", required=True, help="run folder (bc.pt, bc_policy.pt, tb/)")
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    _bc_args(p)
+    _net_args(p)
+    p.set_defaults(fn=cmd_bc)
+
+    p = sub.add_parser("train", help="BC, then PPO self-play in a PFSP league (resumable)")
+    p.add_argument("--run", required=True, help="run folder; the same command resumes")
+    _data_args(p, "--bc-games")
+    p.add_argument("--bc-data", help="use this BC data file instead of recording")
+    p.add_argument("--bc-epochs", type=int, default=3, help="0: no BC")
+    _bc_args(p)
+    p.add_argument("--steps", type=int, default=10**12, help="self-play agent steps")
+    p.add_argument("--minutes", type=float, help="wall-clock budget for the whole command")
+    p.add_argument("--sp-boards", type=int, default=64)
+    p.add_argument("--rollout", type=int, default=32)
+    p.add_argument("--ppo-epochs", type=int, default=2)
+    p.add_argument("--minibatch", type=int, default=512)
+    p.add_argument("--sp-lr", type=float, default=2e-4)
+    p.add_argument("--ent-coef", type=float, default=0.001)
+    p.add_argument("--no-shaping", action="store_true", help="win/lose reward only")
+    p.add_argument("--snapshot-threshold", type=float, default=0.6)
+    p.add_argument("--snapshot-gap", type=int, default=10, help="min updates between snapshots")
+    _net_args(p)
+    p.set_defaults(fn=cmd_train)
+
+    p = sub.add_parser("eval", help="bots and checkpoints, both seats, rating table")
+    p.add_argument("checkpoints", nargs="*", help="policy files (besides --run's)")
+    p.add_argument("--run", help="a train run: its snapshots, bc_policy.pt and policy.pt")
+    p.add_argument("--every", type=int, default=1, help="every k-th snapshot")
+    p.add_argument("--bots", nargs="+", choices=BOTS, default=list(BOTS))
+    p.add_argument("--games", type=int, default=200, help="games per pairing")
+    p.add_argument("--maps", choices=("uniform", "generalsio"), default="generalsio")
+    p.add_argument("--truncation", type=int, default=500)
+    p.add_argument("--round-robin", action="store_true",
+                   help="every pair (default: every net vs every bot and vs the last net)")
+    p.add_argument("--bootstrap", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int)
+    p.set_defaults(fn=cmd_eval)
