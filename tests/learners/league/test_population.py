@@ -1,11 +1,13 @@
 """Population: policies, snapshots and fixed members; exact save/resume; PBT replacement."""
 
+import dataclasses
 import json
 import os
 
 import numpy as np
 import pytest
 import torch
+from gristmill.learners import ActionSpec, ActorCritic, APPOConfig, APPOLearner, ModelConfig
 from gristmill.learners.league import (
     PBT,
     PFSP,
@@ -243,3 +245,67 @@ def test_member_weights_load_without_the_population(tmp_path):
         load_member_weights(tmp_path, "expander")
     with pytest.raises(KeyError, match="'p7' is not a member"):
         load_member_weights(tmp_path, "p7")
+
+
+def test_appo_learners_fit_and_a_replacement_masks_the_receivers_stale_samples(tmp_path):
+    """How the Doom trainer wires it: one APPOLearner per policy over the population's model
+    and optimizer; versions synced; a PBT copy makes the receiver's in-flight batch stale."""
+
+    def model():
+        cfg = ModelConfig(encoder="mlp", encoder_mlp_layers=(16,), core="none", rnn_size=16)
+        return ActorCritic({"obs": (4,)}, ActionSpec(discrete=(2,)), cfg)
+
+    def batch(policy, n=8, t=4):
+        g = torch.Generator().manual_seed(policy.index)
+        obs = torch.randn(n, t + 1, 4, generator=g)
+        with torch.no_grad():
+            out = [policy.model.act({"obs": obs[:, i]}, None) for i in range(t + 1)]
+        actions = torch.stack([o["actions"] for o in out[:t]], 1)
+        return {
+            "obs": {"obs": obs},
+            "rnn_states": torch.zeros(n, t + 1, 0),
+            "actions": actions,
+            "log_prob_actions": torch.stack([o["log_probs"] for o in out[:t]], 1),
+            "action_logits": torch.stack([o["logits"] for o in out[:t]], 1),
+            "values": torch.stack([o["values"] for o in out], 1),
+            "rewards": (actions[..., 0] == (obs[:, :t, 0] > 0).float()).float(),
+            "dones": torch.ones(n, t, dtype=torch.bool),
+            "time_outs": torch.zeros(n, t, dtype=torch.bool),
+            "policy_version": torch.full((n, t), policy.version),
+            "policy_id": torch.full((n, t), policy.index),
+        }
+
+    base = APPOConfig(batch_size=32, max_policy_lag=3)
+    tuned = ("learning_rate", "exploration_loss_coeff", "ppo_clip_ratio")
+    pop = Population(
+        tmp_path,
+        2,
+        model,
+        lambda m, hp: torch.optim.Adam(m.parameters(), lr=hp["learning_rate"], eps=1e-6),
+        {k: getattr(base, k) for k in tuned},
+    )
+    learners = []
+    for p in pop.policies:
+        learner = APPOLearner(p.model, dataclasses.replace(base, policy_id=p.index))
+        learner.optimizer = p.optimizer  # the population owns (and saves) it
+        learners.append(learner)
+    for p, learner in zip(pop.policies, learners):
+        stats = learner.train(batch(p))
+        assert stats is not None and stats["valids_fraction"] == 1.0
+        p.version, p.env_steps = learner.train_step, learner.env_steps
+    in_flight = batch(pop[1])  # produced by policy 1's current weights
+    pop.apply(
+        PBTDecision(
+            policy=1,
+            env_steps=pop[1].env_steps,
+            donor=0,
+            version_jump=base.max_policy_lag + 1,
+            hyperparameters={k: getattr(base, k) * 2 for k in tuned},
+            reward_shaping=None,
+        )
+    )
+    learners[1].train_step = pop[1].version
+    learners[1].cfg = dataclasses.replace(learners[1].cfg, **pop[1].hyperparameters)
+    assert learners[1].train(in_flight) is None  # every in-flight sample is masked
+    stats = learners[1].train(batch(pop[1]))
+    assert stats["valids_fraction"] == 1.0 and stats["lr"] == 2 * base.learning_rate
