@@ -117,12 +117,41 @@ class SlotLedger:
             a["slot_owner"][slot] = -1
             if not np.all(a["acted"][slot] == fill):
                 self.counters["trajectories_dropped/unserved_step"] += 1
-                self.counters["steps_dropped"] += a["acted"].shape[1]
+                self.counters["steps_dropped/unserved_step"] += self._served(slot)
                 self.free([slot])
                 continue
             ok.append(slot)
         self.counters["trajectories_accepted"] += len(ok)
         return ok
+
+    def _served(self, slot: int) -> int:
+        """Steps of ``slot``'s current fill that inference served."""
+        return int(np.count_nonzero(self.a["acted"][slot] == self.a["slot_fill"][slot]))
+
+    def consume(self, slots) -> None:
+        """The learner trains on ``slots`` (accepted ones): count their steps, free them."""
+        a = self.a
+        self.counters["steps_trained"] += len(slots) * a["acted"].shape[1]
+        self.counters["steps_masked/env_crash"] += int(np.count_nonzero(a["valids"][slots] == 0))
+        self.free(slots)
+
+    def books(self, served: int, pending=()) -> dict:
+        """Where every step inference served went, once the workers have stopped: trained,
+        dropped (a trajectory refused), lost with a dead worker's unfinished slot, or still in
+        flight (slots being filled or waiting for the learner, ``pending`` accepted but not
+        trained). ``balanced``: they add up to ``served`` exactly."""
+        a, c = self.a, self.counters
+        held = np.flatnonzero(np.isin(a["slot_state"], (FILLING, FINISHED))).tolist()
+        in_flight = sum(self._served(s) for s in [*held, *pending])
+        out = {
+            "served": int(served),
+            "trained": c["steps_trained"],
+            "dropped": c["steps_dropped/unserved_step"],
+            "lost_with_worker": c["steps_lost/worker_died"],
+            "in_flight": in_flight,
+        }
+        out["balanced"] = out["served"] == sum(v for k, v in out.items() if k != "served")
+        return out
 
     def free(self, slots) -> None:
         """Return the learner's ``slots`` to the free queue."""
@@ -141,6 +170,7 @@ class SlotLedger:
             for s in np.flatnonzero(a["slot_owner"] == worker).tolist():
                 state = int(a["slot_state"][s])
                 if state == FILLING:
+                    self.counters["steps_lost/worker_died"] += self._served(s)
                     a["slot_owner"][s] = -1
                     a["slot_state"][s] = FREE
                     a["slot_fill"][s] = NO_FILL

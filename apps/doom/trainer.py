@@ -179,6 +179,8 @@ class DoomTrainer:
         self.num_episodes = 0
         self.server: InferenceServer | None = None
         self.stale_answers = 0  # answers workers ignored (see samplers.rollout_protocol)
+        self.books: dict = {}  # where every served step went (SlotLedger.books), at the end
+        self.learner_pending: list[int] = []  # accepted slots waiting for a full batch
         self.restart_times: deque = deque(maxlen=max(64, cfg.max_worker_restarts_per_min + 1))
         self.last_save = time.time()
         self.frames_at_start = 0
@@ -247,7 +249,7 @@ class DoomTrainer:
 
     def _learner_loop(self) -> None:
         ch = self.channels
-        pending: list[int] = []
+        pending = self.learner_pending
         # OpenMP thread counts are per calling thread: the learner sets its own, the inference
         # thread (small batches) one, so neither waits on the other's barriers.
         torch.set_num_threads(learner_threads(self.cfg))
@@ -262,8 +264,8 @@ class DoomTrainer:
             if len(pending) < self.trajs_per_batch:
                 continue
             batch = self._gather(pending)
-            self.pool.ledger.free(pending)
-            pending = []
+            self.pool.ledger.consume(pending)
+            pending.clear()
             stats = self.learner.train(batch)
             self._publish_weights()
             if stats is not None:
@@ -484,6 +486,10 @@ class DoomTrainer:
             try:
                 try:
                     self.pool.stop()
+                    if self.server is not None:
+                        self.books = self.pool.ledger.books(
+                            self.server.served_steps, self.learner_pending
+                        )
                 finally:
                     # Games of workers that had to be killed re-parent to us: end them all,
                     # and remove VizDoom's /dev/shm entries of every game that is gone.
@@ -509,6 +515,9 @@ class DoomTrainer:
             "true_objective_mean_100": ep["true_objective"],
             "worker_restarts": self.pool.restarts if self.pool else 0,
             "sampler": self.sampler_counters() if self.server else {},
+            "steps": self.books,
         }
+        if self.books and not self.books["balanced"]:
+            self.console.print(f"[red]sampled steps do not add up: {self.books}[/red]")
         self.console.print(f"finished ({reason}): {summary}")
         return summary

@@ -219,6 +219,11 @@ def test_crashed_game_killed_worker_and_ctrl_c(tmp_path, no_new_games):
     assert "interrupted" in err
     assert not shm_of(proc.pid), "shared memory left behind"
     assert not vizdoom_shm(set(games.values())), "VizDoom shared memory left behind"
+    # every step inference served is accounted for: trained, dropped, lost with the killed
+    # worker's unfinished slots, or in flight at the stop
+    summary = json.loads([ln for ln in out.splitlines() if ln.startswith("{")][-1])
+    assert summary["steps"]["balanced"], summary["steps"]
+    assert summary["sampler"]["worker_restarts"] >= 1, summary["sampler"]
 
 
 def vizdoom_shm(instances) -> list[str]:

@@ -106,7 +106,7 @@ def learn(ch, pool, rec, count, timeout=90, kill_on_handoff=None):
         for s in pool.ledger.accept(msgs):
             got.append({k: a[k][s].copy() for k in ("obs_obs", "actions", "acted", "dones")}
                        | {"fill": int(a["slot_fill"][s])})
-            pool.ledger.free([s])
+            pool.ledger.consume([s])
         assert not pool.check(), pool.check()
     return got
 
@@ -134,10 +134,14 @@ def kill_with_answer_queued(ch, pool, rec, w):
     kill(pool, w, rec.server.lock)
 
 
-def assert_circulation(ch, pool):
+def assert_circulation(ch, pool, served=None):
     """After the workers stopped: each slot is exactly once on the free queue (state FREE) or
-    held as FILLING/FINISHED by a worker; none lost, none twice."""
+    held as FILLING/FINISHED by a worker; none lost, none twice. With ``served``, every step
+    served is trained, dropped, lost with a dead worker or in flight: the books balance."""
     a = ch.arrays
+    if served is not None:
+        books = pool.ledger.books(served)
+        assert books["balanced"], books
     queued = []
     while True:
         try:
@@ -183,9 +187,11 @@ def test_killed_worker_leaves_no_unserved_step_and_every_slot_circulates(point, 
         assert rec.double_open == 0, "a worker had two requests open for one split"
         assert_echoes(trajs)
     finally:
-        pool.stop()
-        assert_circulation(ch, pool)
-        ch.close()
+        try:
+            pool.stop()
+            assert_circulation(ch, pool, rec.server.served_steps)
+        finally:
+            ch.close()
 
 
 def test_a_stray_answer_is_reported_and_ignored(shm_clean):
@@ -233,12 +239,15 @@ def test_learner_refuses_duplicates_and_unserved_trajectories(shm_clean):
         assert ok == [first.slot]
         c = pool.ledger.counters
         assert c["trajectories_dropped/duplicate"] == 2
-        assert c["trajectories_dropped/unserved_step"] == 1 and c["steps_dropped"] == T
+        assert c["trajectories_dropped/unserved_step"] == 1
+        assert c["steps_dropped/unserved_step"] == T - 1  # the steps that were served
         pool.ledger.free(ok)
     finally:
-        pool.stop()
-        assert_circulation(ch, pool)
-        ch.close()
+        try:
+            pool.stop()
+            assert_circulation(ch, pool)
+        finally:
+            ch.close()
 
 
 @pytest.mark.parametrize("point", ["answer_queued", "mid_rollout", "after_handoff"])
@@ -279,11 +288,13 @@ def test_killed_doom_worker_protocol_holds(point, shm_clean):
         fills = [tr["fill"] for tr in trajs]
         assert len(set(fills)) == len(fills)
     finally:
-        pool.stop()
-        drain_games(ch, games)
-        games.cleanup()
-        assert_circulation(ch, pool)
-        ch.close()
+        try:
+            pool.stop()
+            drain_games(ch, games)
+            games.cleanup()
+            assert_circulation(ch, pool, rec.server.served_steps)
+        finally:
+            ch.close()
 
 
 def drain_games(ch, games):
