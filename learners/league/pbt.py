@@ -241,7 +241,8 @@ class PBT:
           env_steps: ``[N]`` env steps per policy (None: the policy has not reported yet).
           objectives: ``[N]`` sequences of the target objective of each policy's episodes,
             newest last; the mean of the last ``stats_avg`` is the policy's score.
-          hyperparameters: ``[N]`` current tuned hyperparameters of each policy.
+          hyperparameters: ``[N]`` current hyperparameters of each policy; those named in
+            ``defaults`` are tuned (in ``defaults`` order), any others are carried along.
           reward_shaping: ``[N]`` current shaping of each policy (None entries if no shaping).
 
         Returns:
@@ -304,7 +305,8 @@ class PBT:
         if p == 0:  # the reference policy: never perturbed, only replaced
             hp, shaping = dict(hps[source]), copy.deepcopy(shapings[source])
         else:
-            hp = self._perturb(hps[source], self.defaults, mutations)
+            tuned = {k: hps[source][k] for k in self.defaults}  # other keys pass through
+            hp = {**hps[source], **self._perturb(tuned, self.defaults, mutations)}
             shaping = self._perturb_reward(shapings[source], mutations)
         donor = source if source != p else None
         return PBTDecision(

@@ -22,6 +22,9 @@ manifest ``<directory>/population.json`` naming those files, with the snapshots,
 table, the rating table and the state of every registered component (PBT, match-makers...),
 and only then prunes each policy to its ``keep`` newest checkpoints. A run killed at any point
 resumes (:meth:`Population.load`) from the last complete manifest, exactly.
+
+Not thread-safe: an app whose learner and inference threads share a policy serialises
+:meth:`Population.save`, :meth:`Population.copy_policy` and its own training steps itself.
 """
 
 from __future__ import annotations

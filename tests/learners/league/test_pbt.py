@@ -357,3 +357,13 @@ def test_scalars_use_sample_factorys_names():
         "zz_pbt/rew_DAMAGE_1": -0.01,
         "zz_pbt/rew_S2": 0.001,
     }
+
+
+def test_untuned_hyperparameters_are_carried_along():
+    cfg = PBTConfig(num_policies=2, pbt_start_mutation=0, pbt_period_env_steps=0)
+    pbt = PBT(cfg, {"learning_rate": 1e-4}, rng=np.random.default_rng(0))
+    hps = [{"learning_rate": 1e-4, "adam_eps": 1e-6}, {"learning_rate": 2e-4, "adam_eps": 1e-8}]
+    (d,) = pbt.step([1, 1], [[1.0], [0.0]], hps, [None, None])
+    assert d.policy == 1 and d.donor == 0
+    assert d.hyperparameters["adam_eps"] == 1e-6  # the donor's, unchanged
+    assert set(d.hyperparameters) == {"learning_rate", "adam_eps"}
