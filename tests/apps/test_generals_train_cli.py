@@ -1,0 +1,35 @@
+"""``gristmill-generals train`` / ``eval`` end to end with tiny settings (subprocesses)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+CLI = [sys.executable, "-m", "gristmill.apps.generals"]
+TINY = ["--channels", "8", "--blocks", "1", "--stem-channels", "4", "--history", "2",
+        "--threads", "1"]
+
+
+def run(*args):
+    proc = subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_train_runs_bc_then_selfplay_resumes_and_eval_rates_the_league(tmp_path):
+    run_dir = tmp_path / "run"
+    common = ["train", "--run", str(run_dir), "--bc-games", "4", "--boards", "4",
+              "--bc-epochs", "1", "--lanes", "32", "--truncation", "60", "--sp-boards", "4",
+              "--rollout", "16", "--minibatch", "32", "--snapshot-threshold", "0",
+              "--snapshot-gap", "1", *TINY]
+    out = run(*common, "--steps", "128")
+    assert "bc epoch 1/1" in out and "val_top1" in out
+    for f in ("bc_data.npz", "bc_policy.pt", "selfplay.pt", "policy.pt", "snapshots/snap_001.pt"):
+        assert (run_dir / f).exists(), f
+    assert list((run_dir / "tb").iterdir())
+    assert "time shares:" in out and "forward=" in out
+    out = run(*common, "--steps", "192")
+    assert "resumed at update 2" in out and "bc epoch" not in out
+    out = run("eval", "--run", str(run_dir), "--games", "2", "--truncation", "40",
+              "--bots", "random", "expander", "--bootstrap", "0", "--threads", "1")
+    assert "| policy | random | 2 |" in out and "snap_000" in out and "ratings" in out
