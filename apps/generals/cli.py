@@ -6,6 +6,8 @@ Examples::
     gristmill-generals table --games 200            # win-rate table of every pair of bots
     gristmill-generals render runs/replays/game_000.npz --out game.gif [--view 0]
     gristmill-generals render runs/replays/game_000.npz --ansi --tick 100
+    gristmill-generals view runs/replays --out games.html      # browser replay viewer
+    gristmill-generals serve --opponent general                # play in the browser
 """
 
 from __future__ import annotations
@@ -80,6 +82,37 @@ def cmd_render(args) -> int:
     return 0
 
 
+def cmd_view(args) -> int:
+    from .viewer import write_viewer
+
+    try:
+        path = write_viewer(args.replay, args.out)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"view: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} ({path.stat().st_size / 1e3:.0f} kB, self-contained: open it in a "
+          "browser)")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    try:
+        from .server import PlayConfig, serve
+    except ImportError as e:
+        print(f"serve: {e}; install the web extra: pip install 'gristmill[web]'",
+              file=sys.stderr)
+        return 2
+    try:
+        cfg = PlayConfig(opponent=args.opponent, tick_seconds=args.tick, turn_based=args.turns,
+                         truncation=args.truncation, maps=args.maps, replays=args.replays,
+                         seed=args.seed)
+        serve(cfg, args.port)
+    except (ValueError, RuntimeError, OSError) as e:
+        print(f"serve: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gristmill-generals", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -103,6 +136,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ansi", action="store_true", help="print one tick as ANSI text")
     p.add_argument("--tick", type=int, help="tick for --ansi (default: the last)")
     p.set_defaults(fn=cmd_render)
+    p = sub.add_parser("view", help="write a self-contained HTML replay viewer")
+    p.add_argument("replay", help="a replay (.npz) or a directory of them (shown as a list)")
+    p.add_argument("--out", help="output .html (default: beside the replay / DIR/index.html)")
+    p.set_defaults(fn=cmd_view)
+    p = sub.add_parser("serve", help="play against a bot or an agent in the browser")
+    p.add_argument("--opponent", default="expander",
+                   help=f"a bot ({', '.join(BOTS)}) or an agent checkpoint (default expander)")
+    p.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (0: any free)")
+    p.add_argument("--tick", type=float, default=0.5, help="seconds per tick (generals.io: 0.5)")
+    p.add_argument("--turns", action="store_true", help="turn by turn: tick on space only")
+    p.add_argument("--truncation", type=int, default=1000, help="ticks before a draw")
+    p.add_argument("--maps", choices=("uniform", "generalsio"), default="generalsio")
+    p.add_argument("--replays", default="runs/generals_web", help="where games are saved")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(fn=cmd_serve)
     add_agent_commands(sub)
     args = ap.parse_args(argv)
     if getattr(args, "games", 1) < 1:
