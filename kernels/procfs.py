@@ -20,6 +20,9 @@ __all__ = [
     "cmdline",
     "cpu_seconds",
     "pids",
+    "environ",
+    "fd_targets",
+    "mapped_paths",
 ]
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -111,3 +114,49 @@ def pids() -> list[int]:
         return [int(e) for e in os.listdir("/proc") if e.isdigit()]
     except OSError:
         return []
+
+
+def environ(pid: int) -> dict[bytes, bytes]:
+    """The environment ``pid`` started with (empty if gone or not ours to read)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return {}
+    out = {}
+    for item in raw.split(b"\0"):
+        key, sep, value = item.partition(b"=")
+        if sep:
+            out[key] = value
+    return out
+
+
+def fd_targets(pid: int) -> dict[int, str]:
+    """``pid``'s open file descriptors and what each points to (``/dev/shm/x``,
+    ``pipe:[123]``, ``socket:[456]``, ...); empty if gone or not ours to read."""
+    out: dict[int, str] = {}
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return out
+    for fd in fds:
+        try:
+            out[int(fd)] = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def mapped_paths(pid: int) -> set[str]:
+    """Files ``pid`` has mapped into memory (``/proc/<pid>/maps``' path column)."""
+    try:
+        with open(f"/proc/{pid}/maps") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return set()
+    out = set()
+    for line in lines:
+        parts = line.split(None, 5)
+        if len(parts) == 6 and parts[5].startswith("/"):
+            out.add(parts[5].removesuffix(" (deleted)"))
+    return out
