@@ -1,18 +1,24 @@
 """The env pool's worker process: step its envs, write results straight into shared memory.
 
 Protocol (all in one :class:`~gristmill.kernels.shm.SharedArrays` segment, laid out by
-``pool.EnvPool``): the main process appends ``(env_id, cmd, block, pos)`` items to this
+``pool.EnvPool``): the main process appends ``(env_id, cmd, base, pos)`` items to this
 worker's ring, bumps ``head[w]`` and posts semaphore ``w``. The worker takes items in order
-(FIFO), runs the env, writes obs/reward/flags/info into output slot ``(block, pos)``, then adds
-1 to the block's fill counter (atomic ``fetch_add``); whoever fills the block's last slot posts
-the block's semaphore, on which ``recv`` sleeps.
+(FIFO), runs the env, writes obs/reward/flags/info into an output slot, publishes it in the
+slot book (:class:`~gristmill.samplers._slots.Slots`: one atomic bit per slot), and only then
+advances ``progress[w, P_TAIL]`` past the item. Whoever completes a block posts the block's
+semaphore, on which ``recv`` sleeps.
 
-Sync mode names the slot in the item (results in request order). Async mode sends
-``block = -1``: the worker steps the env into a staging row, then claims the next slot of a
-global counter and copies the observation there, so blocks fill in the order steps finish,
-whichever worker runs them -- EnvPool's "first ``batch_size`` envs to finish". A worker
-slowed down (by slower envs, or by a core it shares) then holds back nothing but its own
-envs, instead of stalling every batch that includes them while the other workers idle.
+Sync mode names the slot in the item (sequence number ``base + pos``: results in request
+order). Async mode sends ``base = -1``: the worker steps the env into a staging row, then
+claims the next free slot and copies the observation there, so blocks fill in the order
+steps finish, whichever worker runs them -- EnvPool's "first ``batch_size`` envs to finish". A
+worker slowed down (by slower envs, or by a core it shares) then holds back nothing but its
+own envs, instead of stalling every batch that includes them while the other workers idle.
+
+After a restart the new worker starts at ``P_TAIL`` of the ring, which the main process has
+rewritten: the dead worker's unfinished items as ``CMD_RESET_TRUNC`` (into the slot it had
+claimed, if any), its published ones dropped. Every env's first result from a new worker
+is a reset reporting ``truncated`` (its episode was lost).
 
 No pickling, no pipes on the hot path: the pipe only carries "ready" and error reports.
 """
@@ -27,11 +33,13 @@ import traceback
 import numpy as np
 from gristmill.kernels.shmsignal import SignalSet
 
+from ._slots import Slots
+
 __all__ = ["CMD_CLOSE", "CMD_RESET", "CMD_RESET_TRUNC", "CMD_STEP", "worker_main"]
 
 CMD_STEP, CMD_RESET, CMD_CLOSE, CMD_RESET_TRUNC = 0, 1, 2, 3
 # progress[w] fields
-P_TAIL, P_ENV, P_BLOCK, P_POS = 0, 1, 2, 3
+P_TAIL = 0
 
 
 def _die_with_parent() -> None:
@@ -59,14 +67,13 @@ class _Slot:
 
 
 def worker_main(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid,
-                recovery=None):
-    """Entry point of worker ``w`` (fork or spawn). ``recovery`` (after a restart): the
-    requests the dead worker left unfinished, redone as resets reporting ``truncated``; the
-    other envs report ``truncated`` on their first step too (their episodes were lost)."""
+                restarted=False):
+    """Entry point of worker ``w`` (fork or spawn). ``restarted``: it replaces a dead worker,
+    so each env's first result reports ``truncated`` (its episode was lost)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
     _die_with_parent()
     try:
-        _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recovery)
+        _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, restarted)
     except BaseException:  # noqa: BLE001 - report everything, then die
         try:
             conn.send(("error", w, list(env_ids), traceback.format_exc()))
@@ -76,10 +83,10 @@ def worker_main(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid
     os._exit(0)
 
 
-def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recovery):
+def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, restarted):
     n_workers, n_blocks, batch, cap, sync = layout
-    sig = SignalSet(arrays["signals"], n_workers + n_blocks, n_blocks + 1)
-    claim = n_blocks  # counter: output slots claimed so far (async mode)
+    sig = SignalSet(arrays["signals"], n_workers + n_blocks, 0)
+    book = Slots(arrays["tags"], arrays["cursor"], arrays["masks"], batch)
     ring = arrays["ring"][w]
     head = arrays["head"][w]
     progress = arrays["progress"][w]
@@ -102,7 +109,7 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recov
     info_keys = [k for k in info_keys if ("info_" + k) in arrays]
     slot = _Slot(arrays, info_keys)
     needs_reset = [True] * len(envs)
-    report_trunc = [recovery is not None] * len(envs)
+    report_trunc = [bool(restarted)] * len(envs)
     first_reset = [True] * len(envs)
     elapsed = [0] * len(envs)
     sem_w = w
@@ -119,12 +126,17 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recov
     el_b = list(slot.elapsed)
     info_b = [list(arr) for arr in slot.infos]
 
-    def run_item(env_id, cmd, block, pos):
+    def run_item(env_id, cmd, base, pos):
         k = local[env_id]
         e = envs[k]
         current[0] = env_id
-        dynamic = block < 0
-        obs_row = stage if dynamic else obs_v[block][pos]
+        dynamic = base < 0
+        if dynamic:
+            obs_row = stage
+        else:
+            s = base + pos
+            block, pos = (s // batch) % n_blocks, s % batch
+            obs_row = obs_v[block][pos]
         if cmd != CMD_STEP or needs_reset[k]:
             s = int(seeds[env_id])
             if s < 0:
@@ -154,12 +166,10 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recov
                 needs_reset[k] = True
         if dynamic:
             # async: the next free output slot, claimed once the step is done (results come
-            # in the order envs finish); recorded so that a restart fills it if we die now
-            s = sig.fetch_add(claim, 1)
-            progress[P_ENV] = env_id
-            progress[P_POS] = s
-            block = (s // batch) % n_blocks
-            pos = s % batch
+            # in the order envs finish); the claim records us as its owner, so a restart
+            # fills it if we die before publishing
+            s = book.claim(w)
+            block, pos = (s // batch) % n_blocks, s % batch
             obs_v[block][pos][...] = stage
         rew_b[block][pos] = rew
         term_b[block][pos] = term
@@ -174,11 +184,8 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recov
                 for rows, key in zip(info_b, info_keys, strict=True):
                     if key in info:
                         rows[block][pos] = info[key]
-        if sig.fetch_add(block, 1) + 1 == expected[block]:
+        if book.publish(block, pos, expected[block]):
             sig.post(blk0 + block)
-
-    for env_id, cmd, block, pos in recovery or ():
-        run_item(env_id, cmd, block, pos)
 
     tail = int(progress[P_TAIL])
     while True:
@@ -187,14 +194,12 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, recov
                 if os.getppid() != parent_pid:
                     return  # orphaned
             continue
-        env_id, cmd, block, pos = ring[tail % cap].tolist()
+        env_id, cmd, base, pos = ring[tail % cap].tolist()
         if cmd == CMD_CLOSE:
             return
-        run_item(env_id, cmd, block, pos)
-        if block < 0:
-            # forget the claimed slot before the item counts as done: a restart must never
-            # refill a slot that was already delivered (at worst it redoes this item)
-            progress[P_POS] = -1
+        run_item(env_id, cmd, base, pos)
+        # the item is done once published; a restart reads that from the slot book, so a
+        # kill between publish and here redoes nothing
         tail += 1
         progress[P_TAIL] = tail
 

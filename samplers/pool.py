@@ -43,8 +43,13 @@ Improvements over EnvPool: any Gymnasium id or Python factory runs in the pool; 
 :class:`~gristmill.samplers.errors.APIUsageError` instead of hanging or crashing (``recv``
 with nothing outstanding, a second ``send`` to a busy env, ``async_reset`` with results
 pending); a worker that raises or dies is reported with its env ids and traceback and either
-raises (``on_error="raise"``) or is restarted (``on_error="restart"``: its in-flight envs come
-back reset with ``truncated=True``); ``close()``, garbage collection, Ctrl-C and SIGTERM leave
+raises (``on_error="raise"``) or is restarted (``on_error="restart"``). A restart keeps the
+pool's contract: each env has at most one result in flight, and a dead worker's envs come back
+exactly once each, as the first step of a new episode (``elapsed_step == 0``, reward 0,
+``truncated=True``) -- those in flight at once, the others at their next ``send``. Results the
+dead worker had already published are delivered as they are. This holds whatever instruction
+the worker was killed at, because every hand-off fact is one atomic write
+(:mod:`gristmill.samplers._slots`). ``close()``, garbage collection, Ctrl-C and SIGTERM leave
 no process and no ``/dev/shm`` entry.
 """
 
@@ -66,6 +71,7 @@ from gristmill.kernels.shmsignal import SignalSet, nbytes
 from gymnasium import spaces
 
 from . import _worker
+from ._slots import TAG_SHIFT, WORKER_MASK, Slots, mask_words
 from ._worker import CMD_CLOSE, CMD_RESET, CMD_RESET_TRUNC, CMD_STEP, split_envs
 from .errors import APIUsageError, WorkerError
 from .registry import EnvFactory, resolve
@@ -220,6 +226,8 @@ class EnvPool:
         for w, ids in enumerate(self._envs_of):
             self._worker_of[ids] = w
         cap = max(len(ids) for ids in self._envs_of) + 2
+        if W > WORKER_MASK:
+            raise ValueError(f"num_workers must be <= {WORKER_MASK}, got {W}")
         spec: dict[str, tuple] = {
             "obs": ((R, B) + obs_shape, obs_dtype),
             "rew": ((R, B), np.float32),
@@ -233,20 +241,24 @@ class EnvPool:
             "head": ((W, 8), np.int64),
             "progress": ((W, 8), np.int64),
             "expected": ((R,), np.int64),
-            "signals": ((nbytes(W + R, R + 1),), np.uint8),
+            "tags": ((R * B,), np.int64),  # slot claims (see _slots)
+            "cursor": ((8,), np.int64),  # async: where claims start looking
+            "masks": ((R, mask_words(B)), np.uint64),  # published slots, per block
+            "signals": ((nbytes(W + R, 0),), np.uint8),
         }
         for k, (shape, dtype) in info_spec.items():
             spec["info_" + k] = ((R, B) + tuple(shape), np.dtype(dtype))
         self._info_keys = list(info_spec)
         self._res.arrays = a = SharedArrays.create(spec)
-        # semaphores: one per worker (work to do), one per block (block full); counters: one
-        # per block (slots filled), then the async slot-claim counter
-        self._res.sig = SignalSet(a["signals"], W + R, R + 1, init=True)
+        # semaphores: one per worker (work to do), one per block (block full)
+        self._res.sig = SignalSet(a["signals"], W + R, 0, init=True)
         self._res.n_workers, self._res.cap = W, cap
         self._a, self._sig = a, self._res.sig
         a["seeds"][:] = -1
-        a["progress"][:, _worker.P_POS] = -1
+        a["tags"][:] = -1
         a["expected"][:] = B
+        self._slots = Slots(a["tags"], a["cursor"], a["masks"], B)
+        self._masks, self._cursor = a["masks"], a["cursor"]
         self._obs, self._rew, self._term, self._trunc = a["obs"], a["rew"], a["term"], a["trunc"]
         self._env_id, self._elapsed = a["env_id"], a["elapsed_step"]
         self._info_arrays = {k: a["info_" + k] for k in self._info_keys}
@@ -259,8 +271,10 @@ class EnvPool:
         self._bad = np.zeros(1, np.int64)  # claim(): the offending id
         self._counts = np.zeros(W, np.int64)  # dispatch(): items per worker
         self._started = False
-        self._pending: deque = deque()  # sync: (block, n) per request batch, oldest first
-        self._next_block = 0
+        # Slot sequence numbers only grow (slot s is position s % B of block s // B % R), so a
+        # claim or a result of an earlier round can never pass for one of this round.
+        self._pending: deque = deque()  # sync: (seq, n) per request batch, oldest first
+        self._req_seq = 0  # sync: request batches sent so far (block = seq % num_blocks)
         self._recv_seq = 0  # async: blocks received so far (block = seq % num_blocks)
         self._last_check = time.monotonic()
 
@@ -275,13 +289,13 @@ class EnvPool:
             raise
 
     # ---- processes ------------------------------------------------------------------------------
-    def _start_worker(self, w: int, base_seed, recovery=()) -> None:
+    def _start_worker(self, w: int, base_seed, restarted: bool = False) -> None:
         recv_conn, send_conn = self._ctx.Pipe(duplex=False)
         ids = [int(i) for i in self._envs_of[w]]
         p = self._ctx.Process(
             target=_worker.worker_main,
             args=(w, ids, self.factory, self._a, self._layout, base_seed, send_conn,
-                  os.getpid(), list(recovery)),
+                  os.getpid(), restarted),
             name=f"gristmill-pool-{w}",
             daemon=True,
         )
@@ -314,8 +328,10 @@ class EnvPool:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"workers {sorted(waiting)} not ready after {timeout} s")
 
-    def _check_workers(self) -> None:
-        """Raise (or restart) for every worker that reported an error or died."""
+    def _check_workers(self) -> bool:
+        """Raise (or restart) for every worker that reported an error or died; True if it
+        restarted one."""
+        restarted = False
         for w in range(self.num_workers):
             p, conn = self._res.procs[w], self._res.conns[w]
             err = None
@@ -342,33 +358,69 @@ class EnvPool:
                 self.close()
                 raise err
             self._restart(w, err)
+            restarted = True
+        return restarted
 
     def _restart(self, w: int, err: WorkerError) -> None:
-        """Replace worker ``w``; its unfinished requests come back as truncating resets."""
+        """Replace worker ``w``, rewriting its ring so that each env of ``w`` still waiting for
+        a result gets exactly one: the dead worker's published result if there is one (it is
+        delivered as it is), else a redo of the request as a reset reporting ``truncated``
+        (in async mode into the slot the dead worker had claimed for it, if any: ``recv``
+        waits for that slot).
+
+        Which requests are answered is read from what the main process knows (``_outstanding``:
+        sent, result not received) and from the slot book, never from the dead worker's
+        progress counter: a worker killed after publishing a result but before advancing
+        past its request leaves that request in the ring although its env has its result
+        (issue 21)."""
         a = self._a
         p = self._res.procs[w]
         if p.is_alive():
             p.kill()
         p.join(1.0)
         self._res.conns[w].close()
-        prog = a["progress"][w]
-        tail, head = int(prog[_worker.P_TAIL]), int(a["head"][w, 0])
-        items = [tuple(int(x) for x in self._ring[w, t % self._cap]) for t in range(tail, head)]
-        recovery = [(e, CMD_RESET_TRUNC, b, pos) for e, cmd, b, pos in items if cmd != CMD_CLOSE]
-        claimed = int(prog[_worker.P_POS])
-        if recovery and recovery[0][2] < 0 and claimed >= 0 and (
-                recovery[0][0] == int(prog[_worker.P_ENV])):
-            # async: it died inside this step after claiming its output slot; fill that one
-            B = self.batch_size
-            recovery[0] = (recovery[0][0], CMD_RESET_TRUNC, (claimed // B) % self.num_blocks,
-                           claimed % B)
-        prog[_worker.P_TAIL] = head
-        prog[_worker.P_POS] = -1
+        B, R, cap = self.batch_size, self.num_blocks, self._cap
+        tail, head = int(a["progress"][w, _worker.P_TAIL]), int(a["head"][w, 0])
+        items = [tuple(int(x) for x in self._ring[w, t % cap]) for t in range(tail, head)]
+        published, claimed = set(), []
+        if self.is_async:
+            # the slots w claimed that recv has not returned yet: published or not; an
+            # unpublished one is the claim of the request w was running, items[0]
+            tags = a["tags"]
+            seq = tags >> TAG_SHIFT
+            for i in np.flatnonzero((seq >= self._recv_seq * B) & (tags & WORKER_MASK == w)):
+                if self._slots.published(i // B, i % B):
+                    published.add(int(self._env_id[i // B, i % B]))
+                else:
+                    claimed.append(int(seq[i]))
+        last = {e: k for k, (e, *_) in enumerate(items)}
+        redo = []
+        for k, (e, cmd, base, pos) in enumerate(items):
+            if cmd == CMD_CLOSE or not self._outstanding[e] or last[e] != k:
+                # answered: only an env's latest request can be waiting for its result (an
+                # earlier one in the ring was answered, received, and the env sent again)
+                continue
+            if base >= 0:  # the slot is named in the item (sync, or an earlier redo)
+                s = base + pos
+                if s in claimed:
+                    claimed.remove(s)
+                if self._slots.published((s // B) % R, s % B):
+                    continue
+            elif e in published:
+                continue
+            elif claimed and k == 0:
+                base, pos = claimed.pop(), 0
+            redo.append((e, CMD_RESET_TRUNC, base, pos))
+        if claimed:  # pragma: no cover - the protocol allows none
+            raise RuntimeError(f"worker {w} left claimed slots {claimed} with no request")
+        for k, item in enumerate(redo):
+            self._ring[w, (tail + k) % cap] = item
+        a["head"][w, 0] = tail + len(redo)
         self.restarts += 1
         warnings.warn(f"{err.args[0]}; restarting it (restart {self.restarts}/"
                       f"{self.max_restarts}); envs {err.env_ids} restart their episodes",
                       RuntimeWarning, stacklevel=3)
-        self._start_worker(w, base_seed=None, recovery=recovery)
+        self._start_worker(w, base_seed=None, restarted=True)
         self._await_ready([w], 120.0)
 
     # ---- EnvPool API ----------------------------------------------------------------------------
@@ -426,22 +478,23 @@ class EnvPool:
             return
         n = len(ids)
         if self.is_async:
-            block = -1  # the workers claim output slots as steps finish
+            base = -1  # the workers claim output slots as steps finish
         else:
             if len(self._pending) >= self.num_blocks - 1:
                 if claimed:
                     self._outstanding[ids] = False
                 raise APIUsageError(f"{len(self._pending)} batches requested and not "
                                     f"received; recv first")
-            block = self._next_block
-            self._next_block = (block + 1) % self.num_blocks
-            self._a["expected"][block] = n
-            self._pending.append((block, n))
+            seq = self._req_seq
+            self._req_seq += 1
+            self._a["expected"][seq % self.num_blocks] = n
+            self._pending.append((seq, n))
+            base = seq * B  # result i goes to slot base + i
         if not claimed:
             self._outstanding[ids] = True
         self._n_outstanding += n
         counts = self._counts
-        dispatch(ids, self._worker_of, self._ring, self._head, cmd, block, counts)
+        dispatch(ids, self._worker_of, self._ring, self._head, cmd, base, counts)
         post = self._sig.post
         for w, k in enumerate(counts.tolist()):
             if k:
@@ -473,10 +526,11 @@ class EnvPool:
         for b in range(self.num_blocks):
             while sig.trywait(self.num_workers + b):
                 pass
-            sig.store(b, 0)
-        sig.store(self.num_blocks, 0)  # async slot claims start again at block 0
-        self._recv_seq = 0
-        self._next_block = 0
+        a["masks"][:] = 0
+        if self.is_async:  # the next claim starts the block after the last one claimed
+            B = self.batch_size
+            self._recv_seq = -(-int(a["cursor"][0]) // B)
+            a["cursor"][0] = self._recv_seq * B
         self._pending.clear()
         self._outstanding[:] = False
         self._n_outstanding = 0
@@ -544,27 +598,35 @@ class EnvPool:
             return self._recv_async()
         if not self._pending:
             raise APIUsageError("recv with nothing outstanding: send (or step) first")
-        b, n = self._pending[0]
+        seq, n = self._pending[0]
+        b = seq % self.num_blocks
         self._wait_block(b, n)
-        self._sig.store(b, 0)
         self._pending.popleft()
         return self._take(b, n)
 
     def _wait_block(self, b: int, n: int) -> None:
-        """Until block ``b`` holds ``n`` results: its semaphore when ``n`` fills it, else
-        polling its fill counter (a partial async batch: nobody posts for it)."""
+        """Until block ``b`` holds ``n`` results (slot book: :meth:`Slots.ready`). Sleeps on
+        the block's semaphore when its completion is posted, else polls: a partial async
+        batch (nobody posts for it), a wake-up without the results (a post that a worker
+        killed earlier left), or after a worker died (it may have completed the block
+        without posting)."""
         sem = self.num_workers + b
-        full = n == self.batch_size or not self.is_async
+        ready = self._slots.ready
+        poll = n < self.batch_size and self.is_async
         deadline = None if self.step_timeout is None else time.monotonic() + self.step_timeout
         while True:
-            if full:
-                if self._sig.wait(sem, timeout=0.25, spin=self.spin):
-                    return
-            else:
-                if self._sig.load(b) >= n:
+            if poll:
+                if ready(b, n):
                     return
                 time.sleep(0.0005)
-            self._check_workers()
+            elif self._sig.wait(sem, timeout=0.25, spin=self.spin):
+                if ready(b, n):
+                    return
+                poll = True
+            elif ready(b, n):
+                return
+            if self._check_workers():
+                poll = True
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(
                     f"no batch within step_timeout={self.step_timeout} s; outstanding envs: "
@@ -583,14 +645,15 @@ class EnvPool:
         b = self._recv_seq % self.num_blocks
         self._wait_block(b, n)
         self._recv_seq += 1
-        self._sig.store(b, 0)
         if n < self.batch_size:
             # every result is in: no worker claims slots now, so realign the claims to the
             # next block's start
-            self._sig.store(self.num_blocks, self._recv_seq * self.batch_size)
+            self._cursor[0] = self._recv_seq * self.batch_size
         return self._take(b, n)
 
     def _take(self, b: int, n: int):
+        # no worker writes block b again before its next round, which needs this one taken
+        self._masks[b] = 0
         ids = self._env_id[b, :n]
         self._outstanding[ids] = False
         self._n_outstanding -= n
