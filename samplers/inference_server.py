@@ -25,11 +25,12 @@ __all__ = ["InferenceServer", "PolicyFn"]
 
 PolicyFn = Callable[[int, Mapping[str, np.ndarray], np.ndarray], Mapping]
 """``policy_fn(policy_id, obs, state) -> outputs``: ``obs`` maps each observation key to
-``[N, *shape]``, ``state`` is ``[N, state_size]``; ``outputs`` holds NumPy arrays ``actions``
-``[N, A]``, ``log_probs`` ``[N]``, ``logits`` ``[N, L]``, ``values`` ``[N]``, ``state``
-``[N, state_size]`` (after the step) and the int ``version`` of the weights that acted."""
+``[N, *shape]``, ``state`` is ``[N, state_size]``; ``outputs`` holds NumPy arrays named as the
+slot arrays they fill: ``actions`` ``[N, A]``, ``log_prob_actions`` ``[N]``, ``action_logits``
+``[N, L]``, ``values`` ``[N]``, ``rnn_states`` ``[N, state_size]`` (after the step), and the
+int ``version`` of the weights that acted."""
 
-_OUTPUTS = ("actions", "log_probs", "logits", "values")
+_OUTPUTS = ("actions", "log_prob_actions", "action_logits", "values")
 
 
 class InferenceServer:
@@ -115,10 +116,14 @@ class InferenceServer:
             rows = np.flatnonzero(policies == pid)
             s, t = slots[rows], ts[rows]
             obs = {k: a[f"obs_{k}"][s, t] for k in layout.obs}
-            out = self.policy_fn(int(pid), obs, a["rnn_states"][s, t])
+            state = a["rnn_states"][s, t]  # a copy (fancy index)
+            # the one writer of rnn_states[t + 1] is this server: an episode that ended at
+            # t - 1 is reset here, on read (a slot's step 0 comes reset from its worker)
+            state[(t > 0) & (a["dones"][s, np.maximum(t - 1, 0)] != 0)] = 0.0
+            out = self.policy_fn(int(pid), obs, state)
             for key in _OUTPUTS:
                 a[key][s, t] = out[key]
-            a["rnn_states"][s, t + 1] = out["state"]
+            a["rnn_states"][s, t + 1] = out["rnn_states"]
             a["policy_version"][s, t] = out["version"]
         a["acted"][slots, ts] = fills  # last: the stamp says every output above is in place
         for m in msgs:

@@ -13,11 +13,13 @@ Slot layout (``S`` slots, rollout ``T``; ``[S, T + 1]`` entries hold the bootstr
 array               shape, dtype          written by
 ==================  ====================  =================================================
 obs_<key>           [S, T+1, *shape]      worker (step t's observation)
-rnn_states          [S, T+1, state]       inference (state before step t+1); worker zeroes
-                                          it after an episode end
+rnn_states          [S, T+1, state]       inference (state after step t, before any reset
+                                          at an episode end: whoever reads it for step
+                                          t+1 zeroes it where dones[t]); the worker
+                                          writes [S, 0] when it opens a slot
 actions             [S, T, A] float32     inference
-log_probs           [S, T] float32        inference
-logits              [S, T, L] float32     inference
+log_prob_actions    [S, T] float32        inference
+action_logits       [S, T, L] float32     inference
 values              [S, T+1] float32      inference (the last one by the learner)
 policy_version      [S, T] int64          inference
 policy_id           [S, T] int16          inference (the policy that acted)
@@ -40,72 +42,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from gristmill.kernels.shm import SharedArrays
 from gristmill.kernels.shmqueue import Queue
-from gymnasium import spaces
 
-__all__ = [
-    "RolloutLayout",
-    "RolloutChannels",
-    "action_spec_of",
-    "action_from_row",
-    "obs_spec_of",
-]
-
-
-def obs_spec_of(space: spaces.Space) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
-    """Per-key ``(shape, dtype)`` of a Box or Dict-of-Box observation space (Box -> ``"obs"``)."""
-    if isinstance(space, spaces.Box):
-        return {"obs": (tuple(space.shape), np.dtype(space.dtype))}
-    if isinstance(space, spaces.Dict):
-        out = {}
-        for key, sub in space.spaces.items():
-            if not isinstance(sub, spaces.Box):
-                raise TypeError(f"observation {key!r} must be a Box, got {sub}")
-            out[key] = (tuple(sub.shape), np.dtype(sub.dtype))
-        return out
-    raise TypeError(f"observation space must be Box or Dict of Box, got {space}")
-
-
-def action_spec_of(space: spaces.Space) -> tuple[tuple[int, ...], int]:
-    """``(categorical sizes, continuous dims)`` of Discrete / MultiDiscrete / Box / Tuple."""
-    if isinstance(space, spaces.Discrete):
-        return (int(space.n),), 0
-    if isinstance(space, spaces.MultiDiscrete):
-        return tuple(int(n) for n in np.asarray(space.nvec).ravel()), 0
-    if isinstance(space, spaces.Box):
-        return (), int(np.prod(space.shape))
-    if isinstance(space, spaces.Tuple):
-        discrete: list[int] = []
-        continuous = 0
-        for sub in space.spaces:
-            d, c = action_spec_of(sub)
-            if d and continuous:
-                raise TypeError(f"Box sub-actions must come last in {space}")
-            discrete += d
-            continuous += c
-        return tuple(discrete), continuous
-    raise TypeError(f"unsupported action space {space}")
-
-
-def action_from_row(space: spaces.Space, row: np.ndarray):
-    """The env action encoded by a float row ``[*categorical indices, *continuous values]``."""
-    if isinstance(space, spaces.Discrete):
-        return int(row[0])
-    if isinstance(space, spaces.MultiDiscrete):
-        return row.astype(np.int64).reshape(np.asarray(space.nvec).shape)
-    if isinstance(space, spaces.Box):
-        return row.astype(space.dtype).reshape(space.shape)
-    if isinstance(space, spaces.Tuple):
-        out, i = [], 0
-        for sub in space.spaces:
-            if isinstance(sub, spaces.Box):
-                n = int(np.prod(sub.shape))
-                out.append(row[i : i + n].astype(sub.dtype).reshape(sub.shape))
-                i += n
-            else:
-                out.append(int(row[i]))
-                i += 1
-        return tuple(out)
-    raise TypeError(f"unsupported action space {space}")
+__all__ = ["RolloutLayout", "RolloutChannels"]
 
 
 @dataclass(frozen=True)
@@ -119,7 +57,8 @@ class RolloutLayout:
       rollout: steps per trajectory slot (``T``).
       num_slots: trajectory slots; at least every env's slot plus room for the batches.
       obs: per-key ``(shape, dtype)``.
-      action_dim, num_logits, state_size: widths of the policy outputs.
+      action_dim, num_logits, state_size: widths of the policy outputs (see
+        :mod:`gristmill.samplers.spaces` for the codecs of the env spaces).
       agents_per_env: policy-driven agents in each env (multi-agent envs such as a Doom duel
         return per-agent lists); every agent has its own trajectory slot.
     """
@@ -163,8 +102,8 @@ class RolloutLayout:
         spec.update(
             rnn_states=((s, t + 1, self.state_size), np.float32),
             actions=((s, t, self.action_dim), np.float32),
-            log_probs=((s, t), np.float32),
-            logits=((s, t, self.num_logits), np.float32),
+            log_prob_actions=((s, t), np.float32),
+            action_logits=((s, t, self.num_logits), np.float32),
             values=((s, t + 1), np.float32),
             policy_version=((s, t), np.int64),
             policy_id=((s, t), np.int16),
@@ -177,6 +116,7 @@ class RolloutLayout:
             slot_owner=((s,), np.int32),
             slot_fill=((s,), np.int64),
             agent_policy=((self.num_agents,), np.int16),
+            next_policy=((self.num_agents,), np.int16),
             worker_taking=((self.num_workers,), np.uint8),
             worker_heartbeat=((self.num_workers,), np.float64),
             stop=((1,), np.uint8),

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from queue import Empty
 
 import numpy as np
-from gristmill.samplers.rollout import RolloutChannels, action_from_row
+from gristmill.samplers.rollout import RolloutChannels
 from gristmill.samplers.rollout_protocol import (
     FILLING,
     FINISHED,
@@ -39,6 +39,7 @@ from gristmill.samplers.rollout_protocol import (
     TrajectoryReady,
     fill_id,
 )
+from gristmill.samplers.spaces import action_from_row
 
 __all__ = [
     "RolloutWorkerPool",
@@ -256,6 +257,10 @@ class _Worker:
                     obs = self._agents(obs)
                 except Exception as exc:  # noqa: BLE001
                     obs = self.restart_env(i, exc)
+            if env_done:
+                # the match-maker's choice for the next episode takes effect now
+                agents = self.agent_ids[i]
+                a["agent_policy"][agents] = a["next_policy"][agents]
             for j, slot in enumerate(slots):
                 self.ep_return[i, j] += reward[j]
                 self.ep_len[i, j] += 1
@@ -274,10 +279,15 @@ class _Worker:
                         }
                         if "true_objective" in info[j]:
                             stats["true_objective"] = float(info[j]["true_objective"])
-                        self.report("episode", env=self.first + i, agent=j, **stats)
+                        self.report(
+                            "episode",
+                            env=self.first + i,
+                            agent=j,
+                            policy_id=int(a["policy_id"][slot, t]),
+                            **stats,
+                        )
                     self.ep_return[i, j] = 0.0
                     self.ep_len[i, j] = 0
-                    a["rnn_states"][slot, t + 1] = 0.0
                 self.write_obs(slot, t + 1, obs[j])
         t += 1
         if t == lay.rollout:
@@ -287,7 +297,9 @@ class _Worker:
                     new, fill = self.take_slot()
                     for key in self.obs_keys:
                         a[f"obs_{key}"][new, 0] = a[f"obs_{key}"][old, lay.rollout]
-                    a["rnn_states"][new, 0] = a["rnn_states"][old, lay.rollout]
+                    # step 0 of a slot is read by the learner as is: reset it here
+                    ended = a["dones"][old, lay.rollout - 1]
+                    a["rnn_states"][new, 0] = 0.0 if ended else a["rnn_states"][old, lay.rollout]
                     self.slots[i, j], self.fills[i, j] = new, fill
                     # still ours until the learner takes it: a death now re-sends it
                     a["slot_state"][old] = FINISHED

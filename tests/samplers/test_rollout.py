@@ -15,15 +15,10 @@ import numpy as np
 import pytest
 from gristmill.kernels.shm import PREFIX
 from gristmill.samplers.inference_server import InferenceServer
-from gristmill.samplers.rollout import (
-    RolloutChannels,
-    RolloutLayout,
-    action_from_row,
-    action_spec_of,
-    obs_spec_of,
-)
+from gristmill.samplers.rollout import RolloutChannels, RolloutLayout
 from gristmill.samplers.rollout_testing import EchoEnvFactory
 from gristmill.samplers.rollout_worker import RolloutWorkerPool, lower_thread_priority
+from gristmill.samplers.spaces import action_from_row, action_spec_of, obs_spec_of
 from gymnasium import spaces
 
 T = 4
@@ -62,10 +57,10 @@ def numpy_policy(rng, version=7):
         n = len(state)
         return {
             "actions": rng.integers(0, 4, (n, 1)).astype(np.float32),
-            "log_probs": np.zeros(n, np.float32),
-            "logits": np.zeros((n, 4), np.float32),
+            "log_prob_actions": np.zeros(n, np.float32),
+            "action_logits": np.zeros((n, 4), np.float32),
             "values": np.zeros(n, np.float32),
-            "state": state + 1,
+            "rnn_states": state + 1,
             "version": version,
         }
 
@@ -143,7 +138,9 @@ def test_trajectories_are_consistent():
             for t in range(T):
                 if a["dones"][t]:  # episode of 5 steps: truncated, next obs is a reset
                     assert a["time_outs"][t] == 1 and obs[t + 1, 1] == 0
-                    assert np.all(a["rnn_states"][t + 1] == 0), "state reset after an end"
+                    # inference read step t + 1's state as zeros (the policy adds 1)
+                    if t + 1 < T:
+                        assert np.all(a["rnn_states"][t + 2] == 1), "state reset after an end"
                 else:
                     assert obs[t + 1, 1] == obs[t, 1] + 1
     finally:
@@ -321,3 +318,54 @@ def test_lower_thread_priority_changes_only_the_calling_thread():
     t.join()
     assert seen == {"changed": True, "nice": min(19, base + 2), "noop": False}
     assert os.getpriority(os.PRIO_PROCESS, 0) == base
+
+
+def test_policy_ids_run_end_to_end():
+    """The match-maker's next_policy takes effect at the agent's next episode: inference calls
+    that policy (one call per policy in a batch), the steps, the trajectory and the episode
+    report carry its id."""
+    layout, ch, pool = make(num_workers=1, envs=2)
+    a = ch.arrays
+    a["next_policy"][:] = [0, 1]  # env 1 switches to policy 1 after its first episode
+    calls = []
+
+    def policy_fn(policy_id, obs, state):
+        calls.append((policy_id, len(state)))
+        n = len(state)
+        out = numpy_policy(np.random.default_rng(0))(policy_id, obs, state)
+        out["actions"] = np.full((n, 1), 100 * policy_id + 1, np.float32)
+        return out
+
+    server = InferenceServer(ch, pool.generation, policy_fn)
+    try:
+        pool.start()
+        trajs, deadline = [], time.time() + 60
+        while len(trajs) < 8:
+            assert time.time() < deadline
+            server.serve(0.5)
+            try:
+                slots = pool.ledger.accept(ch.trajectories.get_many_nowait())
+            except Empty:
+                continue
+            for s in slots:
+                trajs.append({k: a[k][s].copy() for k in ("obs_obs", "policy_id", "dones")})
+            pool.ledger.consume(slots)
+        for tr in trajs:
+            env = int(tr["obs_obs"][0, 0])
+            echoed = tr["obs_obs"][1:, 2]
+            acted = np.where(tr["dones"] == 1, -1, 100 * tr["policy_id"] + 1)
+            assert np.array_equal(echoed, acted), tr  # each step ran the policy it names
+            if env == 0:
+                assert np.all(tr["policy_id"] == 0)
+        env1 = np.concatenate([tr["policy_id"] for tr in trajs if tr["obs_obs"][0, 0] == 1])
+        first_end = 5  # episodes of 5 steps: steps 0-4 under policy 0, then policy 1
+        assert np.all(env1[:first_end] == 0) and np.all(env1[first_end:] == 1), env1
+        assert {p for p, _ in calls} == {0, 1}
+        reports = []
+        while len([r for r in reports if r["kind"] == "episode"]) < 3:
+            reports += ch.reports.get_many(timeout=5)
+        episodes = [r for r in reports if r["kind"] == "episode" and r["env"] == 1]
+        assert episodes[0]["policy_id"] == 0 and all(r["policy_id"] == 1 for r in episodes[1:])
+    finally:
+        pool.stop()
+        ch.close()

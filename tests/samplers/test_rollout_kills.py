@@ -19,7 +19,7 @@ from queue import Empty
 import numpy as np
 import pytest
 from gristmill.samplers.inference_server import InferenceServer
-from gristmill.samplers.rollout import RolloutChannels, RolloutLayout, obs_spec_of
+from gristmill.samplers.rollout import RolloutChannels, RolloutLayout
 from gristmill.samplers.rollout_protocol import (
     FILLING,
     FINISHED,
@@ -29,6 +29,7 @@ from gristmill.samplers.rollout_protocol import (
 )
 from gristmill.samplers.rollout_testing import EchoEnvFactory
 from gristmill.samplers.rollout_worker import RolloutWorkerPool
+from gristmill.samplers.spaces import obs_spec_of
 
 T = 4
 
@@ -51,10 +52,10 @@ class Recorder:
             acts = acts % self.num_actions
         return {
             "actions": acts[:, None],
-            "log_probs": np.zeros(n, np.float32),
-            "logits": np.zeros((n, self.ch.layout.num_logits), np.float32),
+            "log_prob_actions": np.zeros(n, np.float32),
+            "action_logits": np.zeros((n, self.ch.layout.num_logits), np.float32),
             "values": np.zeros(n, np.float32),
-            "state": state + 1,
+            "rnn_states": state + 1,
             "version": 3,
         }
 
