@@ -3,6 +3,7 @@
 Examples::
 
     gristmill-generals play general expander --games 200 --replays runs/replays --keep 2
+    gristmill-generals play runs/g/policy.pt general --games 200    # a trained agent
     gristmill-generals table --games 200            # win-rate table of every pair of bots
     gristmill-generals render runs/replays/game_000.npz --out game.gif [--view 0]
     gristmill-generals render runs/replays/game_000.npz --ansi --tick 100
@@ -41,7 +42,14 @@ HEADER = ("| bot A | bot B | games | A wins | B wins | draws | A score | mean ti
 
 
 def cmd_play(args) -> int:
-    r = play_match(args.bot_a, args.bot_b, args.games, args.maps, args.truncation, args.priority,
+    from .players import load_opponent
+
+    try:
+        a, b = load_opponent(args.bot_a), load_opponent(args.bot_b)
+    except (ValueError, RuntimeError) as e:
+        print(f"play: {e}", file=sys.stderr)
+        return 2
+    r = play_match(a, b, args.games, args.maps, args.truncation, args.priority,
                    args.seed, keep_replays=args.keep if args.replays else 0)
     print(HEADER)
     print(_row(r))
@@ -117,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="gristmill-generals", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("play", help="play two bots against each other")
-    p.add_argument("bot_a", choices=BOTS)
-    p.add_argument("bot_b", choices=BOTS)
+    p = sub.add_parser("play", help="play two bots or agent checkpoints against each other")
+    p.add_argument("bot_a", help=f"a bot ({', '.join(BOTS)}) or an agent checkpoint (.pt)")
+    p.add_argument("bot_b", help="the same for the other side")
     _add_rules(p)
     p.add_argument("--replays", help="folder to write replays (.npz) into")
     p.add_argument("--keep", type=int, default=1, help="replays to write (default 1)")

@@ -33,3 +33,17 @@ def test_train_runs_bc_then_selfplay_resumes_and_eval_rates_the_league(tmp_path)
     out = run("eval", "--run", str(run_dir), "--games", "2", "--truncation", "40",
               "--bots", "random", "expander", "--bootstrap", "0", "--threads", "1")
     assert "| policy | random | 2 |" in out and "snap_000" in out and "ratings" in out
+
+
+def test_play_accepts_an_agent_checkpoint_and_names_a_bad_player(tmp_path):
+    import torch
+    from gristmill.apps.generals.agent import Policy
+
+    torch.manual_seed(0)
+    path = Policy.create(history=2, channels=8, blocks=1, stem_channels=4).save(
+        tmp_path / "tiny.pt")
+    out = run("play", str(path), "random", "--games", "2", "--truncation", "30",
+              "--replays", str(tmp_path / "reps"), "--keep", "1")
+    assert "| tiny | random | 2 |" in out and (tmp_path / "reps" / "game_000.npz").exists()
+    proc = subprocess.run(CLI + ["play", "nobot", "random"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "neither a bot" in proc.stderr
