@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["REWARD_TAGS", "Curve", "plot_curves", "read_curve"]
+__all__ = ["REWARD_TAGS", "Curve", "plot_curves", "read_curve", "tensorboard_writer"]
+
+TB_DIR = "tb"  # a run's TensorBoard events: <experiment>/tb/
 
 # Reward scalar of each app -> env frames per TensorBoard step. gristmill-doom logs against env
 # frames; gristmill-atari (CleanRL's tags) against agent steps, 4 frames each.
@@ -35,8 +37,15 @@ class Curve:
     reward: np.ndarray  # float64, mean reward of the last 100 episodes
 
 
+def tensorboard_writer(run_dir: str):
+    """A ``SummaryWriter`` into the run's ``tb/`` folder, where :func:`read_curve` reads."""
+    from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - slow import
+
+    return SummaryWriter(os.path.join(run_dir, TB_DIR))
+
+
 def _event_files(run_dir: str) -> list[str]:
-    tb = os.path.join(run_dir, "tb")
+    tb = os.path.join(run_dir, TB_DIR)
     folder = tb if os.path.isdir(tb) else run_dir
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"no run directory {run_dir}")
@@ -121,3 +130,18 @@ def plot_curves(
     fig.savefig(out, dpi=100)
     plt.close(fig)
     return out
+
+
+def plot_command(app: str, runs: list[str], out: str | None) -> int:
+    """``<app> plot RUN... [--out PNG]``: draw the runs (default PNG: ``RUN/curves.png`` for
+    one run, ``curves.png`` for several), print its path; a run without logs or rewards is
+    named on stderr with exit status 2."""
+    import sys  # noqa: PLC0415
+
+    out = out or (os.path.join(runs[0], "curves.png") if len(runs) == 1 else "curves.png")
+    try:
+        print(plot_curves(runs, out, title=app))
+    except (FileNotFoundError, ValueError) as e:
+        print(f"{app} plot: {e}", file=sys.stderr)
+        return 2
+    return 0

@@ -310,14 +310,11 @@ def _train(args: Args, console: RunConsole | None, stop: _StopRequest) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gristmill.apps.curves import plot_curves  # noqa: PLC0415
+    from gristmill.apps.curves import plot_command, plot_curves  # noqa: PLC0415
 
     ns = _parser().parse_args(argv)
     if ns.command == "plot":
-        out = ns.out or (os.path.join(ns.runs[0], "curves.png") if len(ns.runs) == 1 else
-                         "curves.png")
-        print(plot_curves(ns.runs, out, title="gristmill-atari"))
-        return 0
+        return plot_command("gristmill-atari", ns.runs, ns.out)
     args = Args(**{f.name: getattr(ns, f.name) for f in fields(Args)})
     exp = os.path.join(args.train_dir, args.experiment or args.env)
     try:

@@ -98,13 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
         return 0
     if args.command == "plot":
-        from gristmill.apps.curves import plot_curves  # noqa: PLC0415
+        from gristmill.apps.curves import plot_command  # noqa: PLC0415
 
-        out = args.out or (
-            os.path.join(args.runs[0], "curves.png") if len(args.runs) == 1 else "curves.png"
-        )
-        print(plot_curves(args.runs, out, title="gristmill-doom"))
-        return 0
+        return plot_command("gristmill-doom", args.runs, args.out)
     cfg = from_args(args)
     with RunConsole(cfg.train_for_env_steps, cfg.train_for_seconds, quiet=args.quiet) as con:
         summary = _train(cfg, con)
