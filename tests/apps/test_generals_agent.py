@@ -59,3 +59,19 @@ def test_generals_bots_agent_matches_the_batched_bot_and_resets_on_a_new_game():
         want[0, 1] = [1, 0, 0, 0, 0]
         eng.step(want)
     assert agent._last_tick < 25  # the second game started and the agent followed it
+
+
+def test_the_agent_plays_a_pettingzoo_env_from_its_observations():
+    from gristmill.envs.generals import GeneralsParallelEnv
+
+    torch.manual_seed(2)
+    agent = GeneralsBotsAgent(Policy.create(history=2, **TINY), greedy=False)
+    env = GeneralsParallelEnv(truncation=40)
+    obs, infos = env.reset(seed=3)
+    moved = 0
+    for _ in range(39):
+        a = agent.act_planes(obs["player_0"]["observation"])
+        obs, _, term, trunc, infos = env.step({"player_0": a, "player_1": [1, 0, 0, 0, 0]})
+        moved += infos["player_0"]["status"] == 1
+        assert infos["player_0"]["status"] != 2
+    assert moved > 5
