@@ -18,7 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["REWARD_TAGS", "Curve", "plot_curves", "read_curve", "tensorboard_writer"]
+__all__ = [
+    "REWARD_TAGS",
+    "Curve",
+    "plot_command",
+    "plot_curves",
+    "read_curve",
+    "tensorboard_writer",
+]
 
 TB_DIR = "tb"  # a run's TensorBoard events: <experiment>/tb/
 
