@@ -43,7 +43,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from gristmill.apps.console import RunConsole, run_summary  # noqa: E402
-from gristmill.apps.doom.checkpoints import (  # noqa: E402
+from gristmill.apps.checkpoints import (  # noqa: E402
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
@@ -74,6 +74,7 @@ class Args:
     total_timesteps: int = 10_000_000  # agent steps (x4 frames with frame skip 4)
     num_envs: int = 8  # parallel games
     num_workers: int = 0  # pool worker processes (0: one per core)
+    max_worker_restarts: int = 100  # crashed pool workers replaced before the run stops (0: none)
     num_steps: int = 128  # steps per env per rollout
     learning_rate: float = 2.5e-4  # Adam learning rate (annealed to 0)
     anneal_lr: bool = True  # linear learning-rate decay
@@ -167,6 +168,8 @@ def _train(args: Args, console: RunConsole | None, stop: _StopRequest) -> dict:
         num_envs=args.num_envs,
         num_workers=args.num_workers or None,
         seed=args.seed,
+        on_error="restart" if args.max_worker_restarts > 0 else "raise",
+        max_restarts=args.max_worker_restarts,
         episodic_life=True,
         reward_clip=True,
     )
@@ -225,12 +228,15 @@ def _train(args: Args, console: RunConsole | None, stop: _StopRequest) -> dict:
                 next_obs = torch.from_numpy(np.array(o))
                 ep_ret += info["reward"]
                 ep_len += 1
-                ended = np.asarray(info["terminated"], bool) | np.asarray(trunc, bool)
+                # a first observation flagged truncated: a pool worker died and this env's
+                # game restarted; the transition is cut (done), the lost game is not a return
+                cut = np.asarray(trunc, bool) & (np.asarray(info["elapsed_step"]) == 0)
+                ended = (np.asarray(info["terminated"], bool) | np.asarray(trunc, bool)) & ~cut
                 for i in np.flatnonzero(ended):
                     returns.append(float(ep_ret[i]))
                     lengths.append(int(ep_len[i]))
-                ep_ret[ended] = 0.0
-                ep_len[ended] = 0
+                ep_ret[ended | cut] = 0.0
+                ep_len[ended | cut] = 0
                 if stop.signum is not None:
                     break
             if stop.signum is not None:
@@ -267,6 +273,7 @@ def _train(args: Args, console: RunConsole | None, stop: _StopRequest) -> dict:
                     loss=stats["loss"],
                 )
                 writer.add_scalar("charts/SPS", sps, learner.env_steps)
+                writer.add_scalar("charts/pool_worker_restarts", pool.restarts, learner.env_steps)
                 if returns:
                     writer.add_scalar("charts/episodic_return", mean_ret, learner.env_steps)
                     writer.add_scalar("charts/episodic_length", np.mean(lengths), learner.env_steps)
@@ -291,6 +298,7 @@ def _train(args: Args, console: RunConsole | None, stop: _StopRequest) -> dict:
             learner.env_steps,
         )
     finally:
+        restarts = pool.restarts
         pool.close()
         writer.close()
     elapsed = time.time() - t0
@@ -303,6 +311,7 @@ def _train(args: Args, console: RunConsole | None, stop: _StopRequest) -> dict:
         "sps": (learner.env_steps - steps0) / max(elapsed, 1e-6),
         "return_mean_100": float(np.mean(returns)) if returns else None,
         "episodes": len(returns),
+        "pool_worker_restarts": restarts,
     }
     if stop.signum is not None:
         summary["interrupted"] = signal.Signals(stop.signum).name

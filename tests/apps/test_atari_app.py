@@ -98,3 +98,46 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
     assert resumed["steps"] == steps + 32
     assert resumed["updates"] == summary["updates"] + 1
     assert _shm() - before == set()
+
+
+def _forked_children(pid: int) -> list[int]:
+    """Child processes forked from ``pid`` (same command line): its env pool workers."""
+    def cmdline(p):
+        with open(f"/proc/{p}/cmdline", "rb") as f:
+            return f.read()
+
+    out = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(c) for c in f.read().split()]
+        except OSError:
+            pass
+    return [c for c in out if cmdline(c) == cmdline(pid)]
+
+
+def test_a_killed_pool_worker_is_replaced_and_its_cut_games_are_not_episodes(tmp_path):
+    """SIGKILL the env pool's worker mid-run: the trainer finishes its budget, reports the
+    restart, and does not log the two games the kill cut short as episodes (a Pong game
+    lasts far longer than this run)."""
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as err_file:
+        proc = subprocess.Popen(_train_cmd(tmp_path, 32 * 6), stdout=subprocess.PIPE,
+                                stderr=err_file, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while log.read_text().count("SPS") < 2:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no two updates in 180 s"
+            time.sleep(0.2)
+        (worker,) = _forked_children(proc.pid)
+        os.kill(worker, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["pool_worker_restarts"] == 1 and summary["steps"] == 32 * 6
+    assert summary["episodes"] == 0
