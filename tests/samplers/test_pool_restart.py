@@ -62,10 +62,15 @@ class _KillingSignals(_worker.SignalSet):
         return super().wait(i, timeout, spin)
 
 
+def _ends(token: float) -> int:
+    """The step at which the episode named ``token`` terminates (if before the limit)."""
+    return 3 + int(token) % 20
+
+
 class TokenEnv(gym.Env):
     """Observation ``[token, step]``: a token drawn at each reset names the episode, so a
-    result can be matched to the env step that produced it. Reward = step; truncates at
-    ``limit`` steps."""
+    result can be matched to the env step that produced it. Reward = step; terminates at
+    step ``_ends(token)``, else truncates at ``limit`` steps."""
 
     observation_space = spaces.Box(-np.inf, np.inf, (2,), np.float64)
     action_space = spaces.Discrete(2)
@@ -82,7 +87,9 @@ class TokenEnv(gym.Env):
     def step(self, action):
         _maybe_die("step")
         self.t += 1
-        return np.array([self.token, float(self.t)]), float(self.t), False, self.t >= self.limit, {}
+        term = self.t == _ends(self.token)
+        trunc = not term and self.t >= self.limit
+        return np.array([self.token, float(self.t)]), float(self.t), term, trunc, {}
 
 
 class Checker:
@@ -120,6 +127,10 @@ class Checker:
                 token, step = obs[k]
                 assert step == s and (s == 0 or (token == self.token[e] and rew[k] == s)), (
                     f"{where}: observation {obs[k]} is not this env's step {s}")
+                if s > 0:
+                    end = s == _ends(token)
+                    assert term[k] == end and trunc[k] == (not end and s >= TokenEnv().limit), (
+                        f"{where}: flags {term[k]}, {trunc[k]} are not this step's")
                 if s == 0:
                     assert token not in self.seen, f"{where}: an old episode's observation"
                     self.seen.add(token)
