@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import secrets
 import threading
@@ -57,6 +58,7 @@ from .viewer import asset, fill_template, load_replays, viewer_html
 
 __all__ = ["BadMessage", "Game", "PlayConfig", "PlayServer", "running", "serve"]
 
+log = logging.getLogger(__name__)
 HUMAN, BOT = 0, 1
 DIR_NAMES = ("up", "down", "left", "right")
 DR, DC = (-1, 1, 0, 0), (0, 0, -1, 1)
@@ -267,20 +269,28 @@ class Session:
         cfg = self.server.cfg
         loop = asyncio.get_running_loop()
         due = loop.time()
-        while not game.over:
-            if cfg.turn_based:
-                while self.steps == 0:
-                    self.wake.clear()
-                    await self.wake.wait()
-                self.steps -= 1
-            else:
-                due = max(due + cfg.tick_seconds, loop.time())
-                await asyncio.sleep(due - loop.time())
-            action, dropped = game.next_action()
-            # shielded: a closing tab waits for the tick in flight (end_game) before saving
-            self.inflight = loop.run_in_executor(None, game.advance, action)
-            await asyncio.shield(self.inflight)
-            await self.send(game.state_message(dropped))
+        try:
+            while not game.over:
+                if cfg.turn_based:
+                    while self.steps == 0:
+                        self.wake.clear()
+                        await self.wake.wait()
+                    self.steps -= 1
+                else:
+                    due = max(due + cfg.tick_seconds, loop.time())
+                    await asyncio.sleep(due - loop.time())
+                action, dropped = game.next_action()
+                # shielded: a closing tab waits for the tick in flight (end_game) before saving
+                self.inflight = loop.run_in_executor(None, game.advance, action)
+                await asyncio.shield(self.inflight)
+                await self.send(game.state_message(dropped))
+        except Exception as e:  # e.g. a broken agent: this game ends, the server goes on
+            log.exception("generals game %s failed", game.id)
+            game.over = True
+            game.save_replay()
+            await self.send({"type": "error", "message": f"this game failed on the server "
+                             f"({type(e).__name__}: {e}); send new_game to play again"})
+            return
         path = game.save_replay()
         result = "draw" if game.winner < 0 else ("win" if game.winner == HUMAN else "loss")
         await self.send({"type": "over", "winner": game.winner, "result": result,

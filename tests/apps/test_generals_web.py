@@ -396,6 +396,35 @@ def test_server_answers_bad_messages_and_keeps_playing(tmp_path):
     assert [p.name.split("_")[-1] for p in tmp_path.glob("*.npz")] == [f"{start['game']}.npz"]
 
 
+class _BrokenPlayer:
+    name = "broken"
+
+    def spawn(self, num_boards, seed=None):
+        return self
+
+    def act(self, obs, masks, scalars, seats, out=None):
+        raise RuntimeError("the opponent crashed")
+
+
+def test_a_failing_opponent_ends_its_game_with_an_error_and_the_server_goes_on(tmp_path):
+    cfg = PlayConfig(opponent="random", turn_based=True, replays=tmp_path)
+
+    async def script(ws, recv):
+        await recv("start")
+        await ws.send_json({"type": "step"})
+        failed = (await recv("error"))["message"]
+        await ws.send_json({"type": "step"})
+        after = (await recv("error"))["message"]
+        return failed, after
+
+    with running(cfg) as srv:
+        srv.opponent = _BrokenPlayer()
+        failed, after = asyncio.run(_client_session(srv.url, script))
+        assert "the opponent crashed" in failed and "game is over" in after
+        wait_for(lambda: not srv.games, "the failed game to be freed")
+        assert urllib.request.urlopen(srv.url, timeout=30).status == 200
+
+
 def test_server_plays_a_trained_agent_checkpoint(tmp_path):
     pytest.importorskip("torch")
     from gristmill.apps.generals.agent import Policy
