@@ -10,7 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import select
 import shutil
+import signal
+import subprocess
+import sys
 import time
 import urllib.request
 
@@ -287,7 +292,14 @@ def test_play_page_keyboard_moves_reach_the_engine_and_the_replay_loads(
         assert rep.num_ticks == 24 and rep.players == ("you", "expander")
         screenshot(browser, artifacts / "play_over.png")
         html = urllib.request.urlopen(srv.url + over["replay_url"].lstrip("/"), timeout=30).read()
-        assert b"gm.ready" in html or b"window.gm" in html
+        assert f'"name":"{replay_path.stem}"'.encode() in html
+        # play again: a fresh game in the same tab, the old one freed
+        ActionChains(browser).send_keys("\ue007").perform()  # Enter
+        wait_for(lambda: browser.execute_script("return !gm.over && gm.state && gm.started.game")
+                 not in (None, False, gid), "a new game after Enter")
+        assert not browser.find_element("id", "overlay").is_displayed()
+        assert browser.execute_script("return gm.state.tick") == 0
+        assert set(srv.games) == {browser.execute_script("return gm.started.game")}
     viewer = write_viewer(replay_path, artifacts / "played.html")
     browser.get(viewer.as_uri())
     wait_for(lambda: browser.execute_script("return window.gm && window.gm.ready === true"),
@@ -447,6 +459,39 @@ def test_server_plays_a_trained_agent_checkpoint(tmp_path):
     assert over["ticks"] == 8
     rep = Replay.load(tmp_path / over["replay"])
     assert rep.num_ticks == 8 and (rep.action_array()[:, 0, 0] == 1).all()
+
+
+def test_cli_serve_prints_its_loopback_url_serves_and_stops_on_ctrl_c(tmp_path):
+    cmd = [sys.executable, "-m", "gristmill.apps.generals", "serve", "--port", "0",
+           "--replays", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 120)
+        assert ready, "serve printed nothing in 120 s"
+        line = proc.stdout.readline()
+        url = re.search(r"http://127\.0\.0\.1:\d+/", line)
+        assert url and "expander" in line, line + proc.stderr.read()
+        page = urllib.request.urlopen(url.group(0), timeout=30).read().decode()
+        assert "<script src" not in page and "new WebSocket" in page
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_cli_serve_names_a_busy_port_and_a_bad_opponent(tmp_path, capsys):
+    from gristmill.apps.generals.cli import main
+
+    with running(PlayConfig(replays=tmp_path)) as srv:
+        port = srv.url.rsplit(":", 1)[1].strip("/")
+        assert main(["serve", "--port", port, "--replays", str(tmp_path)]) == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+    assert main(["serve", "--opponent", str(tmp_path / "none.pt")]) == 2
+    assert "neither a bot" in capsys.readouterr().err
 
 
 def test_cli_view_writes_a_directory_page_and_names_a_missing_replay(finished_game, tmp_path,
