@@ -293,6 +293,8 @@ def test_play_page_keyboard_moves_reach_the_engine_and_the_replay_loads(
         screenshot(browser, artifacts / "play_over.png")
         html = urllib.request.urlopen(srv.url + over["replay_url"].lstrip("/"), timeout=30).read()
         assert f'"name":"{replay_path.stem}"'.encode() in html
+        listing = urllib.request.urlopen(srv.url + "replays", timeout=30).read()
+        assert f'"name":"{replay_path.stem}"'.encode() in listing
         # play again: a fresh game in the same tab, the old one freed
         ActionChains(browser).send_keys("\ue007").perform()  # Enter
         wait_for(lambda: browser.execute_script("return !gm.over && gm.state && gm.started.game")
