@@ -521,7 +521,7 @@ class _Lines(threading.Thread):
 
 
 def driver_kills(args) -> dict:
-    from gristmill.apps.doom.checkpoints import latest_checkpoint, load_checkpoint
+    from gristmill.apps.checkpoints import latest_checkpoint, load_checkpoint
 
     residue = Residue()
     failures: list[str] = []

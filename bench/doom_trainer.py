@@ -348,7 +348,7 @@ def components(args) -> dict:
     import torch
     from gristmill.apps.doom.config import TrainConfig
     from gristmill.apps.doom.env_factory import DoomEnvFactory
-    from gristmill.apps.doom.trainer import appo_config, build_model
+    from gristmill.apps.doom.model import appo_config, build_model
     from gristmill.learners import APPOLearner, retain_freed_memory
 
     torch.set_num_threads(1)

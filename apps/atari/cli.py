@@ -42,12 +42,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from gristmill.apps.console import RunConsole, run_summary  # noqa: E402
 from gristmill.apps.checkpoints import (  # noqa: E402
     latest_checkpoint,
     load_checkpoint,
     save_checkpoint,
 )
+from gristmill.apps.console import RunConsole, run_summary  # noqa: E402
 from gristmill.learners import (  # noqa: E402
     ActionSpec,
     ActorCritic,

@@ -22,8 +22,9 @@ import os
 import signal
 import sys
 
+from gristmill.apps.config_cli import add_arguments, config_from_args
 from gristmill.apps.console import RunConsole, run_summary
-from gristmill.apps.doom.config import TrainConfig, add_arguments, from_args
+from gristmill.apps.doom.config import TrainConfig
 
 __all__ = ["QUICKSTART", "main"]
 
@@ -44,13 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gristmill-doom", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a policy (asynchronous APPO)")
-    add_arguments(train)
+    add_arguments(train, TrainConfig)
     quick = sub.add_parser(
         "quickstart",
         help="train doom_basic to Sample Factory's reward (~4 min on 2 cores), evaluate it, "
         "write a video and the learning curve",
     )
-    add_arguments(quick, QUICKSTART)
+    add_arguments(quick, TrainConfig, QUICKSTART)
     quick.add_argument("--episodes", type=int, default=5, help="evaluation episodes")
     for cmd in (train, quick):
         cmd.add_argument("--quiet", action="store_true", help="no progress: errors and the "
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         from gristmill.apps.curves import plot_command  # noqa: PLC0415
 
         return plot_command("gristmill-doom", args.runs, args.out)
-    cfg = from_args(args)
+    cfg = config_from_args(TrainConfig, args)
     with RunConsole(cfg.train_for_env_steps, cfg.train_for_seconds, quiet=args.quiet) as con:
         summary = _train(cfg, con)
     ok = summary["reason"] in ("done", "time limit")
@@ -114,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(cfg: TrainConfig, con: RunConsole) -> dict:
     """Train, then draw the run's curve; the run summary with where its files are."""
+    from gristmill.apps.checkpoints import latest_checkpoint  # noqa: PLC0415
     from gristmill.apps.curves import plot_curves  # noqa: PLC0415
-    from gristmill.apps.doom.checkpoints import latest_checkpoint  # noqa: PLC0415
     from gristmill.apps.doom.trainer import DoomTrainer  # noqa: PLC0415
 
     trainer = DoomTrainer(cfg, con)

@@ -12,9 +12,9 @@ import os
 import cv2
 import numpy as np
 import torch
-from gristmill.apps.doom.checkpoints import latest_checkpoint, load_checkpoint
+from gristmill.apps.checkpoints import latest_checkpoint, load_checkpoint
 from gristmill.apps.doom.config import TrainConfig
-from gristmill.apps.doom.trainer import build_model
+from gristmill.apps.doom.model import build_model
 from gristmill.envs.doom import DoomEnv
 
 __all__ = ["evaluate"]

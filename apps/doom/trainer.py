@@ -23,7 +23,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import signal
 import threading
 import time
 from collections import deque
@@ -31,75 +30,25 @@ from queue import Empty
 
 import numpy as np
 import torch
+from gristmill.apps.checkpoints import resume_checkpoint, save_checkpoint
 from gristmill.apps.console import RunConsole
-from gristmill.apps.doom.checkpoints import latest_checkpoint, load_checkpoint, save_checkpoint
+from gristmill.apps.curves import tensorboard_writer
 from gristmill.apps.doom.config import TrainConfig
 from gristmill.apps.doom.env_factory import DoomEnvFactory
 from gristmill.apps.doom.games import WorkerGames, report_worker_games
-from gristmill.learners import (
-    ActionSpec,
-    ActorCritic,
-    APPOConfig,
-    APPOLearner,
-    ModelConfig,
-    retain_freed_memory,
-    select_device,
-)
+from gristmill.apps.doom.model import appo_config, build_model
+from gristmill.apps.stop_signal import StopSignal
+from gristmill.learners import APPOLearner, retain_freed_memory, select_device
 from gristmill.samplers.inference_server import InferenceServer
-from gristmill.samplers.rollout import (
-    RolloutChannels,
-    RolloutLayout,
-    action_spec_of,
-    obs_spec_of,
-)
+from gristmill.samplers.rollout import RolloutChannels, RolloutLayout
 from gristmill.samplers.rollout_worker import (
     RolloutWorkerPool,
     become_subreaper,
     lower_thread_priority,
 )
+from gristmill.samplers.spaces import obs_spec_of
 
-__all__ = ["DoomTrainer", "build_model", "appo_config", "learner_threads"]
-
-
-
-def build_model(cfg: TrainConfig, obs_space, action_space) -> ActorCritic:
-    obs = {k: shape for k, (shape, _) in obs_spec_of(obs_space).items()}
-    discrete, continuous = action_spec_of(action_space)
-    mcfg = ModelConfig(
-        encoder=cfg.encoder,
-        core=cfg.rnn_type if cfg.use_rnn else "none",
-        rnn_size=cfg.rnn_size,
-        nonlinearity=cfg.nonlinearity,
-        obs_scale=cfg.obs_scale,
-        normalize_input=cfg.normalize_input,
-        normalize_returns=cfg.normalize_returns,
-    )
-    return ActorCritic(obs, ActionSpec(discrete, continuous), mcfg)
-
-
-def appo_config(cfg: TrainConfig) -> APPOConfig:
-    return APPOConfig(
-        gamma=cfg.gamma,
-        gae_lambda=cfg.gae_lambda,
-        with_vtrace=cfg.with_vtrace,
-        vtrace_rho=cfg.vtrace_rho,
-        vtrace_c=cfg.vtrace_c,
-        value_bootstrap=cfg.value_bootstrap,
-        ppo_clip_ratio=cfg.ppo_clip_ratio,
-        ppo_clip_value=cfg.ppo_clip_value,
-        value_loss_coeff=cfg.value_loss_coeff,
-        exploration_loss=cfg.exploration_loss,
-        exploration_loss_coeff=cfg.exploration_loss_coeff,
-        kl_loss_coeff=cfg.kl_loss_coeff,
-        learning_rate=cfg.learning_rate,
-        adam_eps=cfg.adam_eps,
-        max_grad_norm=cfg.max_grad_norm,
-        batch_size=cfg.batch_size,
-        num_batches_per_epoch=cfg.num_batches_per_epoch,
-        num_epochs=cfg.num_epochs,
-        shuffle_minibatches=cfg.shuffle_minibatches,
-        max_policy_lag=cfg.max_policy_lag,
-    )
+__all__ = ["DoomTrainer", "learner_threads"]
 
 
 def learner_threads(cfg: TrainConfig) -> int:
@@ -107,10 +56,6 @@ def learner_threads(cfg: TrainConfig) -> int:
     least one). On 2 cores one thread wins: a second one saves ~15 % of a step's wall time but
     costs ~45 % more CPU, which the games and inference need (BENCHMARKS.md, "Doom trainer")."""
     return cfg.torch_threads or max(1, (os.cpu_count() or 1) // 2)
-
-
-class _Stop(Exception):
-    pass
 
 
 class DoomTrainer:
@@ -191,10 +136,10 @@ class DoomTrainer:
         return self.learner.env_steps * self.cfg.env_frameskip
 
     def _resume(self) -> None:
-        path = None if self.cfg.restart else latest_checkpoint(self.ckpt_dir)
-        if path is None:
+        found = resume_checkpoint(self.ckpt_dir, self.cfg.restart, self.device)
+        if found is None:
             return
-        state = load_checkpoint(path, self.device)
+        path, state = found
         self.learner.load_state_dict(state["learner"])
         self._publish_weights()
         self.frames_at_start = self.env_frames
@@ -417,17 +362,11 @@ class DoomTrainer:
         with open(os.path.join(self.exp_dir, "config.json"), "w") as f:
             f.write(cfg.to_json())
         self._resume()
-        from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - slow import
-
-        self.writer = SummaryWriter(os.path.join(self.exp_dir, "tb"))
+        self.writer = tensorboard_writer(self.exp_dir)
         retain_freed_memory()  # the learner's 100 MB activations: no page faults per step
         become_subreaper()
-        previous_term = signal.getsignal(signal.SIGTERM)
-
-        def on_term(signum, frame):
-            raise _Stop(f"signal {signum}")
-
-        signal.signal(signal.SIGTERM, on_term)
+        # Ctrl-C/SIGTERM: stop at the next housekeeping tick and save; a second one interrupts.
+        stop = StopSignal(on_stop=self.stop_event.set).install()
         self.channels = RolloutChannels(self.layout)
         self.pool = RolloutWorkerPool(
             self.env_fn,
@@ -464,6 +403,9 @@ class DoomTrainer:
             while True:
                 self.stop_event.wait(max(0.0, last_house + 0.5 - time.time()))
                 now = last_house = time.time()
+                if stop.requested:
+                    reason = f"interrupted ({stop.name})"
+                    break
                 self._drain_reports()
                 for name, exc in self.thread_errors.items():
                     raise RuntimeError(f"{name} failed") from exc
@@ -475,8 +417,8 @@ class DoomTrainer:
                 if cfg.train_for_seconds and now - t0 >= cfg.train_for_seconds:
                     reason = "time limit"
                     break
-        except (KeyboardInterrupt, _Stop) as exc:
-            reason = f"interrupted ({type(exc).__name__})"
+        except KeyboardInterrupt:  # a second signal
+            reason = "interrupted (KeyboardInterrupt)"
         finally:
             self.stop_event.set()
             if inference_thread.is_alive():
@@ -501,7 +443,7 @@ class DoomTrainer:
             finally:
                 self.channels.close()
                 self.writer.close()
-                signal.signal(signal.SIGTERM, previous_term)
+                stop.restore()
         elapsed = time.time() - t0
         ep = {k: (float(np.mean(v)) if v else None) for k, v in self.episodes.items()}
         summary = {

@@ -1,16 +1,15 @@
-"""Atomic checkpoints: newest-N kept, never a partial file, sorted by policy version."""
+"""apps.checkpoints: newest-N kept, never a partial file, sorted by version, resume."""
 
 import os
 
-import pytest
 import torch
-from gristmill.apps.doom.checkpoints import (
+from gristmill.apps.checkpoints import (
     latest_checkpoint,
     list_checkpoints,
     load_checkpoint,
+    resume_checkpoint,
     save_checkpoint,
 )
-from gristmill.apps.doom.config import TrainConfig, _field_help
 
 
 def test_keep_newest_and_load(tmp_path):
@@ -30,30 +29,11 @@ def test_a_leftover_temporary_file_is_ignored(tmp_path):
     assert latest_checkpoint(d).endswith("checkpoint_000000001_10.pt")
 
 
-def test_every_option_has_help():
-    helps = _field_help()
-    missing = [f for f in TrainConfig.__dataclass_fields__ if f not in helps]
-    assert not missing, f"options without a help comment: {missing}"
-
-
-def test_configs_that_would_deadlock_or_misfit_are_refused():
-    with pytest.raises(ValueError, match="num_batches_to_accumulate"):
-        TrainConfig(num_batches_to_accumulate=0).validate()
-    with pytest.raises(ValueError, match="multiple of rollout"):
-        TrainConfig(batch_size=1000).validate()
-    for nice in (-1, 20):  # raising a priority needs privileges; 19 is the floor
-        with pytest.raises(ValueError, match="sampler_nice"):
-            TrainConfig(sampler_nice=nice).validate()
-    TrainConfig().validate()  # the defaults are fine
-
-
-def test_learner_threads_take_half_the_cores_unless_set(monkeypatch):
-    from gristmill.apps.doom.trainer import learner_threads
-
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    assert learner_threads(TrainConfig()) == 1
-    monkeypatch.setattr(os, "cpu_count", lambda: 16)
-    assert learner_threads(TrainConfig()) == 8
-    assert learner_threads(TrainConfig(torch_threads=3)) == 3
-    monkeypatch.setattr(os, "cpu_count", lambda: None)
-    assert learner_threads(TrainConfig()) == 1
+def test_resume_takes_the_newest_unless_restarting(tmp_path):
+    d = str(tmp_path / "checkpoints")
+    assert resume_checkpoint(d) is None  # no folder yet: a fresh run
+    save_checkpoint(d, {"v": 1}, 1, 10)
+    save_checkpoint(d, {"v": 2}, 2, 20)
+    path, state = resume_checkpoint(d)
+    assert path.endswith("checkpoint_000000002_20.pt") and state == {"v": 2}
+    assert resume_checkpoint(d, restart=True) is None

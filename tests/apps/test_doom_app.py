@@ -377,14 +377,15 @@ def test_self_play_duel_trains_both_players(tmp_path, no_new_games):
 def test_a_failing_learner_stops_the_run_and_is_reported(tmp_path, no_new_games):
     """An exception in the learner thread ends the run with "learner failed" (the cause
     chained), after the workers and games are stopped and the shared memory released."""
+    from gristmill.apps.config_cli import config_from_args
     from gristmill.apps.doom.cli import _parser
-    from gristmill.apps.doom.config import from_args
+    from gristmill.apps.doom.config import TrainConfig
     from gristmill.apps.doom.trainer import DoomTrainer
 
     ns = _parser().parse_args(
         ["train", *TINY, "--train_dir", str(tmp_path), "--experiment", "boom"]
     )
-    trainer = DoomTrainer(from_args(ns))
+    trainer = DoomTrainer(config_from_args(TrainConfig, ns))
 
     def boom(batch):
         raise ValueError("boom in train")
