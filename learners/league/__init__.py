@@ -9,6 +9,27 @@ self-play trainer and the Generals league agent.
 - :mod:`.population` -- N learning policies + frozen snapshots + fixed members, saved as one.
 - :mod:`.storage` -- atomic checkpoint files.
 - :mod:`.pbt` -- Sample Factory 2.1.1's population-based training rules, as pure decisions.
+
+Typical wiring (the app trains; this layer decides and remembers)::
+
+    pbt = PBT(PBTConfig(num_policies=N, **pbt_args), {k: getattr(cfg, k) for k in
+              tuned_hyperparameters(pbt_cfg)}, default_shaping, REWARD_CATEGORIES_TO_TUNE,
+              rng=np.random.default_rng(seed), log_path=f"{exp}/pbt_events.jsonl")
+    pop = Population(exp, N, make_model, make_optimizer, defaults, default_shaping)
+    pop.register("pbt", pbt)                      # + any match-maker (PFSP, AgentPolicyMapping)
+    if pop.has_checkpoint():
+        pop.load()                                # weights, optimizers, PBT, payoff, ratings
+    else:                                         # policy 0 keeps the defaults
+        for k, (hp, shaping) in enumerate(zip(*pbt.initial())):
+            pop.set_hyperparameters(k, hp, shaping)
+    ...                                           # train pop[k].model with pop[k].optimizer,
+    pop.payoff.update("p0", "p0@1200", WIN)       # keep pop[k].version / .env_steps current
+    for decision in pbt.step([p.env_steps for p in pop.policies], last_objectives,
+                             [p.hyperparameters for p in pop.policies],
+                             [p.reward_shaping for p in pop.policies]):
+        pop.apply(decision)                       # copy weights + version jump, new values
+    opponent = pfsp.sample(pop.payoff, "p0", [s for s in pop.snapshots] + pop.fixed)
+    pop.update_ratings(anchor="random"); pop.save()
 """
 
 from gristmill.learners.league.matchmaking import (
