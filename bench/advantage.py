@@ -1,17 +1,22 @@
 """Advantage kernels: gristmill (Numba) vs the NumPy reference vs a torch loop over time.
 
 The peer is what Sample Factory and CleanRL do: a Python ``for`` loop over T on torch tensors
-(CleanRL's GAE; Sample Factory's V-trace with the ratios computed up front). Every
-implementation gets the same float32 ``[T, B]`` rollout (1% terminations, 1% truncations) and
-the results are checked against each other before timing.
+(CleanRL's GAE; Sample Factory's V-trace with the ratios computed up front from the log-ratios,
+which both sides get as input). Every implementation gets the same ``[T, B]`` rollout (1%
+terminations, 1% truncations; float32, and float64 with ``--dtype float64``) and the results are
+checked against each other before timing.
 
 Headline figures run on ONE core: ``torch.set_num_threads(1)``, gristmill ``parallel=False``.
 The ``gm xN`` column is gristmill on all available cores (``parallel=True``, wall clock).
 Per call we report the best of ``--repeat`` timing rounds, as wall-clock µs and as CPU µs
 (``time.process_time``; steadier on a busy machine). Ratios use CPU µs for one-core runs.
+``--runs N`` repeats the whole measurement N times in one process (the ratio's run-to-run
+spread, e.g. for the "≥ 30x in 10 of 10 runs" target) and prints each run's ratios.
 
     flock /tmp/gristmill-bench.lock .venv/bin/python bench/advantage.py          # quick
     flock /tmp/gristmill-bench.lock .venv/bin/python bench/advantage.py --full   # T x B grid
+    flock /tmp/gristmill-bench.lock .venv/bin/python bench/advantage.py --only vtrace \
+        --shape 128 1024 --runs 10 --dtype float32 float64
 
 Writes JSON to bench/results/advantage.json and prints a table.
 """
@@ -46,8 +51,8 @@ def torch_gae(r, v, nv, term, trunc, gamma=GAMMA, lam=LAM):
     """CleanRL's GAE loop (ppo.py), with explicit next values and terminated/truncated."""
     import torch
 
-    not_term = 1.0 - term.float()
-    not_done = 1.0 - (term | trunc).float()
+    not_term = 1.0 - term.to(r.dtype)
+    not_done = 1.0 - (term | trunc).to(r.dtype)
     advantages = torch.zeros_like(r)
     last = torch.zeros_like(r[0])
     for t in reversed(range(r.shape[0])):
@@ -57,16 +62,17 @@ def torch_gae(r, v, nv, term, trunc, gamma=GAMMA, lam=LAM):
     return advantages, advantages + v
 
 
-def torch_vtrace(blp, tlp, r, v, nv, term, trunc, gamma=GAMMA, lam=1.0, clip=1.0):
-    """Sample Factory's V-trace loop (learner.py): ratios up front, one step per iteration."""
+def torch_vtrace(log_rhos, r, v, nv, term, trunc, gamma=GAMMA, lam=1.0, clip=1.0):
+    """Sample Factory's V-trace loop (learner.py): ratios up front, one step per iteration.
+    Returns ``(pg_advantages, vs)`` like the kernel."""
     import torch
 
-    ratio = torch.exp(tlp - blp)
+    ratio = torch.exp(log_rhos)
     rho = torch.clamp(ratio, max=clip)
     c = lam * torch.clamp(ratio, max=clip)
     done = term | trunc
-    not_term = 1.0 - term.float()
-    not_done = 1.0 - done.float()
+    not_term = 1.0 - term.to(r.dtype)
+    not_done = 1.0 - done.to(r.dtype)
     vs = torch.empty_like(r)
     pg = torch.empty_like(r)
     acc = torch.zeros_like(r[0])
@@ -77,19 +83,17 @@ def torch_vtrace(blp, tlp, r, v, nv, term, trunc, gamma=GAMMA, lam=1.0, clip=1.0
         vs[t] = v[t] + acc
         next_vs = nv[t] if t == last else torch.where(done[t], nv[t], vs[t + 1])
         pg[t] = rho[t] * (r[t] + gamma * not_term[t] * next_vs - v[t])
-    return vs, pg
+    return pg, vs
 
 
 # ------------------------------------------------------------------------------- harness
-def rollout(T: int, B: int, seed: int = 0) -> dict:
+def rollout(T: int, B: int, dtype: str = "float32", seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    blp = rng.normal(-1.0, 0.5, (T, B)).astype(np.float32)
     return dict(
-        blp=blp,
-        tlp=(blp + rng.normal(0.0, 0.3, (T, B))).astype(np.float32),
-        r=rng.normal(size=(T, B)).astype(np.float32),
-        v=rng.normal(size=(T, B)).astype(np.float32),
-        nv=rng.normal(size=(T, B)).astype(np.float32),
+        lr=rng.normal(0.0, 0.3, (T, B)).astype(dtype),
+        r=rng.normal(size=(T, B)).astype(dtype),
+        v=rng.normal(size=(T, B)).astype(dtype),
+        nv=rng.normal(size=(T, B)).astype(dtype),
         term=rng.random((T, B)) < 0.01,
         trunc=rng.random((T, B)) < 0.01,
     )
@@ -116,9 +120,9 @@ def timeit(fn, repeat: int, min_time: float) -> tuple[float, float]:
 def implementations(data: dict, torch_data: dict) -> dict:
     d, td = data, torch_data
     gae_args = (d["r"], d["v"], d["nv"], d["term"], d["trunc"])
-    vt_args = (d["blp"], d["tlp"], *gae_args)
+    vt_args = (d["lr"], *gae_args)
     t_gae = (td["r"], td["v"], td["nv"], td["term"], td["trunc"])
-    t_vt = (td["blp"], td["tlp"], *t_gae)
+    t_vt = (td["lr"], *t_gae)
     return {
         "gae": {
             "numba": lambda: gm.gae(*gae_args, GAMMA, LAM, parallel=False),
@@ -140,7 +144,7 @@ def check_agreement(impls: dict) -> None:
         want = fns["numpy"]()
         for name, fn in fns.items():
             got = [np.asarray(x) for x in fn()]
-            for g, w in zip(got, want):
+            for g, w in zip(got, want, strict=True):
                 if not np.allclose(g, w, rtol=1e-4, atol=1e-4):
                     raise SystemExit(f"{kernel}/{name} disagrees with the reference")
 
@@ -174,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     grid = parser.add_mutually_exclusive_group()
     grid.add_argument("--quick", action="store_true", help=f"grid {QUICK_GRID} (default)")
     grid.add_argument("--full", action="store_true", help=f"grid {FULL_GRID}")
+    grid.add_argument("--shape", type=int, nargs=2, metavar=("T", "B"), help="one shape only")
+    parser.add_argument("--only", choices=("gae", "vtrace"), help="one kernel only")
+    parser.add_argument("--dtype", nargs="+", choices=("float32", "float64"),
+                        default=["float32"], help="float dtypes to run (default float32)")
+    parser.add_argument("--runs", type=int, default=1, help="repeat the measurement N times")
     parser.add_argument("--repeat", type=int, default=None, help="timing rounds (best kept)")
     parser.add_argument("--min-time", type=float, default=None, help="seconds per round")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON output path")
@@ -181,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     full = args.full
     repeat = args.repeat or (7 if full else 5)
     min_time = args.min_time or (0.2 if full else 0.1)
-    shapes = FULL_GRID if full else QUICK_GRID
+    shapes = [tuple(args.shape)] if args.shape else FULL_GRID if full else QUICK_GRID
 
     import torch
     from rich.console import Console
@@ -190,51 +199,62 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     info = machine()
     rows = []
-    for T, B in shapes:
-        data = rollout(T, B)
-        torch_data = {k: torch.from_numpy(a) for k, a in data.items()}
-        impls = implementations(data, torch_data)
-        check_agreement(impls)
-        for kernel, fns in impls.items():
-            row = {"kernel": kernel, "T": T, "B": B}
-            for name, fn in fns.items():
-                wall, cpu = timeit(fn, repeat, min_time)
-                row[f"{name}_wall_us"], row[f"{name}_cpu_us"] = wall, cpu
-            row["x_torch"] = row["torch_cpu_us"] / row["numba_cpu_us"]
-            row["x_numpy"] = row["numpy_cpu_us"] / row["numba_cpu_us"]
-            row["x_torch_wall"] = row["torch_wall_us"] / row["numba_wall_us"]
-            row["par_speedup_wall"] = row["numba_wall_us"] / row["numba_par_wall_us"]
-            rows.append(row)
-            print(
-                f"{kernel:6s} T={T:<4d} B={B:<5d} numba {row['numba_cpu_us']:9.1f} µs  "
-                f"torch {row['torch_cpu_us']:9.1f} µs  x{row['x_torch']:.1f}",
-                file=sys.stderr,
-                flush=True,
-            )
+    for run in range(args.runs):
+        for dtype in args.dtype:
+            for T, B in shapes:
+                data = rollout(T, B, dtype)
+                torch_data = {k: torch.from_numpy(a) for k, a in data.items()}
+                impls = implementations(data, torch_data)
+                if args.only:
+                    impls = {args.only: impls[args.only]}
+                check_agreement(impls)
+                for kernel, fns in impls.items():
+                    row = {"run": run, "dtype": dtype, "kernel": kernel, "T": T, "B": B}
+                    for name, fn in fns.items():
+                        wall, cpu = timeit(fn, repeat, min_time)
+                        row[f"{name}_wall_us"], row[f"{name}_cpu_us"] = wall, cpu
+                    row["x_torch"] = row["torch_cpu_us"] / row["numba_cpu_us"]
+                    row["x_numpy"] = row["numpy_cpu_us"] / row["numba_cpu_us"]
+                    row["x_torch_wall"] = row["torch_wall_us"] / row["numba_wall_us"]
+                    row["par_speedup_wall"] = row["numba_wall_us"] / row["numba_par_wall_us"]
+                    rows.append(row)
+                    print(
+                        f"run {run} {dtype} {kernel:6s} T={T:<4d} B={B:<5d} numba "
+                        f"{row['numba_cpu_us']:9.1f} µs  torch {row['torch_cpu_us']:9.1f} µs  "
+                        f"x{row['x_torch']:.1f}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
 
     cores = info["cores_available"]
     table = Table(
-        title=f"advantage kernels, float32, µs per call (one core unless noted; {cores} cores "
+        title=f"advantage kernels, µs per call (one core unless noted; {cores} cores "
         f"available; {info['cpu_model']})"
     )
-    for col in ("kernel", "T", "B", "gristmill", f"gristmill x{cores}", "numpy ref",
-                "torch loop", "vs torch", "vs numpy"):
-        table.add_column(col, justify="left" if col == "kernel" else "right")
+    for col in ("run", "dtype", "kernel", "T", "B", "gristmill", f"gristmill x{cores}",
+                "numpy ref", "torch loop", "vs torch", "vs numpy"):
+        table.add_column(col, justify="left" if col in ("dtype", "kernel") else "right")
     for row in rows:
         table.add_row(
-            row["kernel"], str(row["T"]), str(row["B"]),
+            str(row["run"]), row["dtype"], row["kernel"], str(row["T"]), str(row["B"]),
             f"{row['numba_cpu_us']:.1f}", f"{row['numba_par_wall_us']:.1f}",
             f"{row['numpy_cpu_us']:.1f}", f"{row['torch_cpu_us']:.1f}",
             f"{row['x_torch']:.1f}x", f"{row['x_numpy']:.1f}x",
         )
     Console().print(table)
+    if args.runs > 1:
+        for key in sorted({(r["dtype"], r["kernel"], r["T"], r["B"]) for r in rows}):
+            xs = [r["x_torch"] for r in rows if (r["dtype"], r["kernel"], r["T"], r["B"]) == key]
+            print(f"{' '.join(map(str, key))}: vs torch min {min(xs):.1f}x max {max(xs):.1f}x "
+                  f"over {len(xs)} runs")
 
     command = "bench/advantage.py " + " ".join(argv if argv is not None else sys.argv[1:])
     payload = {
         "benchmark": "advantage",
         "command": command.strip(),
         "settings": {"repeat": repeat, "min_time_s": min_time, "gamma": GAMMA, "lam": LAM,
-                     "dtype": "float32", "p_terminated": 0.01, "p_truncated": 0.01},
+                     "dtypes": args.dtype, "runs": args.runs, "p_terminated": 0.01,
+                     "p_truncated": 0.01},
         "machine": info,
         "results": rows,
     }

@@ -17,14 +17,17 @@ matters to samplers that fork.)
 
 The arithmetic mirrors ``_advantage_reference`` operation for operation (same order, selects
 instead of multiplying by ``1 - flag``), so the two agree bit for bit except where ``exp`` is
-involved (V-trace importance ratios: float32 uses the vectorisable ``exp`` below, within
-2 ulp of numpy's). Arguments arrive validated from the
-public API: 2-D arrays of one float dtype, boolean flags, scalars already rounded to that dtype.
+involved (V-trace importance ratios use the vectorisable ``exp`` below: within 2 ulp of
+numpy's for float32, 1 ulp for float64). Arguments arrive validated from the public API: 2-D
+arrays of one float dtype, boolean flags, scalars already rounded to that dtype, scratch rows
+(``acc``) of length B that the column ranges share.
 Everything compiles lazily, one signature at first use, and is reloaded from numba's on-disk
 cache (``cache=True``) afterwards. Under ``NUMBA_DISABLE_JIT=1`` this is plain Python.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from llvmlite import ir
@@ -35,24 +38,36 @@ _JIT = dict(nogil=True, cache=True)
 
 
 # ----------------------------------------------------------------------- vectorisable exp
-# V-trace needs exp(target_logp - behavior_logp) per element. numba calls libm's scalar expf,
-# which costs more than the rest of the kernel put together, so float32 gets a Cephes-style
-# expf that LLVM can vectorise: exp(x) = 2^n · e^r, |r| <= ln2/2, e^r by a degree-7
-# polynomial, 2^n assembled from its exponent bits. Within 2 ulp of numpy's exp over
-# [-86.9, 88.72]; 0 below (true value < 1.8e-38), inf above, NaN kept. float64 uses libm.
-@intrinsic
-def _f32_from_bits(typingctx, bits):
-    if not isinstance(bits, types.Integer):
-        return None
+# V-trace needs exp(log_rho) per element. numba calls libm's scalar exp, which costs more than
+# the rest of the kernel put together (float64: 3x the whole kernel), so both dtypes get a
+# Cephes-style exp that LLVM vectorises: exp(x) = 2^n · e^r, |r| <= ln2/2, e^r by a polynomial
+# (float32: degree-7 minimax; float64: degree-13 Taylor), 2^n assembled from exponent bits.
+# The polynomials are compiled with FMA contraction (their own functions, so the flag stays
+# out of the kernels' arithmetic): that halves their cost and keeps them within 2 ulp
+# (float32) and 1 ulp (float64) of numpy's exp. Ratios below e^-86.9 (float32) or e^-708
+# (float64) become 0, above the float range inf; NaN is kept.
+def _bits_to_float(width: int):
+    @intrinsic
+    def from_bits(typingctx, value):
+        if not isinstance(value, types.Integer):
+            return None
+        float_type = ir.FloatType() if width == 32 else ir.DoubleType()
 
-    def codegen(context, builder, sig, args):
-        value = args[0]
-        if bits.bitwidth > 32:
-            value = builder.trunc(value, ir.IntType(32))
-        return builder.bitcast(value, ir.FloatType())
+        def codegen(context, builder, sig, args):
+            v = args[0]
+            if value.bitwidth > width:
+                v = builder.trunc(v, ir.IntType(width))
+            elif value.bitwidth < width:
+                v = builder.sext(v, ir.IntType(width))
+            return builder.bitcast(v, float_type)
 
-    return types.float32(bits), codegen
+        return (types.float32 if width == 32 else types.float64)(value), codegen
 
+    return from_bits
+
+
+_f32_from_bits = _bits_to_float(32)
+_f64_from_bits = _bits_to_float(64)
 
 _F32 = np.float32
 _EXP_HI, _EXP_LO = _F32(88.72283), _F32(-86.9)
@@ -62,6 +77,7 @@ _P3, _P4, _P5 = _F32(4.1665795894e-2), _F32(1.6666665459e-1), _F32(5.0000001201e
 _HALF, _ONE, _TWO, _INF, _ZERO = _F32(0.5), _F32(1.0), _F32(2.0), _F32(np.inf), _F32(0.0)
 
 
+@njit(fastmath={"contract"}, **_JIT)
 def _expf(x):
     xc = min(max(x, _EXP_LO), _EXP_HI)
     n = np.floor(xc * _LOG2E + _HALF)
@@ -76,6 +92,31 @@ def _expf(x):
     return res if x == x else x
 
 
+# float64: |r| <= ln2/2 = 0.347, so the Taylor tail r^14/14! is below 0.02 ulp.
+_D_HI, _D_LO = 709.782712893384, -708.0  # 2^n must stay a normal number: n >= -1021
+_D_LOG2E, _D_LN2_HI, _D_LN2_LO = 1.4426950408889634, 6.93145751953125e-1, 1.42860682030941723e-6
+_T2, _T3, _T4, _T5, _T6, _T7, _T8, _T9, _T10, _T11, _T12, _T13 = (
+    1.0 / math.factorial(k) for k in range(2, 14)
+)
+
+
+@njit(fastmath={"contract"}, **_JIT)
+def _expd(x):
+    xc = min(max(x, _D_LO), _D_HI)
+    n = np.floor(xc * _D_LOG2E + 0.5)
+    r = xc - n * _D_LN2_HI
+    r = r - n * _D_LN2_LO
+    p = _T13 * r + _T12
+    p = ((((p * r + _T11) * r + _T10) * r + _T9) * r + _T8) * r + _T7
+    p = (((((p * r + _T6) * r + _T5) * r + _T4) * r + _T3) * r + _T2)
+    p = p * (r * r) + r + 1.0
+    scale = _f64_from_bits((np.int64(n) + np.int64(1022)) << np.int64(52))  # 2^(n-1)
+    res = p * scale * 2.0
+    res = np.inf if x > _D_HI else res
+    res = 0.0 if x < _D_LO else res
+    return res if x == x else x
+
+
 def exp(x):
     """exp for the kernels; as plain Python (NUMBA_DISABLE_JIT) it is numpy's, exactly."""
     return np.exp(x)
@@ -84,67 +125,81 @@ def exp(x):
 @overload(exp, inline="always")
 def _exp_overload(x):
     if x == types.float32:
-        return _expf
-    return lambda x: np.exp(x)
+        return lambda x: _expf(x)
+    if x == types.float64:
+        return lambda x: _expd(x)
+    return None
 
 
 # --------------------------------------------------------------------------------------- GAE
+# ``mask`` is None (every step valid: numba compiles that case without it) or a bool array;
+# at a masked step the reward and value count as 0 and the trace carries A_{t+1} back
+# undiscounted (factor 1 instead of γλ), as Sample Factory does for invalid samples.
 @njit(**_JIT)
-def _gae_row(r, v, nv, te, tr, a_next, gamma, gl, first, a, ret):
+def _gae_row(r, v, nv, te, tr, mask, a_next, gamma, gl, zero, one, first, a, ret):
     # Row sweeps compute both sides of every choice and then select: branches around loads
     # keep LLVM from vectorising (measured 2-3x slower).
     for b in range(r.shape[0]):
-        rb, vb = r[b], v[b]
+        rb, vb, k = r[b], v[b], gl
+        if mask is not None:
+            ok = mask[b]
+            rb, vb, k = (rb if ok else zero), (vb if ok else zero), (gl if ok else one)
         d_boot = rb + gamma * nv[b] - vb
         d = (rb - vb) if te[b] else d_boot
-        s = d + gl * a_next[b]
+        s = d + k * a_next[b]
         d = d if (first | te[b] | tr[b]) else s
         a[b] = d
         ret[b] = d + vb
 
 
 @njit(**_JIT)
-def _gae_c_block(r, v, nv, term, trunc, gamma, lam, adv, ret, b0, b1):
+def _gae_c_block(r, v, nv, term, trunc, mask, gamma, lam, adv, ret, b0, b1):
     T = r.shape[0]
     gl = gamma * lam
+    zero, one = np.zeros(1, adv.dtype)[0], np.ones(1, adv.dtype)[0]
     for t in range(T - 1, -1, -1):
         # Row T-1 has no successor: first=True discards the carry, read from zeros.
         first = t == T - 1
         a_next = np.zeros(b1 - b0, dtype=adv.dtype) if first else adv[t + 1, b0:b1]
+        m = None if mask is None else mask[t, b0:b1]
         _gae_row(
-            r[t, b0:b1], v[t, b0:b1], nv[t, b0:b1], term[t, b0:b1], trunc[t, b0:b1],
-            a_next, gamma, gl, first, adv[t, b0:b1], ret[t, b0:b1],
+            r[t, b0:b1], v[t, b0:b1], nv[t, b0:b1], term[t, b0:b1], trunc[t, b0:b1], m,
+            a_next, gamma, gl, zero, one, first, adv[t, b0:b1], ret[t, b0:b1],
         )
 
 
 @njit(**_JIT)
-def gae_c(r, v, nv, term, trunc, gamma, lam, adv, ret, start, stop, block):
+def gae_c(r, v, nv, term, trunc, mask, gamma, lam, adv, ret, start, stop, block):
     for b0 in range(start, stop, block):
-        _gae_c_block(r, v, nv, term, trunc, gamma, lam, adv, ret, b0, min(stop, b0 + block))
+        _gae_c_block(r, v, nv, term, trunc, mask, gamma, lam, adv, ret, b0, min(stop, b0 + block))
 
 
 
 @njit(**_JIT)
-def _gae_cols(r, v, nv, term, trunc, gamma, lam, adv, ret, b0, b1):
+def _gae_cols(r, v, nv, term, trunc, mask, gamma, lam, adv, ret, b0, b1):
     T = r.shape[0]
     gl = gamma * lam
+    zero, one = np.zeros(1, adv.dtype)[0], np.ones(1, adv.dtype)[0]
     for t in range(T - 1, -1, -1):
         first = t == T - 1
         for b in range(b0, b1):
+            rb, vb, k = r[t, b], v[t, b], gl
+            if mask is not None and not mask[t, b]:
+                rb, vb, k = zero, zero, one
             if term[t, b]:
-                d = r[t, b] - v[t, b]
+                d = rb - vb
             else:
-                d = r[t, b] + gamma * nv[t, b] - v[t, b]
+                d = rb + gamma * nv[t, b] - vb
             if not (first or term[t, b] or trunc[t, b]):
-                d = d + gl * adv[t + 1, b]
+                d = d + k * adv[t + 1, b]
             adv[t, b] = d
-            ret[t, b] = d + v[t, b]
+            ret[t, b] = d + vb
 
 
 @njit(**_JIT)
-def gae_any(r, v, nv, term, trunc, gamma, lam, adv, ret, start, stop, block):
+def gae_any(r, v, nv, term, trunc, mask, gamma, lam, adv, ret, start, stop, block):
     for b0 in range(start, stop, block):
-        _gae_cols(r, v, nv, term, trunc, gamma, lam, adv, ret, b0, min(stop, b0 + block))
+        _gae_cols(r, v, nv, term, trunc, mask, gamma, lam, adv, ret, b0, min(stop, b0 + block))
 
 
 
@@ -155,62 +210,53 @@ def _clip(x, hi):
 
 
 @njit(**_JIT)
-def _vtrace_row_vs(
-    blp, tlp, r, v, nv, te, tr, gamma, lam, rho_clip, c_clip, first, ratio, acc, vs
+def _vtrace_row(
+    lr, r, v, nv, te, tr, vs_next, gamma, lam, rho_clip, c_clip, pg_rho_clip, first,
+    acc, pg, vs,
 ):
+    # One sweep per row; selects, not branches, so that it vectorises.
     for b in range(r.shape[0]):
-        x = exp(tlp[b] - blp[b])
-        ratio[b] = x
-        rb, vb = r[b], v[b]
-        d_boot = rb + gamma * nv[b] - vb
+        x = exp(lr[b])
+        rb, vb, nvb = r[b], v[b], nv[b]
+        stop = first | te[b] | tr[b]
+        d_boot = rb + gamma * nvb - vb
         d = (rb - vb) if te[b] else d_boot
         d = _clip(x, rho_clip) * d
         s = d + gamma * (lam * _clip(x, c_clip)) * acc[b]
-        d = d if (first | te[b] | tr[b]) else s
+        d = d if stop else s
         acc[b] = d
         vs[b] = vb + d
-
-
-@njit(**_JIT)
-def _vtrace_row_pg(r, v, nv, te, tr, vs_next, gamma, pg_rho_clip, first, ratio, pg):
-    for b in range(r.shape[0]):
-        rb, vb, nvb, vsb = r[b], v[b], nv[b], vs_next[b]
-        boot = nvb if (first | te[b] | tr[b]) else vsb
+        boot = nvb if stop else vs_next[b]
         q_boot = rb + gamma * boot - vb
         q = (rb - vb) if te[b] else q_boot
-        pg[b] = _clip(ratio[b], pg_rho_clip) * q
+        pg[b] = _clip(x, pg_rho_clip) * q
 
 
 @njit(**_JIT)
 def _vtrace_c_block(
-    blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg, b0, b1
+    lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, acc, pg, vs, b0, b1
 ):
-    # Two sweeps per row (vs, then pg) vectorise; one fused sweep does not (and runs 1.5x
-    # slower). The ratios pass between them through a one-row scratch.
     T = r.shape[0]
-    acc = np.zeros(b1 - b0, dtype=vs.dtype)
-    ratio = np.empty(b1 - b0, dtype=vs.dtype)
+    acc[b0:b1] = 0
     for t in range(T - 1, -1, -1):
         # Row T-1 bootstraps from nv: first=True selects it (acc starts at zero).
         first = t == T - 1
         vs_next = nv[t, b0:b1] if first else vs[t + 1, b0:b1]
-        rt, vt, nvt = r[t, b0:b1], v[t, b0:b1], nv[t, b0:b1]
-        te, tr = term[t, b0:b1], trunc[t, b0:b1]
-        _vtrace_row_vs(
-            blp[t, b0:b1], tlp[t, b0:b1], rt, vt, nvt, te, tr, gamma, lam, rho_clip, c_clip,
-            first, ratio, acc, vs[t, b0:b1],
+        _vtrace_row(
+            lr[t, b0:b1], r[t, b0:b1], v[t, b0:b1], nv[t, b0:b1], term[t, b0:b1],
+            trunc[t, b0:b1], vs_next, gamma, lam, rho_clip, c_clip, pg_rho_clip, first,
+            acc[b0:b1], pg[t, b0:b1], vs[t, b0:b1],
         )
-        _vtrace_row_pg(rt, vt, nvt, te, tr, vs_next, gamma, pg_rho_clip, first, ratio, pg[t, b0:b1])
 
 
 @njit(**_JIT)
 def vtrace_c(
-    blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg,
+    lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, acc, pg, vs,
     start, stop, block,
 ):
     for b0 in range(start, stop, block):
         _vtrace_c_block(
-            blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg,
+            lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, acc, pg, vs,
             b0, min(stop, b0 + block),
         )
 
@@ -218,14 +264,14 @@ def vtrace_c(
 
 @njit(**_JIT)
 def _vtrace_cols(
-    blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg, b0, b1
+    lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, acc, pg, vs, b0, b1
 ):
     T = r.shape[0]
-    acc = np.zeros(b1 - b0, dtype=vs.dtype)
+    acc[b0:b1] = 0
     for t in range(T - 1, -1, -1):
         first = t == T - 1
         for b in range(b0, b1):
-            ratio = exp(tlp[t, b] - blp[t, b])
+            ratio = exp(lr[t, b])
             if term[t, b]:
                 d = r[t, b] - v[t, b]
             else:
@@ -233,8 +279,8 @@ def _vtrace_cols(
             d = _clip(ratio, rho_clip) * d
             stop = first or term[t, b] or trunc[t, b]
             if not stop:
-                d = d + gamma * (lam * _clip(ratio, c_clip)) * acc[b - b0]
-            acc[b - b0] = d
+                d = d + gamma * (lam * _clip(ratio, c_clip)) * acc[b]
+            acc[b] = d
             vs[t, b] = v[t, b] + d
             if term[t, b]:
                 q = r[t, b] - v[t, b]
@@ -247,12 +293,12 @@ def _vtrace_cols(
 
 @njit(**_JIT)
 def vtrace_any(
-    blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg,
+    lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, acc, pg, vs,
     start, stop, block,
 ):
     for b0 in range(start, stop, block):
         _vtrace_cols(
-            blp, tlp, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, vs, pg,
+            lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, acc, pg, vs,
             b0, min(stop, b0 + block),
         )
 

@@ -9,6 +9,7 @@ Conventions (shared with the public API, which validates inputs before calling e
 implementation):
 
 - arrays are time-major ``[T, B]`` (a ``[T]`` stream also works), any memory layout;
+  ``time_axis=1`` takes batch-major ``[B, T]`` arrays instead and returns results in that shape;
 - ``next_values[t]`` is V(s_{t+1}), the value of the observation that followed step ``t``:
   the real final observation at an episode end, the bootstrap value on the last row;
 - ``terminated[t]``: s_{t+1} is terminal, so ``next_values[t]`` is ignored (it may even be
@@ -38,29 +39,54 @@ def _bootstrap(gamma, next_values, terminated):
     return np.where(terminated, 0, gamma * next_values)
 
 
-def gae(rewards, values, next_values, terminated, truncated, gamma=0.99, lam=0.95):
+def _time_major(time_axis, *arrays):
+    """The arrays with time first (views): ``time_axis`` 1 (or -1 of a 2-D array) swaps."""
+    arrays = [None if a is None else np.asarray(a) for a in arrays]
+    if time_axis in (0, -arrays[0].ndim):
+        return arrays
+    return [None if a is None else a.T for a in arrays]
+
+
+def _restore(time_axis, ndim, *results):
+    if time_axis in (0, -ndim):
+        return results if len(results) > 1 else results[0]
+    results = tuple(np.asarray(r).T for r in results)
+    return results if len(results) > 1 else results[0]
+
+
+def gae(
+    rewards, values, next_values, terminated, truncated, gamma=0.99, lam=0.95, mask=None,
+    time_axis=0,
+):
     """GAE(γ, λ) (Schulman et al. 2016, arXiv:1506.02438). Returns ``(advantages, returns)``.
 
-    δ_t = r_t + γ(1−term_t)·nv_t − v_t;  A_t = δ_t + γλ(1−done_t)·A_{t+1}, A_T = 0;
-    returns = A + v.
+    δ_t = r_t + γ(1−term_t)·nv_t − v_t;  A_t = δ_t + k_t(1−done_t)·A_{t+1}, A_T = 0;
+    returns = A + v; k_t = γλ. Where ``mask`` is False, r_t and v_t count as 0 and k_t = 1
+    (Sample Factory's invalid samples: the trace crosses them undiscounted).
     """
-    rewards = np.asarray(rewards)
+    ndim = np.ndim(rewards)
+    rewards, values, next_values, terminated, truncated, mask = _time_major(
+        time_axis, rewards, values, next_values, terminated, truncated, mask
+    )
     dtype = rewards.dtype
     done = np.logical_or(terminated, truncated)
     gamma, lam = _scalars(dtype, gamma, lam)
-    delta = rewards + _bootstrap(gamma, next_values, terminated) - values
     gl = gamma * lam
+    if mask is not None:
+        rewards, values = np.where(mask, rewards, 0), np.where(mask, values, 0)
+        k = np.where(mask, gl, 1)
+    delta = rewards + _bootstrap(gamma, next_values, terminated) - values
     advantages = np.empty(rewards.shape, dtype)
     last = np.zeros(rewards.shape[1:], dtype)
     for t in range(rewards.shape[0] - 1, -1, -1):
-        last = delta[t] + np.where(done[t], 0, gl * last)
+        k_t = gl if mask is None else k[t]
+        last = delta[t] + np.where(done[t], 0, k_t * last)
         advantages[t] = last
-    return advantages, advantages + values
+    return _restore(time_axis, ndim, advantages, advantages + values)
 
 
 def vtrace(
-    behavior_logp,
-    target_logp,
+    log_rhos,
     rewards,
     values,
     next_values,
@@ -71,21 +97,26 @@ def vtrace(
     rho_clip=1.0,
     c_clip=1.0,
     pg_rho_clip=1.0,
+    time_axis=0,
 ):
-    """V-trace targets (Espeholt et al. 2018, arXiv:1802.01561). Returns ``(vs, pg_advantages)``.
+    """V-trace targets (Espeholt et al. 2018, arXiv:1802.01561). Returns ``(pg_advantages, vs)``.
 
-    ratio_t = exp(target_logp_t − behavior_logp_t); ρ_t = min(ρ̄, ratio_t); c_t = λ·min(c̄, ratio_t);
+    ratio_t = exp(log_rhos_t) = π(a_t|s_t)/μ(a_t|s_t);
+    ρ_t = min(ρ̄, ratio_t); c_t = λ·min(c̄, ratio_t);
     δ_t = ρ_t·(r_t + γ(1−term_t)·nv_t − v_t);  acc_t = δ_t + γ(1−done_t)·c_t·acc_{t+1}, acc_T = 0;
     vs_t = v_t + acc_t;  next_vs_t = vs_{t+1} unless done_t or t = T−1, else nv_t;
     pg_advantages_t = min(ρ̄_pg, ratio_t)·(r_t + γ(1−term_t)·next_vs_t − v_t).
     """
-    rewards = np.asarray(rewards)
+    ndim = np.ndim(rewards)
+    log_rhos, rewards, values, next_values, terminated, truncated = _time_major(
+        time_axis, log_rhos, rewards, values, next_values, terminated, truncated
+    )
     dtype = rewards.dtype
     done = np.logical_or(terminated, truncated)
     gamma, lam, rho_clip, c_clip, pg_rho_clip = _scalars(
         dtype, gamma, lam, rho_clip, c_clip, pg_rho_clip
     )
-    ratio = np.exp(np.asarray(target_logp) - behavior_logp)
+    ratio = np.exp(log_rhos)
     rho = np.minimum(rho_clip, ratio)
     gc = gamma * (lam * np.minimum(c_clip, ratio))
     delta = rho * (rewards + _bootstrap(gamma, next_values, terminated) - values)
@@ -99,16 +130,19 @@ def vtrace(
         next_vs = next_values[t] if t == T - 1 else np.where(done[t], next_values[t], vs[t + 1])
         target = rewards[t] + _bootstrap(gamma, next_vs, terminated[t])
         pg[t] = np.minimum(pg_rho_clip, ratio[t]) * (target - values[t])
-    return vs, pg
+    return _restore(time_axis, ndim, pg, vs)
 
 
-def discounted_returns(rewards, next_values, terminated, truncated, gamma=0.99):
+def discounted_returns(rewards, next_values, terminated, truncated, gamma=0.99, time_axis=0):
     """Bootstrapped Monte-Carlo returns (λ = 1): G_t = r_t + γ(1−term_t)·X_t.
 
     X_t = nv_t where done_t or t = T−1 (truncation and the last row bootstrap from V(s_{t+1})),
     else G_{t+1}.
     """
-    rewards = np.asarray(rewards)
+    ndim = np.ndim(rewards)
+    rewards, next_values, terminated, truncated = _time_major(
+        time_axis, rewards, next_values, terminated, truncated
+    )
     done = np.logical_or(terminated, truncated)
     (gamma,) = _scalars(rewards.dtype, gamma)
     returns = np.empty(rewards.shape, rewards.dtype)
@@ -116,16 +150,21 @@ def discounted_returns(rewards, next_values, terminated, truncated, gamma=0.99):
     for t in range(T - 1, -1, -1):
         nxt = next_values[t] if t == T - 1 else np.where(done[t], next_values[t], returns[t + 1])
         returns[t] = rewards[t] + _bootstrap(gamma, nxt, terminated[t])
-    return returns
+    return _restore(time_axis, ndim, returns)
 
 
-def lambda_returns(rewards, next_values, terminated, truncated, gamma=0.99, lam=0.95):
+def lambda_returns(
+    rewards, next_values, terminated, truncated, gamma=0.99, lam=0.95, time_axis=0
+):
     """TD(λ) returns (Sutton & Barto 2018, §12.1): G_t = r_t + γ(1−term_t)·X_t.
 
     X_t = nv_t where done_t or t = T−1, else (1−λ)·nv_t + λ·G_{t+1}. With consistent values
     (nv_t = v_{t+1} inside an episode) this equals GAE(λ) advantages + values.
     """
-    rewards = np.asarray(rewards)
+    ndim = np.ndim(rewards)
+    rewards, next_values, terminated, truncated = _time_major(
+        time_axis, rewards, next_values, terminated, truncated
+    )
     done = np.logical_or(terminated, truncated)
     returns = np.empty(rewards.shape, rewards.dtype)
     T = rewards.shape[0]
@@ -138,17 +177,20 @@ def lambda_returns(rewards, next_values, terminated, truncated, gamma=0.99, lam=
             mixed = one_minus_lam * next_values[t] + lam * returns[t + 1]
             nxt = np.where(done[t], next_values[t], mixed)
         returns[t] = rewards[t] + _bootstrap(gamma, nxt, terminated[t])
-    return returns
+    return _restore(time_axis, ndim, returns)
 
 
-def n_step_returns(rewards, next_values, terminated, truncated, n, gamma=0.99):
+def n_step_returns(rewards, next_values, terminated, truncated, n, gamma=0.99, time_axis=0):
     """n-step bootstrapped returns (Sutton & Barto 2018, §7.1; as in Ape-X/R2D2 targets).
 
     G_t = Σ_{k<m} γ^k r_{t+k} + γ^m (1−term_{t+m−1})·nv_{t+m−1}, where m ≤ n is cut short by
     the first done step at or after t and by the end of the rollout. n = 1 is the TD(0)
     target; n ≥ T gives :func:`discounted_returns`.
     """
-    rewards = np.asarray(rewards)
+    ndim = np.ndim(rewards)
+    rewards, next_values, terminated, truncated = _time_major(
+        time_axis, rewards, next_values, terminated, truncated
+    )
     done = np.logical_or(terminated, truncated)
     T = rewards.shape[0]
     (gamma,) = _scalars(rewards.dtype, gamma)
@@ -166,4 +208,4 @@ def n_step_returns(rewards, next_values, terminated, truncated, n, gamma=0.99):
             acc = np.where(stop, acc + boot, acc)
             live = live & ~stop
         returns[t] = acc
-    return returns
+    return _restore(time_axis, ndim, returns)

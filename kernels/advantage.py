@@ -1,8 +1,12 @@
 """Advantage and return estimators over time-major rollouts: GAE, V-trace, λ- and n-step returns.
 
 Every function takes time-major ``[T, B]`` arrays (``T`` steps of ``B`` environments; a single
-``[T]`` stream works too) and runs a Numba kernel, with a plain NumPy implementation of the
-same formulas in :mod:`reference` (``from gristmill.kernels.advantage import reference``).
+``[T]`` stream works too), or batch-major ``[B, T]`` ones with ``time_axis=1`` (Sample
+Factory's trajectory buffers: used in place, results come back ``[B, T]``), and runs a Numba
+kernel, with a plain NumPy implementation of the same formulas in :mod:`reference`
+(``from gristmill.kernels.advantage import reference``). Estimators that return two arrays
+return the advantages first and the value targets second: ``gae`` ->
+``(advantages, returns)``, ``vtrace`` -> ``(pg_advantages, vs)``.
 
 Inputs, shared by all estimators:
 
@@ -36,10 +40,12 @@ Conventions and guarantees:
   ranges, so large batches run on several threads. ``None`` (default): one thread per
   available core from ``PARALLEL_MIN_ELEMENTS`` elements up, else one; ``True``: one per core;
   ``False``: one; an ``int``: that many.
+- Results this module allocates are placed (their offset within a 4 KiB page) away from the
+  inputs': otherwise a store can falsely alias a later load of another array (same address
+  bits 0-11) and stall it, which made V-trace run 1.5x slower for some malloc placements.
 - Importing this module imports neither numba nor torch; the first call of each kernel loads
   numba and compiles that kernel (or reloads it from numba's on-disk cache). Under
-  ``NUMBA_DISABLE_JIT=1`` the same kernels run as plain Python. If numba cannot be imported at
-  all, the NumPy references are used (with a warning).
+  ``NUMBA_DISABLE_JIT=1`` the same kernels run as plain Python.
 
 References: GAE, Schulman et al. 2016, "High-Dimensional Continuous Control Using Generalized
 Advantage Estimation", https://arxiv.org/abs/1506.02438. V-trace, Espeholt et al. 2018,
@@ -53,7 +59,6 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import warnings
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
@@ -80,29 +85,16 @@ _COLUMN_ALIGN = 16
 # Columns per block of the generic (F-order) kernels: a block's cache lines stay in L1.
 _ANY_BLOCK = 16
 
-_fast_module: ModuleType | None = None
-_fast_failed = False
+_PAGE = 4096  # store-to-load false aliasing compares address bits 0-11
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 
 
-def _fast() -> ModuleType | None:
+def _fast() -> ModuleType:
     """The Numba kernels, imported on first use so that importing this module stays light."""
-    global _fast_module, _fast_failed
-    if _fast_module is None and not _fast_failed:
-        try:
-            from . import _advantage_numba
-        except ImportError as exc:  # numba is a dependency; keep working without it
-            _fast_failed = True
-            warnings.warn(
-                f"gristmill.kernels.advantage: numba unavailable ({exc}); using the NumPy "
-                "reference kernels",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-        else:
-            _fast_module = _advantage_numba
-    return _fast_module
+    from . import _advantage_numba
+
+    return _advantage_numba
 
 
 def _cores() -> int:
@@ -185,11 +177,43 @@ def _flag_array(name: str, x) -> np.ndarray:
     return flags
 
 
-def _check_shape(name: str, a: np.ndarray, shape: tuple[int, ...]) -> None:
+def _check_shape(name: str, a: np.ndarray, shape: tuple[int, ...], dims: str) -> None:
     if a.shape != shape:
         raise ValueError(
-            f"{name} has shape {a.shape}, expected {shape} (the shape of rewards, [T, B])"
+            f"{name} has shape {a.shape}, expected {shape} (the shape of rewards, {dims})"
         )
+
+
+def _time_axis(time_axis, ndim: int) -> bool:
+    """Whether ``time_axis`` asks for batch-major ``[B, T]`` input (else time-major)."""
+    if isinstance(time_axis, bool | np.bool_) or not isinstance(time_axis, numbers.Integral):
+        raise ValueError(f"time_axis must be an integer, got {time_axis!r}")
+    if not -ndim <= time_axis < ndim:
+        raise ValueError(f"time_axis {time_axis} is out of range for {ndim}-D rewards")
+    return ndim == 2 and time_axis % 2 == 1
+
+
+def _address(a: np.ndarray) -> int:
+    return a.__array_interface__["data"][0]
+
+
+def _placed_empty(shape: tuple[int, ...], dtype: np.dtype, loads: list[int]) -> np.ndarray:
+    """A C-ordered empty array whose start, within a page, is far from every address in
+    ``loads`` (mod 4 KiB): in the middle of the widest gap between them, so the kernel's stores
+    to it never falsely alias the loads of the other arrays' same rows."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    buf = np.empty(nbytes + _PAGE, np.uint8)
+    base = _address(buf) % _PAGE
+    points = sorted(a % _PAGE for a in loads)
+    if points:
+        gaps = [((b - a) % _PAGE or _PAGE, a) for a, b in zip(points, points[1:] + points[:1])]
+        width, low = max(gaps)
+        target = (low + width // 2) & ~63  # a cache-line boundary in the gap's middle
+    else:
+        target = 0
+    offset = (target - base) % _PAGE
+    loads.append(target)
+    return buf[offset : offset + nbytes].view(dtype).reshape(shape)
 
 
 def _scalar(name: str, x, lo: float, hi: float, *, lo_open: bool = False) -> float:
@@ -203,28 +227,31 @@ def _scalar(name: str, x, lo: float, hi: float, *, lo_open: bool = False) -> flo
 
 
 class _Batch:
-    """Validated inputs as 2-D arrays in one memory layout for the kernels."""
+    """Validated inputs as time-major 2-D arrays in one memory layout for the kernels."""
 
-    def __init__(self, floats: dict, flags: dict):
+    def __init__(self, floats: dict, flags: dict, time_axis=0):
         names = list(floats)
         rewards = _float_array("rewards", floats["rewards"], None)
         if rewards.ndim not in (1, 2):
             raise ValueError(
                 f"rewards must be [T, B] (or a single [T] stream), got shape {rewards.shape}"
             )
+        self.swap = _time_axis(time_axis, rewards.ndim)
+        dims = "[B, T]" if self.swap else "[T, B]"
         self.dtype = rewards.dtype
         self.shape = rewards.shape
         arrays = {}
         for name in names:
             a = rewards if name == "rewards" else _float_array(name, floats[name], self.dtype)
-            _check_shape(name, a, self.shape)
+            _check_shape(name, a, self.shape, dims)
             arrays[name] = a
         for name, x in flags.items():
+            if x is None:
+                continue
             a = _flag_array(name, x)
-            _check_shape(name, a, self.shape)
+            _check_shape(name, a, self.shape, dims)
             arrays[name] = a
-        if rewards.ndim == 1:
-            arrays = {k: a[:, None] for k, a in arrays.items()}
+        arrays = {k: self.internal(a) for k, a in arrays.items()}
         self.T, self.B = next(iter(arrays.values())).shape
         # One layout for all: C in place, all-F in place, anything else copied to C.
         if all(a.flags.c_contiguous for a in arrays.values()):
@@ -235,9 +262,31 @@ class _Batch:
             self.order = "C"
             arrays = {k: np.ascontiguousarray(a) for k, a in arrays.items()}
         self.arrays = arrays
+        # Where the kernel loads rows from (float inputs: bool rows have another stride).
+        self.loads = [_address(a) for k, a in arrays.items() if k in floats]
+
+    def internal(self, a: np.ndarray) -> np.ndarray:
+        """A user-shaped array as the kernels' time-major [T, B] view."""
+        if self.swap:
+            return a.T
+        return a[:, None] if a.ndim == 1 else a
+
+    def external(self, a: np.ndarray) -> np.ndarray:
+        """A kernel-shaped [T, B] result in the user's shape."""
+        return a.T if self.swap else a.reshape(self.shape)
+
+    def get(self, name: str):
+        return self.arrays.get(name)
 
     def scalar(self, value: float):
         return self.dtype.type(value)
+
+    def empty(self, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """An output (or, with ``shape``, scratch) array for the kernel, placed in C order."""
+        shape = (self.T, self.B) if shape is None else shape
+        if self.order == "F" and len(shape) == 2:
+            return np.empty(shape, self.dtype, order="F")
+        return _placed_empty(shape, self.dtype, self.loads)
 
     def outputs(self, out, names: tuple[str, ...]):
         """Kernel targets for each output, plus the user buffers to copy into afterwards."""
@@ -255,9 +304,9 @@ class _Batch:
         for i, (name, o) in enumerate(zip(names, out)):
             label = f"out[{i}] ({name})" if len(names) > 1 else f"out ({name})"
             if o is None:
-                target = np.empty((self.T, self.B), self.dtype, order=self.order)
+                target = self.empty()
                 targets.append(target)
-                results.append(target.reshape(self.shape))
+                results.append(self.external(target))
                 continue
             if not isinstance(o, np.ndarray):
                 raise ValueError(f"{label} must be a numpy array, got {type(o).__name__}")
@@ -272,7 +321,7 @@ class _Batch:
                 for j, other in enumerate(out)
             ):
                 raise ValueError(f"{label} overlaps another out buffer")
-            o2 = o.reshape(self.T, self.B) if o.ndim == 1 else o
+            o2 = self.internal(o)
             in_layout = o2.flags.c_contiguous if self.order == "C" else o2.flags.f_contiguous
             if in_layout and not any(np.may_share_memory(o2, a) for a in inputs):
                 targets.append(o2)
@@ -286,10 +335,10 @@ class _Batch:
     def block(self) -> int:
         return _ANY_BLOCK if self.order == "F" else max(self.B, 1)
 
-    def launch(self, fast: ModuleType, name: str, args: tuple, parallel) -> None:
+    def launch(self, name: str, args: tuple, parallel) -> None:
         layout = "c" if self.order == "C" and name != "nstep" else "any"
         threads = _thread_count(parallel, self.T * self.B, self.B)
-        _launch(getattr(fast, f"{name}_{layout}"), args, self.B, threads, self.block())
+        _launch(getattr(_fast(), f"{name}_{layout}"), args, self.B, threads, self.block())
 
 
 def _finish(copies, results):
@@ -308,14 +357,20 @@ def gae(
     gamma: float = 0.99,
     lam: float = 0.95,
     *,
+    mask=None,
+    time_axis: int = 0,
     out=None,
     parallel: bool | int | None = None,
 ):
     """Generalized Advantage Estimation, GAE(γ, λ).
 
     δ_t = r_t + γ(1 − term_t)·V(s_{t+1}) − V(s_t)
-    A_t = δ_t + γλ(1 − done_t)·A_{t+1},  A_T = 0
+    A_t = δ_t + k_t(1 − done_t)·A_{t+1},  A_T = 0,  k_t = γλ
     returns_t = A_t + V(s_t)  (the TD(λ) value target)
+
+    ``mask`` (optional, bool): where False, step t holds no experience of its own (an
+    inactive agent, a sample too stale to learn from): r_t and V(s_t) count as 0 and the trace
+    crosses the step undiscounted (k_t = 1), Sample Factory's treatment of invalid samples.
 
     Schulman et al. 2016, "High-Dimensional Continuous Control Using Generalized Advantage
     Estimation", https://arxiv.org/abs/1506.02438.
@@ -325,40 +380,34 @@ def gae(
       terminated, truncated: bool ``[T, B]``: episode ended after step t, without / with
         bootstrap.
       gamma: discount γ in [0, 1]. lam: λ in [0, 1] (0: one-step TD, 1: Monte Carlo).
+      mask: optional bool ``[T, B]``, True at valid steps (see above).
+      time_axis: 0 for ``[T, B]`` arrays, 1 for ``[B, T]`` (results then come back ``[B, T]``).
       out: optional ``(advantages, returns)`` buffers (either may be None).
       parallel: None (auto), True / False, or a thread count (see module docs).
 
     Returns:
-      ``(advantages, returns)``, each ``[T, B]`` in the input float dtype.
+      ``(advantages, returns)``, each in the input's shape and float dtype.
     """
     batch = _Batch(
         {"rewards": rewards, "values": values, "next_values": next_values},
-        {"terminated": terminated, "truncated": truncated},
+        {"terminated": terminated, "truncated": truncated, "mask": mask},
+        time_axis,
     )
     gamma = _scalar("gamma", gamma, 0.0, 1.0)
     lam = _scalar("lam", lam, 0.0, 1.0)
     targets, results, copies = batch.outputs(out, ("advantages", "returns"))
     a = batch.arrays
-    fast = _fast()
-    if fast is None:
-        adv, ret = reference.gae(
-            a["rewards"], a["values"], a["next_values"], a["terminated"], a["truncated"],
-            gamma, lam,
-        )
-        targets[0][...], targets[1][...] = adv, ret
-    else:
-        args = (
-            a["rewards"], a["values"], a["next_values"], a["terminated"], a["truncated"],
-            batch.scalar(gamma), batch.scalar(lam), targets[0], targets[1],
-        )
-        batch.launch(fast, "gae", args, parallel)
+    args = (
+        a["rewards"], a["values"], a["next_values"], a["terminated"], a["truncated"],
+        batch.get("mask"), batch.scalar(gamma), batch.scalar(lam), targets[0], targets[1],
+    )
+    batch.launch("gae", args, parallel)
     adv, ret = _finish(copies, results)
     return adv, ret
 
 
 def vtrace(
-    behavior_logp,
-    target_logp,
+    log_rhos,
     rewards,
     values,
     next_values,
@@ -370,44 +419,46 @@ def vtrace(
     c_clip: float = 1.0,
     pg_rho_clip: float = 1.0,
     *,
+    time_axis: int = 0,
     out=None,
     parallel: bool | int | None = None,
 ):
-    """V-trace value targets and policy-gradient advantages (off-policy corrected).
+    """V-trace policy-gradient advantages and value targets (off-policy corrected).
 
-    ratio_t = exp(target_logp_t − behavior_logp_t)
+    ratio_t = exp(log_rhos_t) = π(a_t|s_t) / μ(a_t|s_t)
     ρ_t = min(ρ̄, ratio_t),  c_t = λ·min(c̄, ratio_t)
     δ_t = ρ_t·(r_t + γ(1 − term_t)·V(s_{t+1}) − V(s_t))
     vs_t = V(s_t) + δ_t + γ(1 − done_t)·c_t·(vs_{t+1} − V(s_{t+1}))   (zero beyond the end)
     next_vs_t = vs_{t+1} within an episode, V(s_{t+1}) at done steps and on the last row
     pg_advantages_t = min(ρ̄_pg, ratio_t)·(r_t + γ(1 − term_t)·next_vs_t − V(s_t))
 
-    On-policy (ratio = 1, clips ≥ 1) ``vs`` equals GAE(λ) returns. For float32 the kernel's
-    exp is a vectorised one, within 2 ulp of numpy's (ratios below e^-86.9 become 0); NaN
-    log-probabilities propagate (clipping does not hide them). Espeholt et al. 2018,
-    "IMPALA: Scalable Distributed Deep-RL with Importance Weighted Actor-Learner
+    On-policy (log_rhos = 0, clips ≥ 1) ``vs`` equals GAE(λ) returns. The kernel's exp is a
+    vectorised one, within 2 ulp (float32) / 1 ulp (float64) of numpy's (ratios below e^-86.9
+    / e^-708 become 0); NaN log-ratios propagate (clipping does not hide them). Espeholt et al.
+    2018, "IMPALA: Scalable Distributed Deep-RL with Importance Weighted Actor-Learner
     Architectures", https://arxiv.org/abs/1802.01561 (λ as in its Remark 2).
 
     Args:
-      behavior_logp, target_logp: float ``[T, B]``: log π_behaviour(a_t|s_t), log π(a_t|s_t).
+      log_rhos: float ``[T, B]``: log π(a_t|s_t) − log μ(a_t|s_t), target over behaviour.
       rewards, values, next_values, terminated, truncated: as in :func:`gae`.
       gamma: γ in [0, 1]. lam: λ in [0, 1], scales the traces c_t.
       rho_clip, c_clip, pg_rho_clip: ρ̄, c̄, ρ̄_pg > 0 (``inf``: no clipping).
-      out: optional ``(vs, pg_advantages)`` buffers (either may be None).
+      time_axis: 0 for ``[T, B]`` arrays, 1 for ``[B, T]``.
+      out: optional ``(pg_advantages, vs)`` buffers (either may be None).
       parallel: None (auto), True / False, or a thread count.
 
     Returns:
-      ``(vs, pg_advantages)``, each ``[T, B]`` in the input float dtype.
+      ``(pg_advantages, vs)``, each in the input's shape and float dtype.
     """
     batch = _Batch(
         {
             "rewards": rewards,
-            "behavior_logp": behavior_logp,
-            "target_logp": target_logp,
+            "log_rhos": log_rhos,
             "values": values,
             "next_values": next_values,
         },
         {"terminated": terminated, "truncated": truncated},
+        time_axis,
     )
     gamma = _scalar("gamma", gamma, 0.0, 1.0)
     lam = _scalar("lam", lam, 0.0, 1.0)
@@ -415,27 +466,23 @@ def vtrace(
         _scalar(name, x, 0.0, math.inf, lo_open=True)
         for name, x in (("rho_clip", rho_clip), ("c_clip", c_clip), ("pg_rho_clip", pg_rho_clip))
     ]
-    targets, results, copies = batch.outputs(out, ("vs", "pg_advantages"))
+    targets, results, copies = batch.outputs(out, ("pg_advantages", "vs"))
     a = batch.arrays
+    scalars = (batch.scalar(gamma), batch.scalar(lam), *map(batch.scalar, clips))
     args = (
-        a["behavior_logp"], a["target_logp"], a["rewards"], a["values"], a["next_values"],
-        a["terminated"], a["truncated"],
+        a["log_rhos"], a["rewards"], a["values"], a["next_values"], a["terminated"],
+        a["truncated"], *scalars, batch.empty((batch.B,)), targets[0], targets[1],
     )
-    fast = _fast()
-    if fast is None:
-        vs, pg = reference.vtrace(*args, gamma, lam, *clips)
-        targets[0][...], targets[1][...] = vs, pg
-    else:
-        scalars = (batch.scalar(gamma), batch.scalar(lam), *map(batch.scalar, clips))
-        batch.launch(fast, "vtrace", (*args, *scalars, targets[0], targets[1]), parallel)
-    vs, pg = _finish(copies, results)
-    return vs, pg
+    batch.launch("vtrace", args, parallel)
+    pg, vs = _finish(copies, results)
+    return pg, vs
 
 
-def _returns(rewards, next_values, terminated, truncated, gamma, lam, out, parallel):
+def _returns(rewards, next_values, terminated, truncated, gamma, lam, time_axis, out, parallel):
     batch = _Batch(
         {"rewards": rewards, "next_values": next_values},
         {"terminated": terminated, "truncated": truncated},
+        time_axis,
     )
     gamma = _scalar("gamma", gamma, 0.0, 1.0)
     mc = lam is None
@@ -443,16 +490,9 @@ def _returns(rewards, next_values, terminated, truncated, gamma, lam, out, paral
     targets, results, copies = batch.outputs(out, ("returns",))
     a = batch.arrays
     args = (a["rewards"], a["next_values"], a["terminated"], a["truncated"])
-    fast = _fast()
-    if fast is None:
-        if mc:
-            targets[0][...] = reference.discounted_returns(*args, gamma)
-        else:
-            targets[0][...] = reference.lambda_returns(*args, gamma, lam)
-    else:
-        one_minus_lam = batch.scalar(1.0) - batch.scalar(lam)
-        scalars = (batch.scalar(gamma), batch.scalar(lam), one_minus_lam, mc)
-        batch.launch(fast, "lambda", (*args, *scalars, targets[0]), parallel)
+    one_minus_lam = batch.scalar(1.0) - batch.scalar(lam)
+    scalars = (batch.scalar(gamma), batch.scalar(lam), one_minus_lam, mc)
+    batch.launch("lambda", (*args, *scalars, targets[0]), parallel)
     return _finish(copies, results)[0]
 
 
@@ -463,6 +503,7 @@ def discounted_returns(
     truncated,
     gamma: float = 0.99,
     *,
+    time_axis: int = 0,
     out=None,
     parallel: bool | int | None = None,
 ):
@@ -476,12 +517,15 @@ def discounted_returns(
     Args:
       rewards, next_values, terminated, truncated: as in :func:`gae` (no ``values`` needed).
       gamma: γ in [0, 1].
+      time_axis: 0 for ``[T, B]`` arrays, 1 for ``[B, T]``.
       out: optional ``returns`` buffer. parallel: None (auto), True / False, or a thread count.
 
     Returns:
-      ``returns`` ``[T, B]`` in the input float dtype.
+      ``returns`` in the input's shape and float dtype.
     """
-    return _returns(rewards, next_values, terminated, truncated, gamma, None, out, parallel)
+    return _returns(
+        rewards, next_values, terminated, truncated, gamma, None, time_axis, out, parallel
+    )
 
 
 def lambda_returns(
@@ -492,6 +536,7 @@ def lambda_returns(
     gamma: float = 0.99,
     lam: float = 0.95,
     *,
+    time_axis: int = 0,
     out=None,
     parallel: bool | int | None = None,
 ):
@@ -507,12 +552,15 @@ def lambda_returns(
     Args:
       rewards, next_values, terminated, truncated: as in :func:`gae`.
       gamma: γ in [0, 1]. lam: λ in [0, 1].
+      time_axis: 0 for ``[T, B]`` arrays, 1 for ``[B, T]``.
       out: optional ``returns`` buffer. parallel: None (auto), True / False, or a thread count.
 
     Returns:
-      ``returns`` ``[T, B]`` in the input float dtype.
+      ``returns`` in the input's shape and float dtype.
     """
-    return _returns(rewards, next_values, terminated, truncated, gamma, lam, out, parallel)
+    return _returns(
+        rewards, next_values, terminated, truncated, gamma, lam, time_axis, out, parallel
+    )
 
 
 def n_step_returns(
@@ -523,6 +571,7 @@ def n_step_returns(
     n: int,
     gamma: float = 0.99,
     *,
+    time_axis: int = 0,
     out=None,
     parallel: bool | int | None = None,
 ):
@@ -537,14 +586,16 @@ def n_step_returns(
     Args:
       rewards, next_values, terminated, truncated: as in :func:`gae`.
       n: horizon, an integer ≥ 1. gamma: γ in [0, 1].
+      time_axis: 0 for ``[T, B]`` arrays, 1 for ``[B, T]``.
       out: optional ``returns`` buffer. parallel: None (auto), True / False, or a thread count.
 
     Returns:
-      ``returns`` ``[T, B]`` in the input float dtype.
+      ``returns`` in the input's shape and float dtype.
     """
     batch = _Batch(
         {"rewards": rewards, "next_values": next_values},
         {"terminated": terminated, "truncated": truncated},
+        time_axis,
     )
     if isinstance(n, bool | np.bool_) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"n must be an integer >= 1, got {n!r}")
@@ -552,9 +603,5 @@ def n_step_returns(
     targets, results, copies = batch.outputs(out, ("returns",))
     a = batch.arrays
     args = (a["rewards"], a["next_values"], a["terminated"], a["truncated"])
-    fast = _fast()
-    if fast is None:
-        targets[0][...] = reference.n_step_returns(*args, int(n), gamma)
-    else:
-        batch.launch(fast, "nstep", (*args, batch.scalar(gamma), int(n), targets[0]), parallel)
+    batch.launch("nstep", (*args, batch.scalar(gamma), int(n), targets[0]), parallel)
     return _finish(copies, results)[0]

@@ -158,10 +158,11 @@ class APPOLearner:
         else:
             denorm = values
 
-        rewards = b["rewards"].float().clone()
+        rewards = b["rewards"].float()
         dones = b["dones"].float()
-        if cfg.value_bootstrap:
-            rewards += cfg.gamma * denorm[:, :-1] * b["time_outs"].float() * dones
+        # value_bootstrap: a done step that timed out bootstraps from its own value V(s_t), as
+        # the kernels' `truncated` (Sample Factory adds γ·V(s_t) to that step's reward instead)
+        time_outs = b["time_outs"].bool() & (dones > 0) if cfg.value_bootstrap else None
 
         out = {
             "nobs": nobs,
@@ -175,8 +176,12 @@ class APPOLearner:
             "action_logits": b["action_logits"].float(),
             "policy_version": b["policy_version"].long(),
         }
+        if time_outs is not None:
+            out["truncated"], out["truncated_values"] = time_outs, denorm[:, :-1]
         if not cfg.with_vtrace:
-            adv, returns = sf_gae(rewards, dones, denorm, valids, cfg.gamma, cfg.gae_lambda)
+            adv, returns = sf_gae(
+                rewards, dones, denorm, valids, cfg.gamma, cfg.gae_lambda, time_outs
+            )
             if model.returns_normalizer is not None:
                 model.returns_normalizer.update(returns.reshape(-1))
                 returns = model.returns_normalizer.normalize(returns.reshape(-1)).reshape(n, t)
@@ -238,7 +243,7 @@ class APPOLearner:
 
         with torch.no_grad():
             if cfg.with_vtrace:
-                targets, adv = sf_vtrace(
+                adv, targets = sf_vtrace(
                     ratio,
                     mb["rewards"],
                     mb["dones"],
@@ -246,9 +251,11 @@ class APPOLearner:
                     cfg.gamma,
                     cfg.vtrace_rho,
                     cfg.vtrace_c,
+                    mb.get("truncated"),
+                    mb.get("truncated_values"),
                 )
             else:
-                targets, adv = mb["returns"], mb["advantages"]
+                adv, targets = mb["advantages"], mb["returns"]
             adv_std = adv[valids].std() if valids.sum() > 1 else torch.zeros(())
             adv = L.standardize(adv, valids)
 

@@ -2,8 +2,9 @@
 Details of PPO", ICLR blog track 2022; Schulman et al. 2017, arXiv:1707.06347).
 
 One :meth:`PPOLearner.update` per rollout of ``num_steps x num_envs``: GAE(γ, λ) from the
-gristmill kernel, then ``update_epochs`` passes over ``num_minibatches`` shuffled minibatches
-with :func:`~gristmill.learners.losses.cleanrl_ppo_loss`, gradient clipping at 0.5, optional
+gristmill kernel (on the rollout's CPU tensors, before anything moves to the device), then
+``update_epochs`` passes over ``num_minibatches`` shuffled minibatches with
+:func:`~gristmill.learners.losses.cleanrl_ppo_loss`, gradient clipping at 0.5, optional
 ``target_kl`` early stop and linear learning-rate annealing.
 """
 
@@ -13,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from gristmill.learners.advantages import gae_time_major
+from gristmill.kernels import advantage as K
 from gristmill.learners.losses import cleanrl_ppo_loss
 from gristmill.learners.models import ActorCritic, ModelConfig
 
@@ -99,14 +100,17 @@ class PPOLearner:
         if cfg.anneal_lr:
             for g in self.optimizer.param_groups:
                 g["lr"] = (1.0 - progress) * cfg.learning_rate
-        rewards = batch["rewards"].float().to(dev)
+        host = {k: batch[k].detach().cpu() for k in ("rewards", "values", "dones", "next_values")}
+        rewards, values = host["rewards"].float().numpy(), host["values"].float()
         t, b = rewards.shape
-        values = batch["values"].float().to(dev)
-        next_values = torch.cat([values[1:], batch["next_values"].float().to(dev)[None]], 0)
-        dones = batch["dones"].bool().to(dev)
-        adv, returns = gae_time_major(
-            rewards, values, next_values, dones, torch.zeros_like(dones), cfg.gamma, cfg.gae_lambda
+        next_values = torch.cat([values[1:], host["next_values"].float()[None]], 0)
+        dones = host["dones"].bool().numpy()
+        adv, returns = K.gae(
+            rewards, values.numpy(), next_values.numpy(), dones, np.zeros_like(dones),
+            cfg.gamma, cfg.gae_lambda,
         )
+        adv, returns = torch.from_numpy(adv).to(dev), torch.from_numpy(returns).to(dev)
+        values = values.to(dev)
         size = t * b
         flat = {
             "obs": {k: v.to(dev).reshape((size,) + v.shape[2:]) for k, v in batch["obs"].items()},

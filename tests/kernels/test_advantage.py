@@ -50,15 +50,14 @@ def _batch(seed, T, B, dtype, p_term=0.1, p_trunc=0.1, consistent=False):
     if consistent:  # next_values[t] = values[t+1] inside an episode
         inside = ~(terminated | truncated)[:-1]
         next_values[:-1][inside] = values[1:][inside]
-    behavior_logp = rng.normal(-1.0, 0.5, size=(T, B))
     return dict(
         rewards=rng.normal(size=(T, B)).astype(dtype),
         values=values.astype(dtype),
         next_values=next_values.astype(dtype),
         terminated=terminated,
         truncated=truncated,
-        behavior_logp=behavior_logp.astype(dtype),
-        target_logp=(behavior_logp + rng.normal(0.0, 0.7, size=(T, B))).astype(dtype),
+        log_rhos=rng.normal(0.0, 0.7, size=(T, B)).astype(dtype),
+        mask=rng.random((T, B)) < 0.8,
     )
 
 
@@ -67,7 +66,7 @@ def _pick(batch, *names):
 
 
 GAE_ARGS = ("rewards", "values", "next_values", "terminated", "truncated")
-VT_ARGS = ("behavior_logp", "target_logp", *GAE_ARGS)
+VT_ARGS = ("log_rhos", *GAE_ARGS)
 RET_ARGS = ("rewards", "next_values", "terminated", "truncated")
 
 
@@ -87,41 +86,49 @@ probs = st.sampled_from([0.0, 0.05, 0.3, 1.0])
     shape=shapes, dtype=dtypes, kinds=layouts, uniform=st.booleans(), seed=st.integers(0, 2**32),
     p_term=probs, p_trunc=probs, gamma=st.sampled_from([0.0, 0.5, 0.99, 1.0]),
     lam=st.sampled_from([0.0, 0.7, 0.95, 1.0]), parallel=st.sampled_from([None, False, 2]),
+    masked=st.booleans(), time_axis=st.sampled_from([0, 1, -1]),
 )
 def test_fast_matches_reference(
-    shape, dtype, kinds, uniform, seed, p_term, p_trunc, gamma, lam, parallel
+    shape, dtype, kinds, uniform, seed, p_term, p_trunc, gamma, lam, parallel, masked, time_axis
 ):
+    """Numba == NumPy reference (V-trace: to its exp's ulp) over layouts, episode ends, masks,
+    both time axes (``[B, T]`` input is the transpose of ``[T, B]``)."""
     T, B = shape
     batch = _batch(seed, T, B, dtype, p_term, p_trunc)
+    if time_axis != 0:
+        batch = {k: a.T for k, a in batch.items()}
     if uniform:  # all C, all F, ... (the in-place paths); else a mix (the copying path)
         kinds = [kinds[0]] * len(kinds)
     batch = {k: _layout(a, kind) for (k, a), kind in zip(batch.items(), kinds)}
+    mask = batch["mask"] if masked else None
+    kw = dict(time_axis=time_axis)
+    shape = batch["rewards"].shape
 
-    a, r = adv.gae(*_pick(batch, *GAE_ARGS), gamma, lam, parallel=parallel)
-    a_ref, r_ref = ref.gae(*_pick(batch, *GAE_ARGS), gamma, lam)
-    assert a.dtype == r.dtype == dtype and a.shape == r.shape == (T, B)
+    a, r = adv.gae(*_pick(batch, *GAE_ARGS), gamma, lam, mask=mask, parallel=parallel, **kw)
+    a_ref, r_ref = ref.gae(*_pick(batch, *GAE_ARGS), gamma, lam, mask=mask, **kw)
+    assert a.dtype == r.dtype == dtype and a.shape == r.shape == a_ref.shape == shape
     np.testing.assert_array_equal(a, a_ref)
     np.testing.assert_array_equal(r, r_ref)
 
     rets = _pick(batch, *RET_ARGS)
     np.testing.assert_array_equal(
-        adv.lambda_returns(*rets, gamma, lam, parallel=parallel),
-        ref.lambda_returns(*rets, gamma, lam),
+        adv.lambda_returns(*rets, gamma, lam, parallel=parallel, **kw),
+        ref.lambda_returns(*rets, gamma, lam, **kw),
     )
     np.testing.assert_array_equal(
-        adv.discounted_returns(*rets, gamma, parallel=parallel),
-        ref.discounted_returns(*rets, gamma),
+        adv.discounted_returns(*rets, gamma, parallel=parallel, **kw),
+        ref.discounted_returns(*rets, gamma, **kw),
     )
     n = 1 + seed % (T + 1)
     np.testing.assert_array_equal(
-        adv.n_step_returns(*rets, n, gamma, parallel=parallel),
-        ref.n_step_returns(*rets, n, gamma),
+        adv.n_step_returns(*rets, n, gamma, parallel=parallel, **kw),
+        ref.n_step_returns(*rets, n, gamma, **kw),
     )
 
     clips = (1.0, 1.0, 1.0) if seed % 2 else (0.8, 1.5, np.inf)
-    vs, pg = adv.vtrace(*_pick(batch, *VT_ARGS), gamma, lam, *clips, parallel=parallel)
-    vs_ref, pg_ref = ref.vtrace(*_pick(batch, *VT_ARGS), gamma, lam, *clips)
-    assert vs.dtype == pg.dtype == dtype
+    pg, vs = adv.vtrace(*_pick(batch, *VT_ARGS), gamma, lam, *clips, parallel=parallel, **kw)
+    pg_ref, vs_ref = ref.vtrace(*_pick(batch, *VT_ARGS), gamma, lam, *clips, **kw)
+    assert vs.dtype == pg.dtype == dtype and vs.shape == pg.shape == vs_ref.shape == shape
     np.testing.assert_allclose(vs, vs_ref, **_close(dtype))
     np.testing.assert_allclose(pg, pg_ref, **_close(dtype))
 
@@ -135,8 +142,11 @@ def test_threads_split_the_batch_into_column_ranges(dtype, kind):
     for parallel in (True, False, 3, 100):
         a, r = adv.gae(*_pick(batch, *GAE_ARGS), 0.97, 0.9, parallel=parallel)
         np.testing.assert_array_equal(a, ref.gae(*_pick(batch, *GAE_ARGS), 0.97, 0.9)[0])
-        vs, pg = adv.vtrace(*_pick(batch, *VT_ARGS), 0.97, 0.9, parallel=parallel)
-        vs_ref, pg_ref = ref.vtrace(*_pick(batch, *VT_ARGS), 0.97, 0.9)
+        m = batch["mask"]
+        a, r = adv.gae(*_pick(batch, *GAE_ARGS), 0.97, 0.9, mask=m, parallel=parallel)
+        np.testing.assert_array_equal(a, ref.gae(*_pick(batch, *GAE_ARGS), 0.97, 0.9, m)[0])
+        pg, vs = adv.vtrace(*_pick(batch, *VT_ARGS), 0.97, 0.9, parallel=parallel)
+        pg_ref, vs_ref = ref.vtrace(*_pick(batch, *VT_ARGS), 0.97, 0.9)
         np.testing.assert_allclose(vs, vs_ref, **_close(dtype))
         np.testing.assert_allclose(pg, pg_ref, **_close(dtype))
         rets = _pick(batch, *RET_ARGS)
@@ -194,6 +204,23 @@ def test_gae_golden(impl, dtype):
 
 @pytest.mark.parametrize("impl", ["fast", "reference"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gae_golden_with_masked_steps(impl, dtype):
+    # Steps 0 and 2 masked: their r and v count as 0 and the trace crosses them with factor 1.
+    # t=3: A = 4; t=2 (truncated, masked): A = 0 + .5*nv_2 - 0 = 1 (trace stops);
+    # t=1 (terminated): A = 2 - 1 = 1; t=0 (masked): A = 0 + .5*nv_0 - 0 + 1*A_1 = 1.5.
+    # returns = A + mask*v = [1.5, 2, 1, 6]
+    mask = np.array([False, True, False, True])[:, None]
+    mod = adv if impl == "fast" else ref
+    a, r = mod.gae(*_golden(dtype), gamma=0.5, lam=0.5, mask=mask)
+    np.testing.assert_array_equal(a[:, 0], [1.5, 1.0, 1.0, 4.0])
+    np.testing.assert_array_equal(r[:, 0], [1.5, 2.0, 1.0, 6.0])
+    # all valid: the same as no mask
+    a_all, _ = mod.gae(*_golden(dtype), gamma=0.5, lam=0.5, mask=np.ones((4, 1), bool))
+    np.testing.assert_array_equal(a_all[:, 0], [1.25, 1.0, 2.5, 4.0])
+
+
+@pytest.mark.parametrize("impl", ["fast", "reference"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_vtrace_golden(impl, dtype):
     # ratios [2, 0.5, 1, 0.25]; rho = c = min(1, ratio) = [1, .5, 1, .25]; gamma .5, lam 1.
     # rho*delta = [1, .5, 2.5, 1]; acc_3 = 1, acc_2 = 2.5, acc_1 = .5, acc_0 = 1 + .5*1*.5
@@ -201,9 +228,9 @@ def test_vtrace_golden(impl, dtype):
     # next_vs = [vs_1, (terminal), nv_2, nv_3] = [1.5, -, 2, 4]
     # pg = min(1, ratio)*(r + g*(1-term)*next_vs - v)
     #    = [1*(1 + .75 - .5), .5*(2 - 1), 1*(3 + 1 - 1.5), .25*(4 + 2 - 2)] = [1.25, .5, 2.5, 1]
-    blp = np.full((4, 1), -1.0, dtype)
-    tlp = blp + np.log(np.array([2.0, 0.5, 1.0, 0.25]))[:, None].astype(dtype)
-    vs, pg = (adv if impl == "fast" else ref).vtrace(blp, tlp, *_golden(dtype), gamma=0.5, lam=1.0)
+    log_rhos = np.log(np.array([2.0, 0.5, 1.0, 0.25]))[:, None].astype(dtype)
+    mod = adv if impl == "fast" else ref
+    pg, vs = mod.vtrace(log_rhos, *_golden(dtype), gamma=0.5, lam=1.0)
     tol = dict(rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(vs[:, 0], [1.75, 1.5, 4.0, 3.0], **tol)
     np.testing.assert_allclose(pg[:, 0], [1.25, 0.5, 2.5, 1.0], **tol)
@@ -279,12 +306,12 @@ def test_splitting_at_an_episode_boundary_changes_nothing(T, B, dtype, seed, dat
 def test_vtrace_on_policy_reduces_to_gae(T, B, dtype, seed, gamma, lam):
     """ratio = 1: vs == GAE(lam) returns; at lam = 1 pg_advantages == GAE(1) advantages."""
     batch = _batch(seed, T, B, dtype, consistent=True)
-    logp = batch["behavior_logp"]
-    vs, pg = adv.vtrace(logp, logp, *_pick(batch, *GAE_ARGS), gamma, lam, rho_clip=1.0)
+    zero = np.zeros_like(batch["rewards"])
+    pg, vs = adv.vtrace(zero, *_pick(batch, *GAE_ARGS), gamma, lam, rho_clip=1.0)
     a, returns = adv.gae(*_pick(batch, *GAE_ARGS), gamma, lam)
     np.testing.assert_allclose(vs, returns, **_close(dtype))
     a1, _ = adv.gae(*_pick(batch, *GAE_ARGS), gamma, 1.0)
-    vs1, pg1 = adv.vtrace(logp, logp, *_pick(batch, *GAE_ARGS), gamma, 1.0)
+    pg1, vs1 = adv.vtrace(zero, *_pick(batch, *GAE_ARGS), gamma, 1.0)
     np.testing.assert_allclose(pg1, a1, **_close(dtype))
     # With consistent values the TD(lambda) return is the GAE target as well.
     rets = _pick(batch, *RET_ARGS)
@@ -322,11 +349,11 @@ def test_terminal_next_values_are_ignored_even_if_nan():
 
 
 @pytest.mark.parametrize("kind", ["C", "F"])
-def test_nan_log_probs_propagate_instead_of_being_clipped(kind):
+def test_nan_log_ratios_propagate_instead_of_being_clipped(kind):
     batch = {k: _layout(a, kind) for k, a in _batch(12, 6, 3, np.float32, 0.0, 0.0).items()}
-    batch["target_logp"] = batch["target_logp"].copy(order=kind)
-    batch["target_logp"][5, 1] = np.nan  # last row: the trace carries it to every earlier row
-    vs, pg = adv.vtrace(*_pick(batch, *VT_ARGS))
+    batch["log_rhos"] = batch["log_rhos"].copy(order=kind)
+    batch["log_rhos"][5, 1] = np.nan  # last row: the trace carries it to every earlier row
+    pg, vs = adv.vtrace(*_pick(batch, *VT_ARGS))
     assert np.isnan(vs[:, 1]).all() and np.isnan(pg[5, 1])
     assert np.isfinite(vs[:, [0, 2]]).all() and np.isfinite(pg[:, [0, 2]]).all()
 
@@ -341,7 +368,7 @@ def test_single_stream_and_numeric_flags():
     assert a1.shape == (9,)
     np.testing.assert_array_equal(a1, a2[:, 0])
     np.testing.assert_array_equal(r1, r2[:, 0])
-    vs, pg = adv.vtrace(*_pick(flat, *VT_ARGS))
+    pg, vs = adv.vtrace(*_pick(flat, *VT_ARGS))
     assert vs.shape == pg.shape == (9,)
 
 
@@ -351,7 +378,7 @@ def test_empty_rollout():
     assert a.shape == r.shape == (0, 3)
 
 
-def test_fast_exp_within_two_ulp_of_numpy():
+def _apply_fast_exp(x):
     from gristmill.kernels import _advantage_numba as fast
     from numba import njit
 
@@ -360,16 +387,74 @@ def test_fast_exp_within_two_ulp_of_numpy():
         for i in range(x.shape[0]):
             out[i] = fast.exp(x[i])
 
+    out = np.empty_like(x)
+    apply(x, out)
+    return out
+
+
+def test_fast_exp_within_two_ulp_of_numpy():
     x = np.linspace(-86.9, 88.72, 400_001, dtype=np.float32)
-    got = np.empty_like(x)
-    apply(x, got)
+    got = _apply_fast_exp(x)
     exact = np.exp(x.astype(np.float64))
     ulps = np.abs(got - exact) / np.spacing(exact.astype(np.float32))
     assert ulps.max() <= 2.0
     special = np.array([np.nan, np.inf, -np.inf, 0.0, 89.0, -90.0, -1000.0], np.float32)
-    out = np.empty_like(special)
-    apply(special, out)
-    np.testing.assert_array_equal(out, [np.nan, np.inf, 0.0, 1.0, np.inf, 0.0, 0.0])
+    np.testing.assert_array_equal(
+        _apply_fast_exp(special), [np.nan, np.inf, 0.0, 1.0, np.inf, 0.0, 0.0]
+    )
+
+
+def test_fast_exp_float64_within_one_ulp_of_numpy():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.linspace(-708.0, 709.78, 400_001), rng.normal(0.0, 2.0, 100_000)])
+    got = _apply_fast_exp(x)
+    want = np.exp(x)
+    assert (np.abs(got - want) / np.spacing(want)).max() <= 1.0
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, 710.0, -708.5, -1e4])
+    np.testing.assert_array_equal(
+        _apply_fast_exp(special), [np.nan, np.inf, 0.0, 1.0, np.inf, 0.0, 0.0]
+    )
+
+
+def test_time_axis_one_takes_batch_major_arrays_in_place():
+    """[N, T] arrays with time_axis=1 give the transposes of the [T, N] results, C-ordered."""
+    batch = _batch(6, 11, 7, np.float32)
+    major = {k: np.ascontiguousarray(a.T) for k, a in batch.items()}  # [N, T], C order
+    a, r = adv.gae(*_pick(major, *GAE_ARGS), mask=major["mask"], time_axis=1)
+    a_t, r_t = adv.gae(*_pick(batch, *GAE_ARGS), mask=batch["mask"])
+    assert a.shape == (7, 11) and a.flags.c_contiguous
+    np.testing.assert_array_equal(a, a_t.T)
+    np.testing.assert_array_equal(r, r_t.T)
+    pg, vs = adv.vtrace(*_pick(major, *VT_ARGS), time_axis=-1)
+    pg_t, vs_t = adv.vtrace(*_pick(batch, *VT_ARGS))
+    np.testing.assert_array_equal(pg, pg_t.T)
+    np.testing.assert_array_equal(vs, vs_t.T)
+    o = np.empty((7, 11), np.float32)
+    got = adv.lambda_returns(*_pick(major, *RET_ARGS), time_axis=1, out=o)
+    assert got is o
+    np.testing.assert_array_equal(o, adv.lambda_returns(*_pick(batch, *RET_ARGS)).T)
+
+
+def test_results_start_away_from_the_inputs_within_a_page():
+    """Inputs that all start at one page offset (what malloc often gives) get results placed
+    half a page away, where their stores cannot falsely alias the inputs' loads."""
+    batch = _batch(2, 8, 256, np.float32)
+
+    def at_offset(a, offset=16):
+        buf = np.empty(a.nbytes + 2 * 4096, np.uint8)
+        start = (offset - buf.ctypes.data) % 4096
+        view = buf[start : start + a.nbytes].view(a.dtype).reshape(a.shape)
+        view[...] = a
+        return view
+
+    same = {k: at_offset(a) for k, a in batch.items()}
+    for results in (adv.gae(*_pick(same, *GAE_ARGS)), adv.vtrace(*_pick(same, *VT_ARGS))):
+        for x in results:
+            assert 1024 <= (x.ctypes.data - 16) % 4096 <= 3072
+            np.testing.assert_array_equal(x, x.copy())  # an ordinary, readable array
+    np.testing.assert_array_equal(
+        adv.gae(*_pick(same, *GAE_ARGS))[0], ref.gae(*_pick(batch, *GAE_ARGS))[0]
+    )
 
 
 # ----------------------------------------------------------------------------------- out=
@@ -390,7 +475,7 @@ def test_out_buffers_are_filled_and_returned():
     assert ret is strided
     np.testing.assert_array_equal(strided, ref.lambda_returns(*_pick(batch, *RET_ARGS)))
     vs_out = np.empty((10, 6), np.float32)
-    vs, _ = adv.vtrace(*_pick(batch, *VT_ARGS), out=(vs_out, None))
+    _, vs = adv.vtrace(*_pick(batch, *VT_ARGS), out=(None, vs_out))
     assert vs is vs_out
 
 
@@ -441,7 +526,7 @@ def test_shape_errors_name_the_argument(name):
         adv.gae(*_pick(batch, *GAE_ARGS))
 
 
-@pytest.mark.parametrize("name", ["behavior_logp", "target_logp", "values", "next_values"])
+@pytest.mark.parametrize("name", ["log_rhos", "values", "next_values"])
 def test_mixed_float_dtypes_are_refused(name):
     batch = _batch(1, 5, 3, np.float32)
     batch[name] = batch[name].astype(np.float64)
@@ -483,26 +568,19 @@ def test_other_input_errors():
             adv.vtrace(*vt, **{name: 0.0})
     with pytest.raises(ValueError, match="^n must be an integer >= 1"):
         adv.n_step_returns(*_pick(batch, *RET_ARGS), 0)
+    with pytest.raises(ValueError, match="^time_axis 2 is out of range for 2-D rewards"):
+        adv.gae(*args, time_axis=2)
+    with pytest.raises(ValueError, match="^time_axis 1 is out of range for 1-D rewards"):
+        adv.gae(*[x[:, 0] for x in args], time_axis=1)
+    with pytest.raises(ValueError, match=r"^mask has shape \(3, 5\)"):
+        adv.gae(*args, mask=np.ones((3, 5), bool))
+    r, v, nv, te, tr = (x.T for x in args)  # [B, T] = (3, 5)
+    with pytest.raises(ValueError, match=r"^values has shape \(2, 5\), expected \(3, 5\) "
+                       r"\(the shape of rewards, \[B, T\]\)"):
+        adv.gae(r, v[:2], nv, te, tr, time_axis=1)
     for bad in (0, -2, 1.5, "yes"):
         with pytest.raises(ValueError, match="^parallel must be None, a bool or a thread count"):
             adv.gae(*args, parallel=bad)
-
-
-def test_numpy_fallback_when_numba_is_missing(monkeypatch):
-    """Without numba the public functions run the references (same validation, same out=)."""
-    monkeypatch.setattr(adv, "_fast", lambda: None)
-    batch = _batch(8, 9, 4, np.float32)
-    o = np.empty((9, 4), np.float32)
-    a, _ = adv.gae(*_pick(batch, *GAE_ARGS), 0.9, 0.8, out=(o, None))
-    assert a is o
-    np.testing.assert_array_equal(o, ref.gae(*_pick(batch, *GAE_ARGS), 0.9, 0.8)[0])
-    np.testing.assert_array_equal(
-        adv.vtrace(*_pick(batch, *VT_ARGS))[1], ref.vtrace(*_pick(batch, *VT_ARGS))[1]
-    )
-    rets = _pick(batch, *RET_ARGS)
-    np.testing.assert_array_equal(adv.lambda_returns(*rets), ref.lambda_returns(*rets))
-    np.testing.assert_array_equal(adv.discounted_returns(*rets), ref.discounted_returns(*rets))
-    np.testing.assert_array_equal(adv.n_step_returns(*rets, 3), ref.n_step_returns(*rets, 3))
 
 
 def test_kernel_errors_in_threads_reach_the_caller(monkeypatch):
@@ -537,14 +615,18 @@ def test_runs_unchanged_with_numba_jit_disabled():
         rng = np.random.default_rng(0)
         for order in "CF":
             f = lambda: np.asarray(rng.normal(size=(7, 5)), np.float32, order=order)
-            r, v, nv, blp, tlp = f(), f(), f(), f(), f()
+            r, v, nv, lr = f(), f(), f(), f()
             te = np.asarray(rng.random((7, 5)) < 0.2, order=order)
             tr = np.asarray(rng.random((7, 5)) < 0.2, order=order)
+            m = np.asarray(rng.random((7, 5)) < 0.7, order=order)
             for par in (False, True):
                 np.testing.assert_array_equal(
                     adv.gae(r, v, nv, te, tr, parallel=par)[0], ref.gae(r, v, nv, te, tr)[0])
-                got = adv.vtrace(blp, tlp, r, v, nv, te, tr, lam=0.9, parallel=par)
-                want = ref.vtrace(blp, tlp, r, v, nv, te, tr, lam=0.9)
+                np.testing.assert_array_equal(
+                    adv.gae(r, v, nv, te, tr, mask=m, parallel=par)[1],
+                    ref.gae(r, v, nv, te, tr, mask=m)[1])
+                got = adv.vtrace(lr, r, v, nv, te, tr, lam=0.9, parallel=par)
+                want = ref.vtrace(lr, r, v, nv, te, tr, lam=0.9)
                 np.testing.assert_array_equal(got[0], want[0])  # numpy's exp both sides
                 np.testing.assert_array_equal(got[1], want[1])
                 np.testing.assert_array_equal(
@@ -560,8 +642,9 @@ def test_runs_unchanged_with_numba_jit_disabled():
     assert out.strip() == "ok"
 
 
-def test_import_is_light_and_fast_once_the_cache_is_warm():
+def test_import_is_light_and_the_warm_call_loads_numbas_cache():
     # Warm numba's on-disk cache in a process of its own (what a user's first run does).
+    # (How long the import takes is the benchmarks' business: no timing asserts on a shared box.)
     _python(
         """
         import numpy as np
@@ -572,24 +655,19 @@ def test_import_is_light_and_fast_once_the_cache_is_warm():
     )
     out = _python(
         """
-        import sys, time
-        t0 = time.perf_counter()
+        import sys
         import gristmill.kernels.advantage as adv
-        dt = time.perf_counter() - t0
         heavy = sorted(m for m in ("numba", "torch", "gymnasium") if m in sys.modules)
         import numpy as np
         x = np.zeros((4, 3), np.float32); f = np.zeros((4, 3), bool)
-        t1 = time.perf_counter()
         adv.gae(x, x, x, f, f)
-        first_call = time.perf_counter() - t1
         from gristmill.kernels import _advantage_numba as fast
         misses = sum(fast.gae_c.stats.cache_misses.values())
         leaked = sorted(m for m in ("torch", "gymnasium") if m in sys.modules)
-        print(dt, ",".join(heavy) or "-", misses, ",".join(leaked) or "-", first_call)
+        print(",".join(heavy) or "-", misses, ",".join(leaked) or "-")
         """
     )
-    import_s, heavy, misses, leaked, first_call = out.split()
+    heavy, misses, leaked = out.split()
     assert heavy == "-", f"importing the module pulled in {heavy}"
     assert leaked == "-", f"calling gae pulled in {leaked}"
     assert int(misses) == 0, "the warm call recompiled instead of loading numba's cache"
-    assert float(import_s) < 0.5, f"import took {float(import_s):.3f} s"

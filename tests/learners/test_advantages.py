@@ -1,4 +1,5 @@
-"""Sample Factory's GAE and V-trace: the kernel path against SF's own torch loops."""
+"""Sample Factory's GAE and V-trace (learners.advantages over the kernels) against SF's own torch
+loops, and value_bootstrap as the kernels' truncated flag against SF's reward folding."""
 
 import pytest
 import torch
@@ -50,7 +51,7 @@ def batch():
     return rewards, dones, values, valids, ratio
 
 
-def test_gae_matches_sample_factory(batch):
+def test_gae_with_invalid_steps_matches_sample_factory(batch):
     rewards, dones, values, valids, _ = batch
     adv, ret = A.sf_gae(rewards, dones, values, valids, 0.99, 0.95)
     ref_adv, ref_ret = sf_gae_reference(rewards, dones, values, valids, 0.99, 0.95)
@@ -58,7 +59,6 @@ def test_gae_matches_sample_factory(batch):
 
 
 def test_gae_all_valid_batch_matches_sample_factory(batch):
-    """All-valid batches take the kernel path, the others a torch loop: both are SF's."""
     rewards, dones, values, valids, _ = batch
     valids = torch.ones_like(valids)
     adv, ret = A.sf_gae(rewards, dones, values, valids, 0.99, 0.95)
@@ -82,20 +82,44 @@ def test_gae_does_not_discount_invalid_steps():
 
 def test_vtrace_matches_sample_factory(batch):
     rewards, dones, values, _, ratio = batch
-    vs, adv = A.sf_vtrace(ratio, rewards, dones, values[:, :-1], 0.99, 1.0, 1.0)
+    adv, vs = A.sf_vtrace(ratio, rewards, dones, values[:, :-1], 0.99, 1.0, 1.0)
     ref_vs, ref_adv = sf_vtrace_reference(ratio, rewards, dones, values[:, :-1], 0.99, 1.0, 1.0)
     assert torch.allclose(vs, ref_vs, atol=1e-4) and torch.allclose(adv, ref_adv, atol=1e-4)
 
 
-def test_kernel_and_torch_paths_agree(batch, monkeypatch):
+def _timeouts(batch):
+    """The batch with a third of its episode ends marked as time-outs, and SF's folding of the
+    bootstrap into the rewards at those steps (``rewards += γ·V(s_t)``, learner.py)."""
     rewards, dones, values, valids, ratio = batch
-    fast = A.sf_gae(rewards, dones, values, valids, 0.99, 0.95)
-    fast_v = A.sf_vtrace(ratio, rewards, dones, values[:, :-1], 0.99)
-    monkeypatch.setattr(A, "_kernels", lambda: None)
-    slow = A.sf_gae(rewards, dones, values, valids, 0.99, 0.95)
-    slow_v = A.sf_vtrace(ratio, rewards, dones, values[:, :-1], 0.99)
-    for x, y in zip(fast + fast_v, slow + slow_v):
-        assert torch.allclose(x, y, atol=1e-5)
+    g = torch.Generator().manual_seed(5)
+    time_outs = dones & (torch.rand(dones.shape, generator=g) < 0.35)
+    assert time_outs.any() and (dones & ~time_outs).any()
+    folded = rewards + 0.99 * values[:, :-1] * time_outs.float() * dones.float()
+    return time_outs, folded
+
+
+def test_value_bootstrap_as_truncation_equals_sample_factory_reward_folding(batch):
+    """GAE with the kernels' truncated flag gives bit for bit what SF gets by folding γ·V(s_t)
+    into the reward of a timed-out step (valid and invalid steps, float32)."""
+    rewards, dones, values, valids, _ = batch
+    time_outs, folded = _timeouts(batch)
+    got = A.sf_gae(rewards, dones, values, valids, 0.99, 0.95, time_outs)
+    want = A.sf_gae(folded, dones, values, valids, 0.99, 0.95)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    ref = sf_gae_reference(folded, dones, values, valids, 0.99, 0.95)
+    assert torch.allclose(got[0], ref[0], atol=1e-5) and torch.allclose(got[1], ref[1], atol=1e-5)
+    assert not torch.equal(got[0], A.sf_gae(rewards, dones, values, valids, 0.99, 0.95)[0])
+
+
+def test_vtrace_value_bootstrap_as_truncation_equals_sample_factory_reward_folding(batch):
+    rewards, dones, values, _, ratio = batch
+    time_outs, folded = _timeouts(batch)
+    v = values[:, :-1] + 0.25  # the minibatch's current values differ from the batch's
+    got = A.sf_vtrace(ratio, rewards, dones, v, 0.99, 1.0, 1.0, time_outs, values[:, :-1])
+    want = A.sf_vtrace(ratio, folded, dones, v, 0.99, 1.0, 1.0)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    ref_vs, ref_adv = sf_vtrace_reference(ratio, folded, dones, v, 0.99, 1.0, 1.0)
+    assert torch.allclose(got[1], ref_vs, atol=1e-4) and torch.allclose(got[0], ref_adv, atol=1e-4)
 
 
 def test_gae_hand_computed_episode_end():
