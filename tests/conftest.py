@@ -7,11 +7,13 @@ run is still alive.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
 
 import pytest
+from gristmill.kernels import procfs
 
 SHM = Path("/dev/shm")
 PREFIX = "gristmill_"
@@ -23,21 +25,14 @@ def _owner_pid(name: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def _ancestors(pid: int) -> set[int]:
     out = set()
     while pid > 1 and pid not in out:
         out.add(pid)
-        try:
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
+        st = procfs.stat(pid)
+        if st is None:
             break
+        pid = st.ppid
     return out
 
 
@@ -56,18 +51,8 @@ def gristmill_shm_entries() -> set[str]:
         if PREFIX not in entry.name:
             continue
         pid = _owner_pid(entry.name)
-        if pid is None or pid == me or not _alive(pid) or me in _ancestors(pid):
+        if pid is None or pid == me or not procfs.alive(pid) or me in _ancestors(pid):
             out.add(entry.name)
-    return out
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return out
 
 
@@ -87,16 +72,14 @@ def pytest_sessionfinish(session, exitstatus):
     leaked = sorted(gristmill_shm_entries() - _BEFORE)
     # multiprocessing's resource tracker (started by any spawn) exits with its parent.
     orphans = [
-        c for c in _children(os.getpid())
-        if _alive(c) and b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()
+        c for c in procfs.children(os.getpid())
+        if procfs.alive(c) and not any(b"resource_tracker" in a for a in procfs.cmdline(c))
     ]
     problems = []
     if leaked:
         problems.append(f"/dev/shm entries left behind by the test run: {leaked}")
     if orphans:
-        cmdlines = [
-            Path(f"/proc/{c}/cmdline").read_bytes().replace(b"\0", b" ")[:120] for c in orphans
-        ]
+        cmdlines = [b" ".join(procfs.cmdline(c))[:120] for c in orphans]
         problems.append(f"child processes still alive at the end of the run: {cmdlines}")
     if problems:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -113,3 +96,40 @@ def shm_clean():
     yield
     after = gristmill_shm_entries()
     assert after - before == set(), f"leaked /dev/shm entries: {sorted(after - before)}"
+
+
+@contextlib.contextmanager
+def _within(seconds: float):
+    """Raise TimeoutError in the main thread if the block runs longer than ``seconds`` (a
+    hang, for the fuzz tests' examples; a call blocked in C is caught when it returns or by
+    pytest-timeout)."""
+
+    def on_alarm(signum, frame):
+        raise TimeoutError(f"example still running after {seconds} s: a hang")
+
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+@pytest.fixture(scope="session")
+def within():
+    """``with within(seconds): ...`` -- a per-example time limit for hypothesis tests
+    (session-scoped, so hypothesis may use it)."""
+    return _within
+
+
+def assert_names(exc: BaseException, *names: str) -> None:
+    """The error message names one of ``names`` (the offending argument)."""
+    msg = str(exc)
+    assert any(n in msg for n in names), f"{type(exc).__name__}({msg!r}) names none of {names}"
+
+
+@pytest.fixture(scope="session")
+def names_arg():
+    """``names_arg(exc, "num_envs", ...)``: assert the error message names the argument."""
+    return assert_names
