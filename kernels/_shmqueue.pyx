@@ -22,6 +22,7 @@ from libc.string cimport memcpy
 
 cimport numpy as cnp
 
+import numbers
 import pickle
 import queue as _stdqueue
 
@@ -120,9 +121,12 @@ cdef inline int64_t _deadline(bint block, object timeout) except? -2:
         return 0
     if timeout is None:
         return -1
-    t = timeout
-    if t < 0:
-        raise ValueError("'timeout' must be a non-negative number")
+    try:
+        t = timeout
+    except TypeError:
+        raise TypeError(f"'timeout' must be a number of seconds or None, got {timeout!r}") from None
+    if not t >= 0:  # negative or NaN
+        raise ValueError(f"'timeout' must be a non-negative number, got {timeout!r}")
     if t > 1e9:  # ~31 years: as good as forever, and no int64 overflow
         return -1
     return gq_now_ns() + <int64_t>(t * 1e9)
@@ -175,6 +179,18 @@ cdef object _decode_array(const char *p, uint64_t n):
     if n > hdr:
         memcpy(cnp.PyArray_DATA(out), p + hdr, n - hdr)
     return out
+
+
+cdef inline uint64_t _count(str name, object v, int lo) except? 0:
+    """A cap given as ``v``: a whole number >= ``lo`` (TypeError/ValueError naming ``name``
+    otherwise); anything past 2**62 is as good as no cap."""
+    if type(v) is not int and (isinstance(v, bool) or not isinstance(v, numbers.Integral)):
+        raise TypeError(f"{name} must be an int, got {v!r}")
+    if v < lo:
+        if lo == 0:
+            raise ValueError(f"{name} must be >= 0 (0 = no cap), got {v}")
+        raise ValueError(f"{name} must be >= {lo}, got {v}")
+    return min(int(v), 1 << 62)
 
 
 cdef class QueueCore:
@@ -542,11 +558,8 @@ cdef class QueueCore:
         self._check()
         if max_messages_to_get is not None:
             max_messages = max_messages_to_get
-        if max_messages < 1:
-            raise ValueError(f"max_messages must be >= 1, got {max_messages}")
-        if max_bytes < 0:
-            raise ValueError(f"max_bytes must be >= 0 (0 = no cap), got {max_bytes}")
-        cap = max_messages
+        cap = _count("max_messages", max_messages, 1)
+        max_bytes = _count("max_bytes", max_bytes, 0)
         out = []
         took = self._take_fast(cap, max_bytes, out)
         if took > 0:
