@@ -64,10 +64,10 @@ class RatingTable:
         }
 
     def format(self) -> str:
-        """Console table, strongest first."""
+        """Console table, strongest first (members not placed last)."""
         order = sorted(
             range(len(self.names)),
-            key=lambda i: -np.inf if np.isnan(self.ratings[i]) else -self.ratings[i],
+            key=lambda i: (np.isnan(self.ratings[i]), -np.nan_to_num(self.ratings[i])),
         )
         width = max([6] + [len(n) for n in self.names])
         pct = f"{100 * self.confidence:g}%"

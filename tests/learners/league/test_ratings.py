@@ -101,6 +101,12 @@ def test_unbeaten_member_is_finite_and_unconnected_member_is_nan():
     assert rt["learner"] == pytest.approx(ELO_SCALE * np.log(40.5 / 0.5))
     for name in ("never", "island1", "island2"):
         assert np.isnan(rt[name])
+    lines = rt.format().splitlines()
+    assert lines[1].startswith("learner") and lines[-1].split()[0] in (
+        "never",
+        "island1",
+        "island2",
+    )
     with pytest.raises(RuntimeError, match="prior_games=0"):
         fit_bradley_terry(table.record, 0, prior_games=0.0)
 
