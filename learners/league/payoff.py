@@ -182,16 +182,23 @@ class PayoffTable:
             and np.array_equal(self._record, other._record)
         )
 
-    def format(self, digits: int = 2) -> str:
-        """Console table of win rates (row against column)."""
-        if not self._names:
+    def format(
+        self,
+        rows: Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+        digits: int = 2,
+    ) -> str:
+        """Console table of win rates of ``rows`` (default: all) against ``columns`` (all)."""
+        rows = self.members if rows is None else list(rows)
+        columns = self.members if columns is None else list(columns)
+        if not rows or not columns:
             return "(empty payoff table)"
-        width = max(6, max(len(n) for n in self._names))
-        head = " " * width + " " + " ".join(f"{n[:width]:>{width}}" for n in self._names)
-        rows = [head]
-        for name, row in zip(self._names, self.matrix()):
-            rows.append(f"{name:>{width}} " + " ".join(f"{v:>{width}.{digits}f}" for v in row))
-        return "\n".join(rows)
+        width = max(6, max(len(n) for n in rows + columns))
+        lines = [" " * width + " " + " ".join(f"{n[:width]:>{width}}" for n in columns)]
+        for name in rows:
+            values = self.win_rates(name, columns)
+            lines.append(f"{name:>{width}} " + " ".join(f"{v:>{width}.{digits}f}" for v in values))
+        return "\n".join(lines)
 
 
 def _grow(a: np.ndarray, m: int) -> np.ndarray:

@@ -144,3 +144,5 @@ def test_format_names_every_member():
     t.update("learner", "random", WIN)
     text = t.format()
     assert "learner" in text and "random" in text and "1.00" in text and "0.00" in text
+    one_row = t.format(rows=["learner"], columns=["random"]).splitlines()
+    assert len(one_row) == 2 and one_row[1].split() == ["learner", "1.00"]
