@@ -507,7 +507,7 @@ def doom_fire(args) -> dict:
     return finish("doom-fire", result, failures)
 
 
-_RESUMED = re.compile(r"resumed from (\S+): version (\d+), ([\d,]+) frames")
+_RESUMED = re.compile(r"resumed from (\S+?):? .*?([\d,]+) frames")
 _CKPT = re.compile(r"checkpoint_(\d{9})_(\d+)\.pt$")
 
 
@@ -530,7 +530,12 @@ class _Lines(threading.Thread):
 
 
 def driver_kills(args) -> dict:
-    from gristmill.apps.checkpoints import latest_checkpoint, load_checkpoint
+    from gristmill.apps.checkpoints import load_checkpoint
+
+    def latest_checkpoint(directory: str) -> str | None:
+        """The newest checkpoint file below ``directory`` (one policy's or a population's)."""
+        found = [str(p) for p in Path(directory).rglob("checkpoint_*.pt") if _CKPT.search(p.name)]
+        return max(found, key=lambda p: int(_CKPT.search(p).group(1)), default=None)
 
     residue = Residue()
     failures: list[str] = []
@@ -555,7 +560,7 @@ def driver_kills(args) -> dict:
             if frames < last_frames:
                 failures.append(f"cycle {i}: checkpoint frames went back {last_frames} -> {frames}")
             cyc["checkpoint_frames"] = last_frames = frames
-        temps = [n for n in os.listdir(ckpt_dir) if ".tmp" in n] if os.path.isdir(ckpt_dir) else []
+        temps = list(Path(ckpt_dir).rglob("*.tmp*")) if os.path.isdir(ckpt_dir) else []
         cyc["temp_files"] = len(temps)
         if os.path.exists(os.path.join(train_dir, "driver", "summary.json")):
             failures.append(f"cycle {i}: a killed run left a summary.json claiming its frames")
@@ -577,12 +582,11 @@ def driver_kills(args) -> dict:
         else:
             if rng.random() < args.during_save:
                 cyc["aim"] = "checkpoint write"
-                _wait_until(lambda: bool(os.path.isdir(ckpt_dir) and any(
-                    ".tmp" in n for n in os.listdir(ckpt_dir))), 120, every=0.005)  # fmt: skip
+                _wait_until(lambda: any(Path(ckpt_dir).rglob("*.tmp*")), 120, every=0.005)
             else:
                 cyc["aim"] = "random"
                 time.sleep(rng.uniform(*args.every))
-            writing = os.path.isdir(ckpt_dir) and any(".tmp" in n for n in os.listdir(ckpt_dir))
+            writing = any(Path(ckpt_dir).rglob("*.tmp*"))
             proc.kill()
             proc.wait()
             cyc["killed_at_s"] = round(time.time() - t0, 2)
@@ -612,7 +616,7 @@ def driver_kills(args) -> dict:
                     failures.append(f"cycle {i}: did not say it resumed from {newest}")
             else:
                 m = got[1]
-                cyc["resumed_frames"] = int(m.group(3).replace(",", ""))
+                cyc["resumed_frames"] = int(m.group(2).replace(",", ""))
                 if os.path.basename(m.group(1)) != os.path.basename(newest) or (
                     cyc["resumed_frames"] != last_frames
                 ):
