@@ -1,0 +1,204 @@
+"""Generals league agent: training throughput against the paper-style pipeline, where the CPU
+goes, and strength per CPU-hour of a few network sizes.
+
+``throughput``: agent steps per second of ``apps/generals/selfplay.py`` (the batched engine,
+one learner forward per tick, a frozen snapshot opponent playing argmax, PPO 2 epochs) and of a
+pipeline built the way generals-agent does it (``_generals_bots_pipeline.py``: generals-bots
+2.5.0's ``GymnasiumGenerals`` in gymnasium's ``AsyncVectorEnv``, NumPy memory features, the same
+torch model, loss, epochs and minibatches), measured one after the other in the same run, plus
+the gristmill loop's time shares (forward, update = PPO forward + backward + Adam, engine, ...).
+
+``strength``: for each network size, behaviour cloning of the ``general`` bot on the same
+recorded games for the same CPU budget, then games against ``expander`` and ``general`` (both
+seats, fog, fresh generalsio maps, truncation 500; draws count 1/2).
+
+Run under ``flock /tmp/gristmill-bench.lock``; results go to ``bench/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+PIPELINE = Path(__file__).with_name("_generals_bots_pipeline.py")
+SIZES = {
+    "small": dict(channels=16, blocks=1, stem_channels=8),
+    "default": dict(channels=32, blocks=2, stem_channels=16),
+    "medium": dict(channels=48, blocks=3, stem_channels=24),
+}
+
+
+def gristmill_throughput(boards, rollout, updates, threads, size):
+    import torch
+    from gristmill.apps.generals.agent import Policy
+    from gristmill.apps.generals.selfplay import SelfPlay, SelfPlayConfig
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    policy = Policy.create(**SIZES[size])
+    cfg = SelfPlayConfig(boards=boards, rollout=rollout, epochs=2, minibatch=512, bots=(),
+                         reward="winlose", snapshot_greedy=True, snapshot_threshold=2.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        sp = SelfPlay(policy, cfg, tmp, log=lambda s: None)
+        sp.add_snapshot()
+        sp.run(boards * rollout)  # warm-up: compile, allocate
+        sp.timers.clear()
+        steps0, w0, c0 = sp.agent_steps, time.perf_counter(), time.process_time()
+        sp.run(boards * rollout * (updates + 1))
+        wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+        steps = sp.agent_steps - steps0
+        return {"pipeline": "gristmill selfplay", "boards": boards, "agent_steps": steps,
+                "wall_s": wall, "main_cpu_s": cpu, "agent_steps_per_s": steps / wall,
+                "shares": sp.profile(), "params": policy.net.num_parameters()}
+
+
+def paper_throughput(boards, rollout, updates, threads, size):
+    sys.path.insert(0, str(ROOT / "tests" / "envs" / "generals"))
+    from generals_reference import reference_python
+    from gristmill.envs.generals.agent_input import num_agent_channels
+
+    net = dict(in_channels=num_agent_channels(7), **SIZES[size])
+    args = dict(boards=boards, rollout=rollout, updates=updates, threads=threads, epochs=2,
+                minibatch=512, net=net)
+    proc = subprocess.run([str(reference_python()), str(PIPELINE),
+                           sysconfig.get_paths()["purelib"], json.dumps(args)],
+                          capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def cmd_throughput(a):
+    rows = []
+    for boards in a.boards:
+        g = gristmill_throughput(boards, a.rollout, a.updates, a.threads, a.size)
+        p = paper_throughput(boards, a.rollout, a.updates, a.threads, a.size)
+        rows.append({"boards": boards, "gristmill": g, "paper_style": p,
+                     "speedup": g["agent_steps_per_s"] / p["agent_steps_per_s"]})
+        net_share = g["shares"].get("forward", 0) + g["shares"].get("update", 0) + \
+            g["shares"].get("forward_opponents", 0)
+        print(f"boards={boards}: gristmill {g['agent_steps_per_s']:.0f} agent steps/s "
+              f"(network {100 * net_share:.1f} % of the loop), paper-style "
+              f"{p['agent_steps_per_s']:.0f} -> {rows[-1]['speedup']:.2f}x", flush=True)
+        print("  gristmill shares: " + ", ".join(f"{k} {100 * v:.1f} %"
+                                                for k, v in g["shares"].items()))
+        print("  paper-style shares of wall time: " + ", ".join(
+            f"{k} {100 * v:.1f} %" for k, v in p["shares"].items()))
+    out = {"size": a.size, "rollout": a.rollout, "updates": a.updates, "threads": a.threads,
+           "rows": rows}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "generals_agent_throughput.json").write_text(json.dumps(out, indent=1))
+
+
+def cmd_strength(a):
+    import torch
+    from gristmill.apps.generals.agent import NetPlayer, Policy
+    from gristmill.apps.generals.bc import bot_games, train_bc
+    from gristmill.envs.generals.tournament import play_match
+
+    torch.set_num_threads(a.threads)
+    data = bot_games(a.games, "general", ("general", "expander", "random"), 64, "generalsio",
+                     500, 0)
+    train, val = data.split(0.1)
+    print(f"data: {data.num_samples:,} samples from {a.games} games", flush=True)
+    rows = []
+    for size in a.sizes:
+        torch.manual_seed(0)
+        pol = Policy.create(**SIZES[size])
+        c0 = time.process_time()
+        m = train_bc(pol, train, val, epochs=1000, lanes=256, lr=1e-3, log=lambda s: None,
+                     should_stop=lambda c0=c0: time.process_time() - c0 > 60 * a.cpu_minutes)
+        cpu = time.process_time() - c0
+        player = NetPlayer(pol, size)
+        scores = {}
+        for opp in ("expander", "general"):
+            r = play_match(player, opp, a.eval_games, "generalsio", 500, seed=1)
+            scores[opp] = {"score": r.score_a, "wins": r.wins_a, "draws": r.draws,
+                           "losses": r.wins_b}
+        rows.append({"size": size, "params": pol.net.num_parameters(), "cpu_s": cpu,
+                     "bc": m, "scores": scores})
+        print(f"{size}: {pol.net.num_parameters():,} params, BC {cpu / 60:.1f} CPU-min -> "
+              + ", ".join(f"vs {k} {100 * v['score']:.1f} %" for k, v in scores.items()),
+              flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "generals_agent_strength.json").write_text(json.dumps(
+        {"games": a.games, "cpu_minutes": a.cpu_minutes, "eval_games": a.eval_games,
+         "rows": rows}, indent=1))
+
+
+def cmd_curve(a):
+    """Training-time score (the payoff table's decayed win rate, draws 1/2) per bot against
+    training minutes and agent steps, from the run's TensorBoard scalars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    series: dict[str, list] = {}
+    for path in sorted((Path(a.run) / "tb").glob("events.out.tfevents*")):
+        acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
+        acc.Reload()
+        for tag in acc.Tags().get("scalars", []):
+            if tag.startswith("win_rate/") or tag == "selfplay/agent_steps_per_s":
+                series.setdefault(tag, []).extend((e.step, e.wall_time, e.value)
+                                                  for e in acc.Scalars(tag))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    out = {}
+    for tag in sorted(t for t in series if t.startswith("win_rate/")):
+        pts = sorted(series[tag])
+        name = tag.split("/", 1)[1]
+        if name.startswith("snap_"):
+            continue
+        t0 = pts[0][1]
+        ax.plot([(w - t0) / 60 for _, w, _ in pts], [v for *_, v in pts], label=name)
+        out[name] = [(st, w - t0, v) for st, w, v in pts]
+    ax.set_xlabel("self-play wall time (minutes, this session)")
+    ax.set_ylabel("score vs opponent (decayed payoff, draw = 1/2)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"Generals league agent, {Path(a.run).name}")
+    fig.tight_layout()
+    RESULTS.mkdir(exist_ok=True)
+    fig.savefig(RESULTS / "generals_agent_curve.png", dpi=100)
+    (RESULTS / "generals_agent_curve.json").write_text(json.dumps(out))
+    print(f"wrote {RESULTS / 'generals_agent_curve.png'}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("throughput")
+    p.add_argument("--boards", type=int, nargs="+", default=[16])
+    p.add_argument("--rollout", type=int, default=32)
+    p.add_argument("--updates", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--size", choices=sorted(SIZES), default="default")
+    p.set_defaults(fn=cmd_throughput)
+    p = sub.add_parser("strength")
+    p.add_argument("--sizes", nargs="+", choices=sorted(SIZES), default=["small", "default",
+                                                                         "medium"])
+    p.add_argument("--games", type=int, default=200, help="recorded bot games")
+    p.add_argument("--cpu-minutes", type=float, default=5.0, help="BC budget per size")
+    p.add_argument("--eval-games", type=int, default=100)
+    p.add_argument("--threads", type=int, default=1)
+    p.set_defaults(fn=cmd_strength)
+    p = sub.add_parser("curve")
+    p.add_argument("run", help="a gristmill-generals train run folder")
+    p.set_defaults(fn=cmd_curve)
+    a = ap.parse_args()
+    a.fn(a)
+
+
+if __name__ == "__main__":
+    main()
