@@ -8,10 +8,9 @@ import sys
 import time
 
 import pytest
+from gristmill.kernels import procfs
 
-
-def _shm() -> set[str]:
-    return set(os.listdir("/dev/shm"))
+pytestmark = pytest.mark.usefixtures("shm_clean")  # tests/conftest.py: no gristmill segment left
 
 
 def _train_cmd(tmp_path, total: int, stats_every_sec: float = 0) -> list[str]:
@@ -52,7 +51,6 @@ def test_pong_smoke(tmp_path):
 
 
 def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
-    before = _shm()
     log = tmp_path / "stderr.txt"
     with open(log, "w") as err_file:
         proc = subprocess.Popen(
@@ -86,7 +84,6 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
     assert ckpts, "no checkpoint written on SIGTERM"
     with pytest.raises(ProcessLookupError):
         os.killpg(proc.pid, 0)  # no pool worker outlived the trainer
-    assert _shm() - before == set()
 
     # Resume: one more update on top of the saved state.
     run = subprocess.run(
@@ -97,23 +94,11 @@ def test_sigterm_saves_a_checkpoint_and_the_run_resumes(tmp_path):
     resumed = json.loads(run.stdout.strip().splitlines()[-1])
     assert resumed["steps"] == steps + 32
     assert resumed["updates"] == summary["updates"] + 1
-    assert _shm() - before == set()
 
 
 def _forked_children(pid: int) -> list[int]:
     """Child processes forked from ``pid`` (same command line): its env pool workers."""
-    def cmdline(p):
-        with open(f"/proc/{p}/cmdline", "rb") as f:
-            return f.read()
-
-    out = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                out += [int(c) for c in f.read().split()]
-        except OSError:
-            pass
-    return [c for c in out if cmdline(c) == cmdline(pid)]
+    return [c for c in procfs.children(pid) if procfs.cmdline(c) == procfs.cmdline(pid)]
 
 
 def test_a_killed_pool_worker_is_replaced_and_its_cut_games_are_not_episodes(tmp_path):
