@@ -530,7 +530,10 @@ class _Lines(threading.Thread):
 
 
 def driver_kills(args) -> dict:
-    from gristmill.apps.checkpoints import load_checkpoint
+    try:
+        from gristmill.apps.checkpoints import load_checkpoint
+    except ImportError:  # a commit from before the apps shared their checkpoint module
+        from gristmill.apps.doom.checkpoints import load_checkpoint
 
     def latest_checkpoint(directory: str) -> str | None:
         """The newest checkpoint file below ``directory`` (one policy's or a population's)."""
@@ -546,7 +549,9 @@ def driver_kills(args) -> dict:
     extra = ["--save_every_sec", str(args.save_every), "--heartbeat_timeout", "60"]
     last_frames, t_start = -1, time.time()
     for i in range(args.kills + 1):
-        final = i == args.kills
+        # the last cycle trains to its budget; so does an earlier one once time is short
+        final = i == args.kills or bool(
+            args.max_minutes and time.time() - t_start > args.max_minutes * 60)
         cyc: dict = {"i": i}
         newest = latest_checkpoint(ckpt_dir) if os.path.isdir(ckpt_dir) else None
         if newest is not None:
@@ -587,6 +592,9 @@ def driver_kills(args) -> dict:
                 cyc["aim"] = "random"
                 time.sleep(rng.uniform(*args.every))
             writing = any(Path(ckpt_dir).rglob("*.tmp*"))
+            if proc.poll() is not None:
+                failures.append(f"cycle {i}: the driver exited by itself ({proc.returncode}) "
+                                f"before the kill: {reader.lines[-15:]}")  # fmt: skip
             proc.kill()
             proc.wait()
             cyc["killed_at_s"] = round(time.time() - t0, 2)
@@ -639,6 +647,8 @@ def driver_kills(args) -> dict:
         cycles.append(cyc)
         print(f"cycle {i}: {json.dumps({k: v for k, v in cyc.items() if k != 'summary'})}",
               flush=True)  # fmt: skip
+        if final:
+            break
     import shutil
 
     temps_max = max(c["temp_files"] for c in cycles)
@@ -1095,6 +1105,8 @@ def main(argv=None) -> int:
     dk.add_argument("--save_every", type=float, default=4.0, help="--save_every_sec")
     dk.add_argument("--final_frames", type=int, default=100_000,
                     help="the last run trains this far past the newest checkpoint")
+    dk.add_argument("--max_minutes", type=float, default=0.0,
+                    help="start no kill cycle after this long (0: no limit)")
     dk.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.scenario == "doom-kills":
