@@ -67,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--deterministic", action="store_true", help="argmax actions")
     ev.add_argument("--max_steps", type=int, default=10_000, help="steps per episode at most")
     ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--policy", type=int, default=0, help="which policy of a population run")
     sub.add_parser("envs", help="list the Doom env ids")
     return p
 
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
             args.deterministic,
             args.max_steps,
             args.seed,
+            args.policy,
         )
         print(json.dumps(result, indent=2))
         return 0

@@ -81,6 +81,22 @@ class TrainConfig:
     adam_eps: float = option(1e-6, "Adam epsilon")
     max_grad_norm: float = option(4.0, "gradient norm clip (0: off)")
     max_policy_lag: int = option(1000, "samples older than this many versions are masked")
+    # population (Sample Factory's names and defaults; see apps/doom/league.py)
+    num_policies: int = option(1, "policies trained in one run (self-play and PBT need >= 2)")
+    pbt_mix_policies_in_one_env: bool = option(
+        True, "a random policy per agent (redrawn every 10 episodes); false: env index mod N"
+    )
+    with_pbt: bool = option(False, "population-based training of the policies")
+    pbt_period_env_steps: int = option(5_000_000, "frames between a policy's PBT updates")
+    pbt_start_mutation: int = option(20_000_000, "frames before a policy's first PBT update")
+    pbt_replace_fraction: float = option(0.3, "the best and worst fractions of the population")
+    pbt_mutation_rate: float = option(0.15, "probability that a hyperparameter mutates")
+    pbt_replace_reward_gap: float = option(0.1, "relative objective gap to copy a better policy")
+    pbt_replace_reward_gap_absolute: float = option(1e-6, "absolute objective gap, as well")
+    pbt_optimize_gamma: bool = option(False, "PBT also tunes the discount")
+    pbt_target_objective: str = option("true_objective", "episode statistic PBT ranks by")
+    pbt_perturb_min: float = option(1.1, "a mutation multiplies or divides by U[min, max]")
+    pbt_perturb_max: float = option(1.5, "a mutation multiplies or divides by U[min, max]")
     # bookkeeping
     save_every_sec: float = option(120.0, "checkpoint period")
     keep_checkpoints: int = option(2, "newest checkpoints kept")
@@ -108,6 +124,10 @@ class TrainConfig:
             raise ValueError(
                 f"max_worker_restarts_per_min must be >= 1, got {self.max_worker_restarts_per_min}"
             )
+        if self.num_policies < 1:
+            raise ValueError(f"num_policies must be >= 1, got {self.num_policies}")
+        if self.with_pbt and self.num_policies < 2:
+            raise ValueError("with_pbt needs num_policies >= 2")
         if self.num_batches_to_accumulate < 1:
             # fewer slots than one batch plus every agent's open trajectory: the learner would
             # wait for a batch the blocked workers can never finish

@@ -20,9 +20,10 @@ from gristmill.envs.doom import DoomEnv
 __all__ = ["evaluate"]
 
 
-def _resolve(path: str) -> str:
+def _resolve(path: str, policy: int = 0) -> str:
+    """A checkpoint file, or the newest of ``policy`` in an experiment directory."""
     if os.path.isdir(path):
-        for candidate in (path, os.path.join(path, "checkpoints")):
+        for candidate in (path, os.path.join(path, "checkpoints", f"p{policy}")):
             found = latest_checkpoint(candidate)
             if found:
                 return found
@@ -39,11 +40,13 @@ def evaluate(
     deterministic: bool = False,
     max_steps: int = 10_000,
     seed: int = 0,
+    policy: int = 0,
 ) -> dict:
-    """Play ``episodes`` episodes; returns rewards/true objectives and writes ``video``."""
-    path = _resolve(checkpoint)
-    state = load_checkpoint(path)
-    cfg = TrainConfig(**state["config"])
+    """Play ``episodes`` episodes with policy ``policy`` of the run (a population's member);
+    returns rewards/true objectives and writes ``video``."""
+    path = _resolve(checkpoint, policy)
+    state = load_checkpoint(path)  # a policy's checkpoint (learners.league.Population.save)
+    cfg = TrainConfig(**state["extra"]["config"])
     skip = cfg.env_frameskip
     env = DoomEnv(
         cfg.env,
@@ -57,9 +60,9 @@ def evaluate(
     rewards, objectives, lengths = [], [], []
     try:
         model = build_model(cfg, env.observation_space, env.action_space)
-        model.load_state_dict(state["learner"]["model"])
+        model.load_state_dict(state["model"])
         model.eval()
-        from gristmill.samplers.rollout import action_from_row  # noqa: PLC0415
+        from gristmill.samplers.spaces import action_from_row  # noqa: PLC0415
 
         for ep in range(episodes):
             obs, _ = env.reset(seed=seed + ep)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from gristmill.envs.doom import game_instances, game_processes
+from gristmill.kernels import procfs
 
 TINY = [
     "--env",
@@ -47,16 +48,6 @@ def shm_of(pid):
     return [p for p in os.listdir("/dev/shm") if f"gristmill_{pid}_" in p]
 
 
-def children(pid):
-    out = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            out += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
-    return out
-
-
 def last_json(stdout: str) -> dict:
     return json.loads([ln for ln in stdout.splitlines() if ln.startswith("{")][-1])
 
@@ -66,12 +57,7 @@ def orphan_games() -> set[int]:
 
     Games of other live runs (a benchmark in parallel) have live parents and do not count.
     """
-    return {
-        p
-        for p in game_processes()
-        if Path(f"/proc/{p}/stat").exists()
-        and Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[1] == "1"
-    }
+    return {p for p in game_processes() if (s := procfs.stat(p)) is not None and s.ppid == 1}
 
 
 @pytest.fixture
@@ -104,8 +90,9 @@ def test_train_resume_and_eval(tmp_path, no_new_games):
     assert summary["env_frames"] < 1000 + 32 * 4
     exp = tmp_path / "smoke"
     assert json.loads((exp / "config.json").read_text())["batch_size"] == 32
-    ckpts = sorted((exp / "checkpoints").glob("checkpoint_*.pt"))
-    assert ckpts and not list((exp / "checkpoints").glob("*.tmp*"))
+    ckpts = sorted((exp / "checkpoints" / "p0").glob("checkpoint_*.pt"))
+    assert ckpts and not list((exp / "checkpoints").rglob("*.tmp*"))
+    assert (exp / "population.json").exists()  # the manifest naming every policy's file
     assert list((exp / "tb").glob("events.out.tfevents.*"))
     assert "frames" in run.stderr and "fps" in run.stderr  # the console progress line
 
@@ -119,7 +106,7 @@ def test_train_resume_and_eval(tmp_path, no_new_games):
     assert "resumed from" in again.stderr
     resumed = last_json(again.stdout)
     assert resumed["version"] > summary["version"] and resumed["env_frames"] >= 2000
-    assert len(list((exp / "checkpoints").glob("checkpoint_*.pt"))) <= 2  # keep_checkpoints
+    assert len(list((exp / "checkpoints" / "p0").glob("checkpoint_*.pt"))) <= 2  # keep
 
     video = tmp_path / "basic.mp4"
     ev = subprocess.run(
@@ -237,22 +224,11 @@ def vizdoom_shm(instances) -> list[str]:
 
 def game_children(pid) -> list[int]:
     """VizDoom games whose parent is ``pid``, running or exited but not reaped (zombies)."""
-    out = []
-    for c in children(pid):
-        try:
-            stat = Path(f"/proc/{c}/stat").read_text()
-        except OSError:
-            continue
-        if stat.rpartition(")")[0].partition("(")[2] == "vizdoom":
-            out.append(c)
-    return out
+    return [c for c in procfs.children(pid) if (s := procfs.stat(c)) and s.comm == "vizdoom"]
 
 
 def is_gone_or_zombie(pid) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
-    except OSError:
-        return True
+    return not procfs.alive(pid)
 
 
 def wait_for(what, check, timeout=120):
@@ -268,11 +244,8 @@ def wait_for(what, check, timeout=120):
 
 def rollout_worker(trainer_pid, games=2):
     """The trainer's rollout worker once it runs ``games`` games: ``(pid, {game pid: id})``."""
-    for c in children(trainer_pid):
-        try:
-            python = b"python" in Path(f"/proc/{c}/cmdline").read_bytes()
-        except OSError:
-            continue
+    for c in procfs.children(trainer_pid):
+        python = any(b"python" in a for a in procfs.cmdline(c))
         instances = game_instances(c)
         if python and len(instances) >= games:
             return c, instances
@@ -396,4 +369,78 @@ def test_a_failing_learner_stops_the_run_and_is_reported(tmp_path, no_new_games)
         trainer.run()
     assert isinstance(info.value.__cause__, ValueError)
     assert set(shm_of(os.getpid())) == shm_before
-    assert all(p is None or not p.is_alive() for p in trainer.pool.procs)
+    assert all(p is None or not p.is_alive() for p in trainer.supervisor.pool.procs)
+
+
+# ---------------------------------------------------------------- populations (issue 14)
+def run_train(*args, timeout=300):
+    out = subprocess.run(cli("train", *TINY, *args), capture_output=True, text=True,
+                         timeout=timeout)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    return last_json(out.stdout), out.stderr
+
+
+def test_every_policy_trains_checkpoints_and_resumes(tmp_path, no_new_games):
+    args = ["--num_policies", "2", "--train_dir", str(tmp_path), "--experiment", "pop",
+            "--pbt_mix_policies_in_one_env", "false"]  # fmt: skip
+    summary, err = run_train(*args, "--train_for_env_steps", "600")
+    pols = summary["policies"]
+    assert [p["policy"] for p in pols] == [0, 1]
+    # Sample Factory's budget: every policy trained for it
+    assert all(p["env_frames"] >= 600 and p["version"] >= 1 for p in pols), pols
+    exp = tmp_path / "pop"
+    manifest = json.loads((exp / "population.json").read_text())
+    assert [p["name"] for p in manifest["policies"]] == ["p0", "p1"]
+    for k in (0, 1):
+        assert list((exp / "checkpoints" / f"p{k}").glob("checkpoint_*.pt"))
+    assert summary["steps"]["balanced"], summary["steps"]
+
+    again, err = run_train(*args, "--train_for_env_steps", "1200")
+    assert "resumed from" in err
+    for before, after in zip(pols, again["policies"]):
+        assert after["version"] > before["version"] and after["env_frames"] >= 1200
+
+    ev = subprocess.run(cli("eval", "--checkpoint", str(exp), "--policy", "1", "--max_steps",
+                            "20"), capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    assert len(json.loads(ev.stdout)["episode_rewards"]) == 1
+
+
+def test_pbt_replaces_a_policy_and_its_stale_samples_are_masked(tmp_path, no_new_games):
+    """Short PBT periods and zero gaps: the worse policy copies the better one's weights (its
+    version jumps by max_policy_lag + 1), so the samples it had in flight are too stale and are
+    masked in its next batch (the learner's valids fraction drops below 1); every event is in
+    pbt.jsonl."""
+    summary, err = run_train(
+        "--num_policies", "2", "--with_pbt", "true", "--pbt_start_mutation", "0",
+        "--pbt_period_env_steps", "400", "--pbt_replace_reward_gap", "0",
+        "--pbt_replace_reward_gap_absolute", "0", "--pbt_replace_fraction", "0.5",
+        "--max_policy_lag", "5", "--train_dir", str(tmp_path), "--experiment", "pbt",
+        "--pbt_mix_policies_in_one_env", "false",  # no other policy's steps to mask
+        "--train_for_env_steps", "3000",
+    )  # fmt: skip
+    events = [json.loads(ln) for ln in (tmp_path / "pbt" / "pbt.jsonl").read_text().splitlines()]
+    assert [e["policy"] for e in events if e["event"] == "init"] == [0, 1]
+    copies = [e for e in events if e["event"] == "update" and e["donor"] is not None]
+    assert copies, events
+    assert all(e["version_jump"] == 6 for e in copies)
+    receivers = {e["policy"] for e in copies}
+    masked = {p["policy"]: p["masked_batches"] for p in summary["policies"]}
+    assert any(masked[k] >= 1 for k in receivers), (masked, copies)
+    assert "PBT: policy" in err
+    assert len(summary["league"]["pbt_events"]) == len(
+        [e for e in events if e["event"] == "update"]
+    )
+
+
+def test_self_play_duel_between_two_policies_is_scored(tmp_path, no_new_games):
+    """doom_duel with 2 policies mixed per agent: matches between different policies update
+    the payoff table, and both policies train."""
+    summary, err = run_train(
+        "--env", "doom_duel", "--env_frameskip", "2", "--timelimit", "0.05",
+        "--num_policies", "2", "--train_dir", str(tmp_path), "--train_for_env_steps", "1200",
+    )  # fmt: skip
+    assert all(p["version"] >= 1 for p in summary["policies"])
+    record = summary["league"]["payoff"]
+    assert summary["league"]["matches"] >= 1, summary["league"]
+    assert record is not None

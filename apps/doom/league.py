@@ -1,0 +1,206 @@
+"""The policies of a Doom run as a population (Sample Factory's multi-policy training + PBT).
+
+:class:`DoomLeague` builds ``--num_policies`` learners over a
+:class:`~gristmill.learners.league.Population` (each policy its own model, optimizer,
+hyperparameters, version and checkpoints under ``checkpoints/p<k>/``; one manifest makes a
+save atomic across policies), and runs the league's side of the sampling protocol:
+
+- **match-making**: which policy drives each agent of each env, per episode, with Sample
+  Factory's modes (:class:`~gristmill.learners.league.AgentPolicyMapping`): ``fixed``
+  (``env % N``) or, with ``--pbt_mix_policies_in_one_env`` (its default), a random policy per
+  agent, redrawn every 10 episodes of an env. The choice goes into the channels'
+  ``next_policy`` and takes effect at the agent's next episode;
+- **results**: per-policy episode statistics (reward, length, ``true_objective``, last 100),
+  and for multi-agent envs the outcome of every match between two different policies
+  (``true_objective`` compared: the higher wins, equal is a draw) into the payoff table;
+- **PBT** (``--with_pbt``): Sample Factory 2.1.1's rules (:class:`~gristmill.learners.league.PBT`)
+  every ``--pbt_period_env_steps`` after ``--pbt_start_mutation``; a replaced policy takes the
+  donor's weights and optimizer and its version jumps by ``max_policy_lag + 1`` (its samples in
+  flight are masked as too stale); every event goes to ``pbt.jsonl``.
+
+Reward-shaping mutation (Sample Factory mutates Doom's shaping per policy) is not applied:
+shaping runs inside the envs, which do not know the acting policy yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import deque
+
+import numpy as np
+import torch
+from gristmill.learners import APPOLearner
+from gristmill.learners.league import (
+    DRAW,
+    LOSS,
+    PBT,
+    WIN,
+    AgentPolicyMapping,
+    PBTConfig,
+    Population,
+    pbt_scalars,
+    tuned_hyperparameters,
+)
+
+__all__ = ["DoomLeague", "pbt_config"]
+
+_EPISODE_KEYS = ("reward", "length", "true_objective")
+
+
+def pbt_config(cfg) -> PBTConfig:
+    """The run's ``--pbt_*`` options (Sample Factory's names) as a :class:`PBTConfig`."""
+    names = {f.name for f in dataclasses.fields(PBTConfig)}
+    values = {k: getattr(cfg, k) for k in names if hasattr(cfg, k)}
+    return PBTConfig(**values)
+
+
+class DoomLeague:
+    """N learning policies with their match-making, results and PBT.
+
+    Args:
+      cfg: the run's :class:`~.config.TrainConfig`.
+      exp_dir: the experiment directory.
+      make_model: ``() -> ActorCritic``.
+      base: the learners' :class:`~gristmill.learners.APPOConfig` (policy 0's values).
+      device: where the models train.
+      num_envs, agents_per_env: the sampling system's envs and agents per env.
+    """
+
+    def __init__(self, cfg, exp_dir, make_model, base, device, num_envs: int, agents_per_env: int):
+        n = cfg.num_policies
+        self.cfg, self.base, self.n = cfg, base, n
+        self.agents_per_env = agents_per_env
+        rng = np.random.default_rng(cfg.seed)
+        pcfg = pbt_config(cfg)
+        defaults = {k: getattr(base, k) for k in tuned_hyperparameters(pcfg)}
+        self.pbt = PBT(pcfg, defaults, rng=rng, log_path=os.path.join(exp_dir, "pbt.jsonl"))
+        hps = self.pbt.initial()[0] if cfg.with_pbt else [dict(defaults)] * n
+
+        def make_optimizer(model, hp):
+            return torch.optim.Adam(
+                model.parameters(),
+                lr=hp["learning_rate"],
+                betas=(base.adam_beta1, base.adam_beta2),
+                eps=base.adam_eps,
+            )
+
+        self.population = Population(
+            exp_dir, n, make_model, make_optimizer, hps, keep=cfg.keep_checkpoints, device=device
+        )
+        self.learners = []
+        for p in self.population.policies:
+            lr = APPOLearner(p.model, self._learner_cfg(p), device)
+            lr.optimizer = p.optimizer  # the population owns (and saves) it
+            self.learners.append(lr)
+        mode = "mix" if cfg.pbt_mix_policies_in_one_env else "fixed"
+        self.mapping = AgentPolicyMapping(
+            n, agents_per_env, mode, num_envs=num_envs if mode == "fixed" else None, rng=rng
+        )
+        self.population.register("pbt", self.pbt)
+        self.population.register("mapping", self.mapping)
+        self.episodes = [{k: deque(maxlen=100) for k in _EPISODE_KEYS} for _ in range(n)]
+        self.objectives = [deque(maxlen=pcfg.stats_avg) for _ in range(n)]
+        self.num_episodes = [0] * n
+        self.matches = 0
+        self._open: dict[int, list[dict]] = {}  # env -> its agents' reports of one episode
+        self.events: list = []
+
+    def _learner_cfg(self, p):
+        hp = {k: v for k, v in p.hyperparameters.items() if hasattr(self.base, k)}
+        return dataclasses.replace(self.base, policy_id=p.index, **hp)
+
+    # ------------------------------------------------------------------ match-making
+    def assign_initial(self, arrays) -> None:
+        """Every agent's first policy, before the workers start."""
+        for env in range(len(arrays["agent_policy"]) // self.agents_per_env):
+            for j in range(self.agents_per_env):
+                k = self.mapping.policy_for_agent(j, env, env)
+                arrays["agent_policy"][env * self.agents_per_env + j] = k
+                arrays["next_policy"][env * self.agents_per_env + j] = k
+
+    def on_episode(self, report: dict, arrays) -> None:
+        """An agent's episode ended: record it, choose its next policy, score a match."""
+        k, env, j = int(report.get("policy_id", 0)), int(report["env"]), int(report["agent"])
+        self.num_episodes[k] += 1
+        for key in _EPISODE_KEYS:
+            if key in report:
+                self.episodes[k][key].append(report[key])
+        self.objectives[k].append(report.get("true_objective", report["reward"]))
+        arrays["next_policy"][env * self.agents_per_env + j] = self.mapping.policy_for_agent(
+            j, env, env
+        )
+        if self.agents_per_env == 2:
+            reports = self._open.setdefault(env, [])
+            reports.append(report)
+            if len(reports) == 2:
+                del self._open[env]
+                self._score(*reports)
+
+    def _score(self, a: dict, b: dict) -> None:
+        pa, pb = int(a.get("policy_id", 0)), int(b.get("policy_id", 0))
+        if pa == pb:
+            return  # a policy against itself says nothing about the league
+        oa = a.get("true_objective", a["reward"])
+        ob = b.get("true_objective", b["reward"])
+        result = WIN if oa > ob else LOSS if oa < ob else DRAW
+        self.population.payoff.update(f"p{pa}", f"p{pb}", result)
+        self.matches += 1
+
+    # ------------------------------------------------------------------ training
+    def trained(self, k: int) -> None:
+        """Keep policy ``k``'s version and env steps (what the population saves) current."""
+        p, lr = self.population[k], self.learners[k]
+        p.version, p.env_steps = lr.train_step, lr.env_steps
+
+    def env_steps(self) -> list[int]:
+        return [lr.env_steps for lr in self.learners]
+
+    def maybe_pbt(self, lock) -> list[int]:
+        """Run PBT if due; returns the policies whose weights changed (to publish)."""
+        if not self.cfg.with_pbt or self.n < 2:
+            return []
+        pols = self.population.policies
+        decisions = self.pbt.step(
+            [lr.env_steps * self.cfg.env_frameskip for lr in self.learners],
+            [list(o) for o in self.objectives],
+            [p.hyperparameters for p in pols],
+            [p.reward_shaping for p in pols],
+        )
+        changed = []
+        with lock:  # never in the middle of a training step
+            for d in decisions:
+                self.population.apply(d)
+                p, lr = pols[d.policy], self.learners[d.policy]
+                lr.train_step = p.version  # a replacement jumped it past max_policy_lag
+                lr.cfg = self._learner_cfg(p)
+                self.events.append(d)
+                if d.donor is not None:
+                    changed.append(d.policy)
+        return changed
+
+    # ------------------------------------------------------------------ saving
+    def save(self, extra: dict) -> str:
+        for p in self.population.policies:
+            self.trained(p.index)
+            p.extra = extra
+        return self.population.save()
+
+    def resume(self) -> bool:
+        if not self.population.has_checkpoint():
+            return False
+        self.population.load()
+        for p, lr in zip(self.population.policies, self.learners):
+            lr.train_step, lr.env_steps = p.version, p.env_steps
+            lr.cfg = self._learner_cfg(p)
+        return True
+
+    def scalars(self, k: int) -> dict[str, float]:
+        """Policy ``k``'s episode means and hyperparameters, for TensorBoard."""
+        out = {
+            f"episode/{key}": float(np.mean(v)) for key, v in self.episodes[k].items() if v
+        }
+        p = self.population[k]
+        for key, value in pbt_scalars(p.hyperparameters, p.reward_shaping).items():
+            out[f"pbt/{key}"] = value
+        return out
