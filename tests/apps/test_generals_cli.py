@@ -42,4 +42,4 @@ def test_table_and_bad_arguments(tmp_path):
     out = run("table", "--games", "4", "--truncation", "200", "--bots", "random", "expander")
     assert "| random | expander | 4 |" in out
     proc = subprocess.run(CLI + ["play", "general", "nobody"], capture_output=True, text=True)
-    assert proc.returncode != 0 and "invalid choice" in proc.stderr
+    assert proc.returncode == 2 and "neither a bot" in proc.stderr
