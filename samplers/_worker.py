@@ -25,7 +25,6 @@ No pickling, no pipes on the hot path: the pipe only carries "ready" and error r
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import traceback
@@ -34,21 +33,13 @@ import numpy as np
 from gristmill.kernels.shmsignal import SignalSet
 
 from ._slots import Slots
+from .supervision import die_with_parent
 
 __all__ = ["CMD_CLOSE", "CMD_RESET", "CMD_RESET_TRUNC", "CMD_STEP", "worker_main"]
 
 CMD_STEP, CMD_RESET, CMD_CLOSE, CMD_RESET_TRUNC = 0, 1, 2, 3
 # progress[w] fields
 P_TAIL = 0
-
-
-def _die_with_parent() -> None:
-    """Linux: SIGTERM this process when its parent dies (no orphans after a SIGKILL)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):  # pragma: no cover - not Linux
-        pass
 
 
 class _Slot:
@@ -71,7 +62,7 @@ def worker_main(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid
     """Entry point of worker ``w`` (fork or spawn). ``restarted``: it replaces a dead worker,
     so each env's first result reports ``truncated`` (its episode was lost)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
-    _die_with_parent()
+    die_with_parent()
     try:
         _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, restarted)
     except BaseException:  # noqa: BLE001 - report everything, then die

@@ -17,12 +17,10 @@ as an ``env_started`` report (``worker``, ``generation``, ``env``, ``pid`` added
 
 from __future__ import annotations
 
-import ctypes
 import multiprocessing as mp
 import os
 import signal
 import sys
-import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -40,53 +38,24 @@ from gristmill.samplers.rollout_protocol import (
     fill_id,
 )
 from gristmill.samplers.spaces import action_from_row
+from gristmill.samplers.supervision import die_with_parent
 
 __all__ = [
     "RolloutWorkerPool",
     "run_rollout_worker",
-    "become_subreaper",
-    "lower_thread_priority",
-    "EnvFactory",
+    "EnvFn",
     "EnvReport",
 ]
 
-EnvFactory = Callable[[int], object]
-"""``env_fn(env_index) -> gymnasium.Env``; must pickle (spawned processes)."""
+EnvFn = Callable[[int], object]
+"""``env_fn(env_index) -> gymnasium.Env``; must pickle (spawned processes). (Not the env pool's
+:class:`~gristmill.samplers.registry.EnvFactory`, a task id resolved to its maker.)"""
 
 EnvReport = Callable[[object], dict]
 """``env_report(env) -> dict``, run in the worker after each env is created and reset; the
 items travel to the supervisor as an ``env_started`` report. Must pickle, like ``env_fn``."""
 
-_PR_SET_PDEATHSIG = 1
-_PR_SET_CHILD_SUBREAPER = 36
 MAX_ENV_RESTARTS = 5
-
-
-def _prctl(option: int, value: int) -> bool:
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        return libc.prctl(option, value, 0, 0, 0) == 0
-    except OSError:
-        return False
-
-
-def become_subreaper() -> bool:
-    """Make orphaned descendants (game processes of a killed worker) re-parent to this process,
-    so it can find and end them. Linux only; returns whether it worked."""
-    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
-
-
-def lower_thread_priority(niceness: int) -> bool:
-    """Add ``niceness`` to the calling thread's nice value (Linux: per thread; threads it
-    starts later inherit it). Returns whether it changed anything. Raising a priority back
-    needs privileges, so this is meant for threads that end with the work they do."""
-    if niceness <= 0 or not sys.platform.startswith("linux"):
-        return False
-    tid = threading.get_native_id()
-    os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + niceness)
-    return True
 
 
 def _on_sigterm(signum, frame):
@@ -357,7 +326,7 @@ def run_rollout_worker(
     niceness=0,
 ):
     """Entry point of a rollout worker process (see the module docstring)."""
-    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    die_with_parent(signal.SIGTERM)
     if niceness > 0:
         os.nice(niceness)  # before any env exists: their simulator processes inherit it
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
@@ -398,7 +367,7 @@ class RolloutWorkerPool:
 
     def __init__(
         self,
-        env_fn: EnvFactory,
+        env_fn: EnvFn,
         channels: RolloutChannels,
         seed: int = 0,
         reward_scale: float = 1.0,

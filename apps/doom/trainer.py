@@ -51,8 +51,8 @@ from gristmill.apps.stop_signal import StopSignal
 from gristmill.learners import retain_freed_memory, select_device
 from gristmill.samplers.inference_server import InferenceServer
 from gristmill.samplers.rollout import RolloutChannels, RolloutLayout
-from gristmill.samplers.rollout_worker import become_subreaper, lower_thread_priority
 from gristmill.samplers.spaces import obs_spec_of
+from gristmill.samplers.supervision import become_subreaper, lower_thread_priority
 
 __all__ = ["DoomTrainer", "learner_threads"]
 

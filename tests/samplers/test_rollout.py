@@ -17,8 +17,9 @@ from gristmill.kernels.shm import PREFIX
 from gristmill.samplers.inference_server import InferenceServer
 from gristmill.samplers.rollout import RolloutChannels, RolloutLayout
 from gristmill.samplers.rollout_testing import EchoEnvFactory
-from gristmill.samplers.rollout_worker import RolloutWorkerPool, lower_thread_priority
+from gristmill.samplers.rollout_worker import RolloutWorkerPool
 from gristmill.samplers.spaces import action_from_row, action_spec_of, obs_spec_of
+from gristmill.samplers.supervision import lower_thread_priority
 from gymnasium import spaces
 
 T = 4

@@ -256,7 +256,7 @@ def test_killed_doom_worker_protocol_holds(point, shm_clean):
     """The same kill points with real VizDoom games (doom_basic, 3 actions)."""
     from gristmill.apps.doom.env_factory import DoomEnvFactory
     from gristmill.apps.doom.games import WorkerGames, report_worker_games
-    from gristmill.samplers.rollout_worker import become_subreaper
+    from gristmill.samplers.supervision import become_subreaper
 
     become_subreaper()  # the killed workers' games re-parent to us, to be reaped
 
