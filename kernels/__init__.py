@@ -4,6 +4,7 @@ Import only what you need; each module is independent and none needs torch or gy
 
 - :mod:`gristmill.kernels.advantage` -- GAE, V-trace and discounted returns (Numba), each
   with a plain NumPy reference.
+- :mod:`gristmill.kernels.args` -- argument checks that name the argument they refuse.
 - :mod:`gristmill.kernels.dispatch` -- a batch of env ids validated and appended to
   per-worker command rings in two calls (Numba), the env pool's ``send``.
 - :mod:`gristmill.kernels.pixels` -- exact per-pixel moments and a normalise-to-channels-last
@@ -16,4 +17,4 @@ Import only what you need; each module is independent and none needs torch or gy
   shared buffer (Cython); the env pool's hand-off.
 """
 
-__all__ = ["advantage", "dispatch", "pixels", "shm", "shmqueue", "shmsignal"]
+__all__ = ["advantage", "args", "dispatch", "pixels", "shm", "shmqueue", "shmsignal"]

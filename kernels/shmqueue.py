@@ -26,12 +26,10 @@ The C core is ``shmqueue_core.h``; ``_shmqueue.pyx`` is the Cython shell.
 
 from __future__ import annotations
 
-import numbers
 import queue as _stdqueue
 
-import numpy as np
-
 from gristmill.kernels._shmqueue import HEADER_SIZE, QueueCore, capacity_for
+from gristmill.kernels.args import whole
 from gristmill.kernels.shm import SharedSegment
 
 __all__ = ["Empty", "Full", "Queue"]
@@ -40,16 +38,6 @@ Empty = _stdqueue.Empty
 Full = _stdqueue.Full
 
 DEFAULT_MAX_SIZE_BYTES = 1_000_000
-
-
-def _whole(name: str, value) -> int:
-    """``value`` as an int if it is a whole number (an int, a NumPy integer or an integral
-    float such as ``1e6``); a TypeError naming ``name`` otherwise (None, text, bool, 2.5)."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
-        return int(value)
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
-        return int(value)
-    raise TypeError(f"{name} must be a whole number, got {value!r}")
 
 
 class Queue(QueueCore):
@@ -74,8 +62,8 @@ class Queue(QueueCore):
         *,
         name: str | None = None,
     ):
-        max_size_bytes = _whole("max_size_bytes", max_size_bytes)
-        maxsize = _whole("maxsize", maxsize)
+        max_size_bytes = whole("max_size_bytes", max_size_bytes)
+        maxsize = whole("maxsize", maxsize)
         if max_size_bytes < 16:
             raise ValueError(f"max_size_bytes must be >= 16, got {max_size_bytes}")
         if maxsize < 0:
@@ -86,7 +74,8 @@ class Queue(QueueCore):
         try:
             self._seg = SharedSegment.create(HEADER_SIZE + cap, name=name, kind="q")
         except (ValueError, OSError, OverflowError) as exc:
-            raise type(exc)(f"cannot make a queue of max_size_bytes={max_size_bytes}: {exc}") from exc
+            msg = f"cannot make a queue of max_size_bytes={max_size_bytes}: {exc}"
+            raise type(exc)(msg) from exc
         try:
             self._bind(self._seg.mapping, True, maxsize, dumps, loads)
         except BaseException:

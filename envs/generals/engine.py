@@ -49,6 +49,7 @@ from collections import namedtuple
 from collections.abc import Sequence
 
 import numpy as np
+from gristmill.kernels.args import flag, whole
 
 from . import _kernels as K
 from ._mapgen import GEN_GENERALSIO, GEN_UNIFORM
@@ -142,16 +143,24 @@ class GeneralsEngine:
         parallel: bool = False,
         fresh_maps: bool = True,
     ):
-        if int(num_boards) < 1:
-            raise ValueError(f"num_boards must be >= 1, got {num_boards}")
+        num_boards = whole("num_boards", num_boards, 1)
+        pad_to = whole("pad_to", pad_to, 1)
+        if truncation is not None:
+            truncation = whole("truncation", truncation, 1)
+        if pool_size is not None:
+            pool_size = whole("pool_size", pool_size, 1)
+        if seed is not None:
+            seed = whole("seed", seed, 0)
+        parallel, fresh_maps = flag("parallel", parallel), flag("fresh_maps", fresh_maps)
+        if maps is None or not isinstance(maps, (MapGenerator, str, Sequence, np.ndarray)):
+            raise TypeError(f"maps must be a MapGenerator, 'uniform'/'generalsio' or a list of "
+                            f"layouts, got {maps!r}")  # fmt: skip
         if priority not in PRIORITY_RULES:
             raise ValueError(f"priority must be one of {sorted(PRIORITY_RULES)}, got {priority!r}")
         if reward not in REWARDS:
             raise ValueError(f"reward must be one of {sorted(REWARDS)}, got {reward!r}")
         if autoreset not in AUTORESET:
             raise ValueError(f"autoreset must be one of {AUTORESET}, got {autoreset!r}")
-        if truncation is not None and int(truncation) < 1:
-            raise ValueError(f"truncation must be None or >= 1, got {truncation}")
         self.num_boards = n = int(num_boards)
         self.pad_to = S = int(pad_to)
         self.truncation = truncation
@@ -279,7 +288,10 @@ class GeneralsEngine:
         malformed part (shape, dtype, or the first out-of-range entry)."""
         a = actions
         if not isinstance(a, np.ndarray):
-            a = np.asarray(a)
+            try:
+                a = np.asarray(a)
+            except ValueError as exc:  # ragged nested lists
+                raise ValueError(f"actions must be an int array [N, 2, 5]: {exc}") from None
         shape = (self.num_boards, 2, 5)
         if a.shape != shape:
             raise ValueError(f"actions must have shape {shape} (board, player, "
