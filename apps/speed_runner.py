@@ -46,38 +46,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from gristmill.kernels import procfs
 
 __all__ = ["main", "measure", "run_table"]
 
 DEFAULT_TASKS = ["Pong-v5", "Breakout-v5", "Ant-v5", "HalfCheetah-v5", "Humanoid-v5"]
 SYSTEMS = ["raw", "gym-single", "gym-sync", "gym-async", "ale-vector", "envpool-sync",
            "envpool-async", "gristmill-sync", "gristmill-async"]
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 # ---- CPU accounting ---------------------------------------------------------------------------
-def _descendants(pid: int) -> list[int]:
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        for task in Path(f"/proc/{p}/task").glob("*"):
-            try:
-                kids = [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                kids = []
-            out += kids
-            todo += kids
-    return out
-
-
-def _cpu_of(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
-
-
 _EXCLUDED: set[int] = set()  # --load busy loops: children, but not part of what is measured
 
 
@@ -85,7 +63,7 @@ def cpu_seconds() -> float:
     """CPU seconds used so far by this process (all threads) and its live descendants (minus
     the ``--load`` busy loops)."""
     me = os.getpid()
-    return sum(_cpu_of(p) for p in [me, *_descendants(me)] if p not in _EXCLUDED)
+    return sum(procfs.cpu_seconds(p) for p in [me, *procfs.descendants(me)] if p not in _EXCLUDED)
 
 
 def is_atari(task: str) -> bool:

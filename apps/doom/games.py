@@ -21,7 +21,8 @@ import os
 import signal
 import time
 
-from gristmill.envs.doom import game_instances, unlink_game_shm
+from gristmill.envs.doom import game_instance, game_instances, unlink_game_shm
+from gristmill.kernels import procfs
 
 __all__ = ["WorkerGames", "report_worker_games", "reap_orphan_games"]
 
@@ -32,58 +33,16 @@ def report_worker_games(env) -> dict:
     return {"game_instances": sorted(set(game_instances(os.getpid()).values()))}
 
 
-def _children(pid: int) -> set[int]:
-    out: set[int] = set()
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                out.update(int(c) for c in f.read().split())
-        except (OSError, ValueError):
-            pass
-    return out
-
-
-def _game_instance(pid: int) -> str | None:
-    """The ``+viz_instance_id`` of process ``pid`` if it is a running VizDoom game."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            args = f.read().split(b"\0")
-    except OSError:
-        return None
-    if not args[0].endswith(b"/vizdoom") or b"+viz_instance_id" not in args:
-        return None
-    i = args.index(b"+viz_instance_id")
-    return args[i + 1].decode(errors="replace") if i + 1 < len(args) else None
-
-
 def _zombie_games(parent: int) -> list[int]:
     """PIDs of exited, unreaped VizDoom games whose parent is ``parent``."""
-    out = []
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return out
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                head, _, tail = f.read().rpartition(")")
-        except OSError:
-            continue
-        fields = tail.split()
-        if (
-            len(fields) > 1
-            and fields[0] == "Z"
-            and fields[1] == str(parent)
-            and head.partition("(")[2] == "vizdoom"
-        ):
-            out.append(int(entry))
-    return out
+    # The whole table, not procfs.children(): a task's children list can miss a process that
+    # exits concurrently.
+    stats = (procfs.stat(pid) for pid in procfs.pids())
+    return [
+        s.pid
+        for s in stats
+        if s is not None and s.state == "Z" and s.ppid == parent and s.comm == "vizdoom"
+    ]
 
 
 def reap_orphan_games(timeout: float = 10.0) -> list[str]:
@@ -132,10 +91,10 @@ class WorkerGames:
         """Record the games running now as children of ``worker``'s process ``pid``: cheap
         (reads only that process's children, each once), so it can run every tick."""
         seen = self._seen.setdefault(worker, set())
-        children = _children(pid)
+        children = set(procfs.children(pid))
         for child in children - seen:
             # Not cached when not (yet) a game: a child forked but not exec'd looks like python.
-            iid = _game_instance(child)
+            iid = game_instance(child)
             if iid is not None:
                 seen.add(child)
                 self.instances.setdefault(worker, set()).add(iid)

@@ -8,6 +8,7 @@ scenarios.
 from gristmill.envs.doom.game import (
     DoomEnv,
     DoomEnvError,
+    game_instance,
     game_instances,
     scratch_dir,
     unlink_game_shm,
@@ -27,6 +28,7 @@ __all__ = [
     "doom_env_ids",
     "doom_spec",
     "find_free_port",
+    "game_instance",
     "game_instances",
     "game_processes",
     "make_doom",

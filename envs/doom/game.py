@@ -28,9 +28,17 @@ import vizdoom as vzd
 from gristmill.envs.doom import shaping as dshaping
 from gristmill.envs.doom.spaces import action_to_buttons, button_count
 from gristmill.envs.doom.specs import DoomSpec, doom_spec
+from gristmill.kernels import procfs
 from gymnasium import spaces
 
-__all__ = ["DoomEnv", "DoomEnvError", "scratch_dir", "game_instances", "unlink_game_shm"]
+__all__ = [
+    "DoomEnv",
+    "DoomEnvError",
+    "game_instance",
+    "game_instances",
+    "scratch_dir",
+    "unlink_game_shm",
+]
 
 # Variables VizDoom forgets to reset on new_episode (Sample Factory's workaround).
 _BUGGED_VARIABLES = ("DEATHCOUNT", "HITCOUNT", "DAMAGECOUNT")
@@ -57,21 +65,27 @@ _SHM_PREFIXES = ("ViZDoomSM", "ViZDoomMQCtr", "ViZDoomMQDoom")
 def _game_args(parent: int | None = None) -> dict[int, list[bytes]]:
     """``{pid: argv}`` of live VizDoom game processes (children of ``parent``), from ``/proc``."""
     out = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for pid in procfs.pids():
+        args = procfs.cmdline(pid)  # empty for a zombie
+        if not args or not args[0].endswith(b"/vizdoom"):
             continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-        except (OSError, IndexError):
-            continue
-        if fields[0] == "Z" or not args[0].endswith(b"/vizdoom"):
-            continue
-        if parent is None or int(fields[1]) == parent:
-            out[int(entry)] = args
+        st = procfs.stat(pid)
+        if st is not None and st.state != "Z" and parent in (None, st.ppid):
+            out[pid] = args
     return out
+
+
+def _instance_id(args: list[bytes]) -> str | None:
+    if b"+viz_instance_id" not in args:
+        return None
+    i = args.index(b"+viz_instance_id")
+    return args[i + 1].decode(errors="replace") if i + 1 < len(args) else None
+
+
+def game_instance(pid: int) -> str | None:
+    """The ``+viz_instance_id`` of process ``pid`` if it is a running VizDoom game, else None."""
+    args = procfs.cmdline(pid)
+    return _instance_id(args) if args and args[0].endswith(b"/vizdoom") else None
 
 
 def game_instances(parent: int | None = None) -> dict[int, str]:
@@ -81,13 +95,8 @@ def game_instances(parent: int | None = None) -> dict[int, str]:
     passes to the game process; reading it from ``/proc`` (Linux) lets gristmill remove them
     when the game dies without cleaning up (a killed game or worker).
     """
-    out = {}
-    for pid, args in _game_args(parent).items():
-        if b"+viz_instance_id" in args:
-            i = args.index(b"+viz_instance_id")
-            if i + 1 < len(args):
-                out[pid] = args[i + 1].decode(errors="replace")
-    return out
+    found = {pid: _instance_id(args) for pid, args in _game_args(parent).items()}
+    return {pid: iid for pid, iid in found.items() if iid is not None}
 
 
 def unlink_game_shm(instance_ids) -> list[str]:

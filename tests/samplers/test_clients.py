@@ -1,7 +1,6 @@
 """Real clients on the pool: Gymnasium's VectorEnv API, Stable-Baselines3 PPO, and a
 CleanRL-style PPO loop written against envpool's API."""
 
-import os
 import textwrap
 
 import gymnasium as gym
@@ -9,17 +8,7 @@ import numpy as np
 import pytest
 from gristmill.samplers import VectorEnvView, make, to_sb3
 
-
-def _own_shm() -> set[str]:
-    prefix = f"gristmill_{os.getpid()}_"
-    return {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
-
-
-@pytest.fixture(autouse=True)
-def own_shm_clean():
-    before = _own_shm()
-    yield
-    assert _own_shm() - before == set()
+pytestmark = pytest.mark.usefixtures("shm_clean")  # tests/conftest.py
 
 
 def test_vector_env_view_matches_sync_vector_env():

@@ -11,36 +11,17 @@ import time
 import gymnasium as gym
 import numpy as np
 import pytest
+from gristmill.kernels import procfs
 from gristmill.samplers import APIUsageError, WorkerError, make
 
-
-def _own_shm() -> set[str]:
-    # Only this process's segments: other helpers' test runs share /dev/shm on this box.
-    prefix = f"gristmill_{os.getpid()}_"
-    return {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
-
-
-@pytest.fixture(autouse=True)
-def own_shm_clean():
-    """Each test leaves no /dev/shm entry of this process behind."""
-    before = _own_shm()
-    yield
-    assert _own_shm() - before == set()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split()[2] != "Z"
-    except OSError:
-        return False
+pytestmark = pytest.mark.usefixtures("shm_clean")  # tests/conftest.py
 
 
 def _assert_gone(pids):
     deadline = time.monotonic() + 5
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+    while any(procfs.alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(_alive(p) for p in pids), "worker processes survived"
+    assert not any(procfs.alive(p) for p in pids), "worker processes survived"
 
 
 def test_sync_matches_gymnasium_with_next_step_autoreset():
