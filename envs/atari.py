@@ -39,6 +39,7 @@ import cv2
 import gymnasium as gym
 import numpy as np
 from ale_py import Action, ALEInterface, LoggerMode, roms
+from gristmill.kernels.args import flag, whole
 from gymnasium import spaces
 from gymnasium.utils import seeding
 
@@ -121,14 +122,22 @@ class AtariEnv(gym.Env):
         seed: int | None = None,
         render_mode: str | None = None,
     ):
-        if frame_skip < 1:
-            raise ValueError(f"frame_skip must be >= 1, got {frame_skip}")
-        if stack_num < 1:
-            raise ValueError(f"stack_num must be >= 1, got {stack_num}")
-        if noop_max < 0:
-            raise ValueError(f"noop_max must be >= 0, got {noop_max}")
-        if img_height < 1 or img_width < 1:
-            raise ValueError(f"image size must be positive, got {img_height}x{img_width}")
+        frame_skip, stack_num = whole("frame_skip", frame_skip, 1), whole("stack_num", stack_num, 1)
+        noop_max = whole("noop_max", noop_max, 0)
+        img_height, img_width = whole("img_height", img_height, 1), whole("img_width", img_width, 1)
+        max_episode_steps = whole("max_episode_steps", max_episode_steps, 1)
+        for name, value in (("gray_scale", gray_scale), ("use_fire_reset", use_fire_reset),
+                            ("episodic_life", episodic_life), ("reward_clip", reward_clip),
+                            ("full_action_space", full_action_space),
+                            ("use_inter_area_resize", use_inter_area_resize)):  # fmt: skip
+            flag(name, value)
+        if not isinstance(repeat_action_probability, (int, float)) or not (
+            0.0 <= repeat_action_probability <= 1.0
+        ):
+            raise ValueError(f"repeat_action_probability must be in [0, 1], got "
+                             f"{repeat_action_probability!r}")  # fmt: skip
+        if seed is not None:
+            seed = whole("seed", seed, 0)
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.game = game_of_task(game)

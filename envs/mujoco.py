@@ -31,6 +31,7 @@ InvertedDoublePendulum, Pusher, Reacher, Swimmer, Walker2d (ids ``<Task>-v5``).
 from __future__ import annotations
 
 import ctypes
+import numbers
 import threading
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from typing import Any
 import gymnasium as gym
 import mujoco
 import numpy as np
+from gristmill.kernels.args import flag, whole
 from gymnasium import spaces
 from gymnasium.utils import seeding
 from numba import cfunc, types
@@ -85,6 +87,22 @@ def _shared_model(xml: str) -> mujoco.MjModel:
     return m
 
 
+def _param(name: str, value, default):
+    """A task parameter ``value`` of the default's kind (bool, number, or a tuple of numbers
+    of the same length), or a TypeError naming ``name``."""
+    if isinstance(default, bool):
+        return flag(name, value)
+    if isinstance(default, (int, float)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"{name} must be a number, got {value!r}")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, (tuple, list, np.ndarray)) or len(value) != len(default):
+            raise TypeError(f"{name} must be a sequence of {len(default)} numbers, got {value!r}")
+        return tuple(_param(name, v, d) for v, d in zip(value, default))
+    return value
+
+
 class MujocoEnv(gym.Env):
     """Base: one MuJoCo model stepped ``frame_skip`` times per action.
 
@@ -114,11 +132,13 @@ class MujocoEnv(gym.Env):
         for k, v in params.items():
             if not hasattr(self, k) or k.startswith("_"):
                 raise TypeError(f"{type(self).__name__} has no parameter {k!r}")
-            setattr(self, k, v)
+            setattr(self, k, _param(k, v, getattr(type(self), k)))
         if max_episode_steps is not None:
-            self.max_episode_steps = int(max_episode_steps)
+            self.max_episode_steps = whole("max_episode_steps", max_episode_steps, 1)
         if frame_skip is not None:
-            self.frame_skip = int(frame_skip)
+            self.frame_skip = whole("frame_skip", frame_skip, 1)
+        if seed is not None:
+            seed = whole("seed", seed, 0)
         if not self.profiling_timers:
             disable_profiling_timers()
         self.model = (_shared_model(self.xml) if self.share_model
