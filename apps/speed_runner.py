@@ -440,43 +440,15 @@ def plot(results: list[dict], path: Path) -> None:
 
 
 # ---- Python envs ------------------------------------------------------------------------------
-class SlowEnv:
-    """Deliberately slow pure-Python env: ~``cost`` seconds of CPU per step (busy loop)."""
-
-    def __init__(self, cost: float = 0.0005):
-        import gymnasium as gym
-
-        self.observation_space = gym.spaces.Box(-1, 1, (8,), np.float32)
-        self.action_space = gym.spaces.Discrete(4)
-        self.cost = cost
-        self.t = 0
-        self.metadata = {}
-        self.render_mode = None
-        self.spec = None
-        self.np_random = np.random.default_rng()
-        self.unwrapped = self
-
-    def reset(self, *, seed=None, options=None):
-        self.t = 0
-        return np.zeros(8, np.float32), {}
-
-    def step(self, action):
-        t_end = time.process_time() + self.cost
-        while time.process_time() < t_end:
-            pass
-        self.t += 1
-        return np.full(8, self.t % 7 / 7, np.float32), 1.0, self.t >= 200, False, {}
-
-    def close(self):
-        pass
-
-
 def python_env_table(seconds, warmup, repeats, cores) -> list[dict]:
     import gymnasium as gym
     from gristmill.samplers import make
 
     out = []
-    for name, fn in (("CartPole-v1", lambda: gym.make("CartPole-v1")), ("SlowEnv-0.5ms", SlowEnv)):
+    from gristmill.samplers.perf_env import PerformanceEnv
+
+    envs = (("CartPole-v1", lambda: gym.make("CartPole-v1")), ("SlowEnv-0.5ms", PerformanceEnv))
+    for name, fn in envs:
         for n in (cores, 4 * cores):
             for system in ("gym-async", "gristmill-sync", "gristmill-async"):
                 b = n // 2 if system == "gristmill-async" else n
@@ -511,25 +483,14 @@ def python_env_table(seconds, warmup, repeats, cores) -> list[dict]:
 # ---- autotune ---------------------------------------------------------------------------------
 def autotune(task: str, cores: int, grid=(8, 16, 32, 64), seconds: float = 1.5,
              progress=True) -> list[dict]:
-    """Search gristmill's (num_envs in ``grid``, batch_size in {n, n/2, n/4}, num_workers in
-    {cores, 2 x cores}) for ``task``; results best first."""
-    cands = []
-    for w in sorted({cores, 2 * cores}):
-        for n in grid:
-            for b in sorted({n, n // 2, n // 4}):
-                if n >= w and b >= 1 and n % b == 0:
-                    cands.append((n, b, w))
-    results = []
+    """:func:`gristmill.samplers.autotune.autotune` with a progress bar; results best first."""
+    from gristmill.samplers.autotune import autotune as tune
     from rich.progress import Progress
 
     with Progress(disable=not progress) as bar:
-        job = bar.add_task(f"autotune {task}", total=len(cands))
-        for n, b, w in cands:
-            system = "gristmill-async" if b < n else "gristmill-sync"
-            results.append(measure(system, task, n, b, w, seconds, min(0.5, seconds), 1))
-            bar.advance(job)
-    results.sort(key=lambda r: -r["steps_per_s"])
-    return results
+        job = bar.add_task(f"autotune {task}", total=None)
+        return tune(task, cores, grid, seconds, min(0.5, seconds),
+                    progress=lambda done, total: bar.update(job, completed=done, total=total))
 
 
 # ---- CLI --------------------------------------------------------------------------------------

@@ -8,9 +8,16 @@
 - :func:`to_sb3` (:mod:`gristmill.samplers.sb3`) -- the pool as a Stable-Baselines3 ``VecEnv``
   (imports stable-baselines3 only when called).
 - :func:`register` (:mod:`gristmill.samplers.registry`) -- task ids resolved at run time.
+- :func:`autotune` (:mod:`gristmill.samplers.autotune`) -- the fastest pool layout for a task,
+  measured; :class:`PerformanceEnv` (:mod:`gristmill.samplers.perf_env`) -- a known CPU cost
+  per step, the pool's test load.
+- The rollout protocol for asynchronous training (:mod:`.rollout`, :mod:`.rollout_protocol`,
+  :mod:`.rollout_worker`, :mod:`.inference_server`, :mod:`.spaces`, :mod:`.supervision`).
 """
 
+from .autotune import autotune
 from .errors import APIUsageError, WorkerError
+from .perf_env import PerformanceEnv
 from .pool import EnvPool, make
 from .registry import register, register_provider
 from .sb3 import to_sb3
@@ -19,8 +26,10 @@ from .vector import VectorEnvView
 __all__ = [
     "APIUsageError",
     "EnvPool",
+    "PerformanceEnv",
     "VectorEnvView",
     "WorkerError",
+    "autotune",
     "make",
     "register",
     "register_provider",
