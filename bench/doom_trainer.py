@@ -424,9 +424,35 @@ def components(args) -> dict:
     }
 
 
+def population(args) -> dict:
+    """Population overhead (issue 14): the same run with 1 and with ``--policies`` policies
+    (Sample Factory's mixed match-making), alternating, ``--repeat`` pairs; steady frames/s."""
+    base = list(args.extra)
+    fps: dict[int, list[float]] = {1: [], args.policies: []}
+    for _ in range(args.repeat):
+        for n in (1, args.policies):
+            args.extra = [*base, "--num_policies", str(n)]
+            r = run_gristmill(args)
+            print(json.dumps({"num_policies": n, **r}), flush=True)
+            fps[n].append(r["steady_fps"] or 0.0)
+    args.extra = base
+    mean = {n: sum(v) / len(v) for n, v in fps.items()}
+    return {
+        "system": "population",
+        "env": args.env,
+        "workers": args.workers,
+        "envs": args.envs,
+        "fps": fps,
+        "ratio": mean[args.policies] / max(mean[1], 1e-9),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("what", choices=["components", "gristmill", "sf", "compare", "curves"])
+    p.add_argument(
+        "what", choices=["components", "gristmill", "sf", "compare", "curves", "population"]
+    )
+    p.add_argument("--policies", type=int, default=4, help="population: N policies vs 1")
     p.add_argument("--env", default="doom_basic")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--envs", type=int, default=4)
@@ -459,6 +485,8 @@ def main() -> None:
         print(json.dumps(curves(args)), flush=True)
     elif args.what == "sf":
         print(json.dumps(run_sf(args)), flush=True)
+    elif args.what == "population":
+        print(json.dumps(population(args)), flush=True)
     else:
         gm, sf, gm_eff, sf_eff = [], [], [], []
         for _ in range(args.repeat):
