@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["ant_obs_reward", "pairwise_sumsq"]
+__all__ = ["ant_obs_reward", "forward_obs_reward", "pairwise_sumsq"]
 
 
 @njit(cache=True, nogil=True)
@@ -119,3 +119,22 @@ def ant_obs_reward(qpos, qvel, cfrc, cf, obs, action, x_vel, fw, cw, ccw, hr, zl
     ctrl = np.float32(cw) * _pw_sq(action, 0, action.shape[0])  # float32, as numpy 2
     reward = (x_vel * fw + (hr if healthy else 0.0)) - (ctrl + contact)
     return reward, healthy
+
+
+@njit(cache=True, nogil=True)
+def forward_obs_reward(qpos, qvel, obs, action, x_before, dt, fw, cw, skip):
+    """HalfCheetah-v5 (``skip=1``), Swimmer-v5 (``skip=2``): fill ``obs`` (qpos[skip:],
+    qvel), return ``fw * x_vel - cw * sum(action ** 2)``, ``x_vel = (qpos[0] - x_before) / dt``.
+
+    ``cw`` comes in the action's dtype: numpy 2 computes the control cost in float32 for a
+    float32 action (NEP 50), and so does this.
+    """
+    k = 0
+    for i in range(skip, qpos.shape[0]):
+        obs[k] = qpos[i]
+        k += 1
+    for i in range(qvel.shape[0]):
+        obs[k] = qvel[i]
+        k += 1
+    x_vel = (qpos[0] - x_before) / dt
+    return fw * x_vel - cw * _pw_sq(action, 0, action.shape[0])

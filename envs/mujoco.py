@@ -44,7 +44,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from numba import cfunc, types
 
-from ._mujoco_kernels import ant_obs_reward, pairwise_sumsq
+from ._mujoco_kernels import ant_obs_reward, forward_obs_reward, pairwise_sumsq
 
 __all__ = ["TASKS", "MujocoEnv", "disable_profiling_timers", "list_tasks", "make_env"]
 
@@ -333,17 +333,18 @@ class Ant(MujocoEnv):
     _reset_model = MujocoEnv._reset_normal_qvel
 
 
-class HalfCheetah(MujocoEnv):
-    """``HalfCheetah-v5``: obs 17 = qpos[1:] + qvel; never terminates."""
+class _ForwardTask(MujocoEnv):
+    """A task observing ``qpos[obs_skip:] + qvel``, rewarded for forward velocity minus the
+    control cost, never terminating (HalfCheetah, Swimmer). ``step_into`` is one compiled
+    call besides ``mj_step`` (``forward_obs_reward``) for a float action vector, as the pool
+    sends; other actions take the generic path."""
 
-    xml = "half_cheetah.xml"
-    frame_skip = 5
+    obs_skip = 1
     forward_reward_weight = 1.0
     ctrl_cost_weight = 0.1
-    reset_noise_scale = 0.1
 
     def _obs(self, out, probe=False):
-        return _fill(out, (self._qpos[1:], self._qvel), probe)
+        return _fill(out, (self._qpos[self.obs_skip:], self._qvel), probe)
 
     def _before(self):
         return self._qpos[0]
@@ -352,6 +353,30 @@ class HalfCheetah(MujocoEnv):
         x_vel = (self._qpos[0] - before) / self.dt
         ctrl = self.ctrl_cost_weight * _sumsq(action)
         return self.forward_reward_weight * x_vel - ctrl, False
+
+    def step_into(self, action, obs_out):
+        if not (isinstance(action, np.ndarray) and action.ndim == 1
+                and action.dtype in (np.float32, np.float64) and action.flags.c_contiguous):
+            return super().step_into(action, obs_out)
+        before = self._qpos[0]
+        self._ctrl[:] = action
+        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+        reward = forward_obs_reward(
+            self._qpos, self._qvel, obs_out, action, before, self.dt,
+            float(self.forward_reward_weight), action.dtype.type(self.ctrl_cost_weight),
+            self.obs_skip)
+        self.elapsed_step += 1
+        return reward, False, self.elapsed_step >= self.max_episode_steps
+
+
+class HalfCheetah(_ForwardTask):
+    """``HalfCheetah-v5``: obs 17 = qpos[1:] + qvel; never terminates."""
+
+    xml = "half_cheetah.xml"
+    frame_skip = 5
+    forward_reward_weight = 1.0
+    ctrl_cost_weight = 0.1
+    reset_noise_scale = 0.1
 
     _reset_model = MujocoEnv._reset_normal_qvel
 
@@ -415,25 +440,15 @@ class Walker2d(Hopper):
         )
 
 
-class Swimmer(MujocoEnv):
+class Swimmer(_ForwardTask):
     """``Swimmer-v5``: obs 8 = qpos[2:] + qvel; never terminates."""
 
     xml = "swimmer.xml"
     frame_skip = 4
+    obs_skip = 2
     forward_reward_weight = 1.0
     ctrl_cost_weight = 1e-4
     reset_noise_scale = 0.1
-
-    def _obs(self, out, probe=False):
-        return _fill(out, (self._qpos[2:], self._qvel), probe)
-
-    def _before(self):
-        return self._qpos[0]
-
-    def _reward(self, action, before):
-        x_vel = (self._qpos[0] - before) / self.dt
-        ctrl = self.ctrl_cost_weight * _sumsq(action)
-        return self.forward_reward_weight * x_vel - ctrl, False
 
 
 def _mass_center_x(model, data) -> float:
