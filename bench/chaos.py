@@ -443,10 +443,9 @@ def doom_faults(trainer_pid: int, heartbeat: float, envs_per_worker: int = 4, wo
             if not games:
                 return None
             victim = rng.choice(games)
-            done = lambda: victim not in games_of(procfs.stat(victim).ppid if procfs.stat(victim) else 0) and healthy(victim)  # noqa: E731,E501
         else:
             victim = rng.choice(ws)
-            done = lambda: healthy(victim)  # noqa: E731
+        done = lambda: not procfs.alive(victim) and healthy(victim)  # noqa: E731
         t0 = time.time()
         try:
             os.kill(victim, signal.SIGSTOP if kind == "stop_worker" else signal.SIGKILL)
@@ -632,7 +631,7 @@ def driver_kills(args) -> dict:
                 cyc["resumed_newest"] = exact
                 if r > 4 * last_frames or (not exact and r > last_frames) or r < last_resumed:
                     failures.append(f"cycle {i}: resumed at {r} frames ({m.group(0)}); newest "
-                                    f"checkpoint {newest}, previous resume at {last_resumed}")  # fmt: skip
+                                    f"checkpoint {newest}, previous resume {last_resumed}")
                 last_resumed = max(last_resumed, r)
         if (tr := reader.seen.get(r"^training doom_basic")) is not None:
             cyc["recover_s"] = round(tr[0], 2)
