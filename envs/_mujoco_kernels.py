@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["ant_obs_reward", "forward_obs_reward", "pairwise_sumsq"]
+__all__ = ["ant_obs_reward", "forward_obs_reward", "humanoid_obs_reward", "mass_center_x",
+           "pairwise_sumsq"]
 
 
 @njit(cache=True, nogil=True)
@@ -138,3 +139,40 @@ def forward_obs_reward(qpos, qvel, obs, action, x_before, dt, fw, cw, skip):
         k += 1
     x_vel = (qpos[0] - x_before) / dt
     return fw * x_vel - cw * _pw_sq(action, 0, action.shape[0])
+
+
+@njit(cache=True, nogil=True)
+def mass_center_x(xipos, mass, total):
+    """``(np.sum(mass[:, None] * xipos, axis=0) / total)[0]``: numpy sums over bodies in
+    order (the reduced axis is not the contiguous one), so does this."""
+    s = 0.0
+    for b in range(mass.shape[0]):
+        s += mass[b] * xipos[b, 0]
+    return s / total
+
+
+@njit(cache=True, nogil=True)
+def _put(obs, k, src, lo):
+    for i in range(lo, src.shape[0]):
+        obs[k] = src[i]
+        k += 1
+    return k
+
+
+@njit(cache=True, nogil=True)
+def humanoid_obs_reward(qpos, qvel, cinert, cvel, qfrc, cfrc, xipos, mass, total, obs, ctrl,
+                        x_before, dt, fw, cw, ccw, clo, chi, hr, zlo, zhi):
+    """Humanoid-v5: fill ``obs`` (qpos[2:], qvel, cinert[1:], cvel[1:], qfrc_actuator[6:],
+    cfrc_ext[1:]; the 2-D fields as flat views), return (reward, healthy)."""
+    k = _put(obs, 0, qpos, 2)
+    k = _put(obs, k, qvel, 0)
+    k = _put(obs, k, cinert, 10)
+    k = _put(obs, k, cvel, 6)
+    k = _put(obs, k, qfrc, 6)
+    _put(obs, k, cfrc, 6)
+    x_vel = (mass_center_x(xipos, mass, total) - x_before) / dt
+    healthy = zlo < qpos[2] and qpos[2] < zhi
+    control = cw * _pw_sq(ctrl, 0, ctrl.shape[0])
+    contact = min(max(ccw * _pw_sq(cfrc, 0, cfrc.shape[0]), clo), chi)
+    reward = (fw * x_vel + (hr if healthy else 0.0)) - (control + contact)
+    return reward, healthy

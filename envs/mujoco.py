@@ -44,7 +44,13 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from numba import cfunc, types
 
-from ._mujoco_kernels import ant_obs_reward, forward_obs_reward, pairwise_sumsq
+from ._mujoco_kernels import (
+    ant_obs_reward,
+    forward_obs_reward,
+    humanoid_obs_reward,
+    mass_center_x,
+    pairwise_sumsq,
+)
 
 __all__ = ["TASKS", "MujocoEnv", "disable_profiling_timers", "list_tasks", "make_env"]
 
@@ -492,6 +498,33 @@ class Humanoid(MujocoEnv):
             ctrl + contact)
         return reward, (not healthy) and self.terminate_when_unhealthy
 
+    def _setup(self):
+        # flat views made once (MjData's buffers never move), for humanoid_obs_reward
+        d, m = self.data, self.model
+        self._flat = (d.cinert.reshape(-1), d.cvel.reshape(-1), d.qfrc_actuator,
+                      d.cfrc_ext.reshape(-1), d.xipos, m.body_mass)
+        self._total_mass = m.body_mass.sum()
+
+    def step_into(self, action, obs_out):
+        """``MujocoEnv.step_into`` with the observation and reward in one compiled call."""
+        cinert, cvel, qfrc, cfrc, xipos, mass = self._flat
+        total = self._total_mass
+        before = mass_center_x(xipos, mass, total)
+        d = self.data
+        self._ctrl[:] = action
+        mujoco.mj_step(self.model, d, nstep=self.frame_skip)
+        mujoco.mj_rnePostConstraint(self.model, d)
+        lo, hi = self.contact_cost_range
+        reward, healthy = humanoid_obs_reward(
+            self._qpos, self._qvel, cinert, cvel, qfrc, cfrc, xipos, mass, total, obs_out,
+            self._ctrl, before, self.dt, float(self.forward_reward_weight),
+            float(self.ctrl_cost_weight), float(self.contact_cost_weight), float(lo), float(hi),
+            float(self.healthy_reward), float(self.healthy_z_range[0]),
+            float(self.healthy_z_range[1]))
+        self.elapsed_step += 1
+        return (reward, (not healthy) and self.terminate_when_unhealthy,
+                self.elapsed_step >= self.max_episode_steps)
+
 
 class HumanoidStandup(Humanoid):
     """``HumanoidStandup-v5``: Humanoid's observation; reward for the torso's height."""
@@ -501,6 +534,7 @@ class HumanoidStandup(Humanoid):
     ctrl_cost_weight = 0.1
     impact_cost_weight = 0.5e-6
     impact_cost_range = (-np.inf, 10.0)
+    step_into = MujocoEnv.step_into  # its own reward (below)
 
     def _before(self):
         return None
