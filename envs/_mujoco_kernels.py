@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["ant_obs_reward", "forward_obs_reward", "humanoid_obs_reward", "mass_center_x",
-           "pairwise_sumsq"]
+__all__ = ["ant_obs_reward", "forward_obs_reward", "hopper_obs_reward", "humanoid_obs_reward",
+           "mass_center_x", "pairwise_sumsq"]
 
 
 @njit(cache=True, nogil=True)
@@ -176,3 +176,31 @@ def humanoid_obs_reward(qpos, qvel, cinert, cvel, qfrc, cfrc, xipos, mass, total
     contact = min(max(ccw * _pw_sq(cfrc, 0, cfrc.shape[0]), clo), chi)
     reward = (fw * x_vel + (hr if healthy else 0.0)) - (control + contact)
     return reward, healthy
+
+
+@njit(cache=True, nogil=True)
+def hopper_obs_reward(qpos, qvel, obs, action, x_before, dt, fw, cw, hr, slo, shi, check_state,
+                      zlo, zhi, alo, ahi):
+    """Hopper-v5, Walker2d-v5 (``check_state=False``): fill ``obs`` (qpos[1:],
+    clip(qvel, -10, 10), NaN kept as np.clip keeps it), return (reward, healthy). ``cw`` in
+    the action's dtype, as in :func:`forward_obs_reward`."""
+    k = _put(obs, 0, qpos, 1)
+    for i in range(qvel.shape[0]):
+        v = qvel[i]
+        if v < -10.0:
+            v = -10.0
+        if v > 10.0:
+            v = 10.0
+        obs[k] = v
+        k += 1
+    healthy = zlo < qpos[1] and qpos[1] < zhi and alo < qpos[2] and qpos[2] < ahi
+    if check_state:  # state_vector()[2:]: qpos[2:] and qvel
+        for i in range(2, qpos.shape[0]):
+            if not (slo < qpos[i] and qpos[i] < shi):
+                healthy = False
+        for i in range(qvel.shape[0]):
+            if not (slo < qvel[i] and qvel[i] < shi):
+                healthy = False
+    x_vel = (qpos[0] - x_before) / dt
+    ctrl = cw * _pw_sq(action, 0, action.shape[0])
+    return (fw * x_vel + (hr if healthy else 0.0)) - ctrl, healthy

@@ -47,6 +47,7 @@ from numba import cfunc, types
 from ._mujoco_kernels import (
     ant_obs_reward,
     forward_obs_reward,
+    hopper_obs_reward,
     humanoid_obs_reward,
     mass_center_x,
     pairwise_sumsq,
@@ -430,6 +431,28 @@ class Hopper(MujocoEnv):
         reward = self.forward_reward_weight * x_vel + healthy * self.healthy_reward - ctrl
         return reward, (not healthy) and self.terminate_when_unhealthy
 
+    _checks_state = True  # healthy_state_range applies (Walker2d: not)
+
+    def step_into(self, action, obs_out):
+        """One compiled call besides ``mj_step`` for a float action vector, as the pool
+        sends; other actions take the generic path."""
+        if not (isinstance(action, np.ndarray) and action.ndim == 1
+                and action.dtype in (np.float32, np.float64) and action.flags.c_contiguous):
+            return super().step_into(action, obs_out)
+        before = self._qpos[0]
+        self._ctrl[:] = action
+        mujoco.mj_step(self.model, self.data, nstep=self.frame_skip)
+        (slo, shi), (zlo, zhi) = self.healthy_state_range, self.healthy_z_range
+        alo, ahi = self.healthy_angle_range
+        reward, healthy = hopper_obs_reward(
+            self._qpos, self._qvel, obs_out, action, before, self.dt,
+            float(self.forward_reward_weight), action.dtype.type(self.ctrl_cost_weight),
+            float(self.healthy_reward), float(slo), float(shi), self._checks_state, float(zlo),
+            float(zhi), float(alo), float(ahi))
+        self.elapsed_step += 1
+        return (reward, (not healthy) and self.terminate_when_unhealthy,
+                self.elapsed_step >= self.max_episode_steps)
+
 
 class Walker2d(Hopper):
     """``Walker2d-v5``: obs 17 = qpos[1:] + clip(qvel, -10, 10)."""
@@ -437,6 +460,7 @@ class Walker2d(Hopper):
     xml = "walker2d_v5.xml"
     healthy_z_range = (0.8, 2.0)
     healthy_angle_range = (-1.0, 1.0)
+    _checks_state = False
 
     def _healthy(self):
         z, angle = self._qpos[1:3]
