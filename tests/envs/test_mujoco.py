@@ -49,6 +49,24 @@ def test_time_limit(task):
     assert flags[-1] and not any(flags[:-1])
 
 
+@pytest.mark.parametrize("task", ["HalfCheetah-v5", "Swimmer-v5", "Hopper-v5", "Walker2d-v5"])
+def test_float64_and_list_actions_equal_gymnasium_v5(task):
+    """The compiled step computes the control cost in the action's dtype, as numpy does
+    (float32 in the test above); float64 arrays and lists must match too."""
+    ref, env = gym.make(task), make_env(task)
+    np.testing.assert_array_equal(ref.reset(seed=2)[0], env.reset(seed=2)[0])
+    rng = np.random.default_rng(3)
+    for t in range(40):
+        a = rng.uniform(ref.action_space.low, ref.action_space.high)  # float64
+        if t % 2:
+            a = a.tolist()
+        r1, r2 = ref.step(a), env.step(a)
+        np.testing.assert_array_equal(r1[0], r2[0], err_msg=f"{task} obs at step {t}")
+        assert r1[1:4] == r2[1:4], (task, t, r1[1], r2[1])
+        if r1[2] or r1[3]:
+            np.testing.assert_array_equal(ref.reset(seed=t)[0], env.reset(seed=t)[0])
+
+
 def test_state_from_gymnasium_env():
     """Copying gymnasium's state into ours gives the same trajectory (independent of RNG)."""
     ref, env = gym.make("Ant-v5"), make_env("Ant-v5")
