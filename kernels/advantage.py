@@ -40,9 +40,10 @@ Conventions and guarantees:
   ranges, so large batches run on several threads. ``None`` (default): one thread per
   available core from ``PARALLEL_MIN_ELEMENTS`` elements up, else one; ``True``: one per core;
   ``False``: one; an ``int``: that many.
-- Results this module allocates are placed (their offset within a 4 KiB page) away from the
-  inputs': otherwise a store can falsely alias a later load of another array (same address
-  bits 0-11) and stall it, which made V-trace run 1.5x slower for some malloc placements.
+- Results this module allocates for large C-ordered batches are placed (their offset within a
+  4 KiB page) away from the inputs': otherwise a store can falsely alias a later load of
+  another array (same address bits 0-11) and stall it, which made V-trace run up to 1.5x
+  slower for some malloc placements.
 - Importing this module imports neither numba nor torch; the first call of each kernel loads
   numba and compiles that kernel (or reloads it from numba's on-disk cache). Under
   ``NUMBA_DISABLE_JIT=1`` the same kernels run as plain Python.
@@ -86,6 +87,9 @@ _COLUMN_ALIGN = 16
 _ANY_BLOCK = 16
 
 _PAGE = 4096  # store-to-load false aliasing compares address bits 0-11
+# Results are placed only from this size up: below it the kernels run from L1/L2 and placing
+# (a few µs of Python per array) costs more than it can save.
+_PLACE_MIN_BYTES = 1 << 18
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
 
@@ -262,8 +266,9 @@ class _Batch:
             self.order = "C"
             arrays = {k: np.ascontiguousarray(a) for k, a in arrays.items()}
         self.arrays = arrays
+        self.place = self.order == "C" and self.T * self.B * self.dtype.itemsize >= _PLACE_MIN_BYTES
         # Where the kernel loads rows from (float inputs: bool rows have another stride).
-        self.loads = [_address(a) for k, a in arrays.items() if k in floats]
+        self.loads = [_address(a) for k, a in arrays.items() if k in floats] if self.place else []
 
     def internal(self, a: np.ndarray) -> np.ndarray:
         """A user-shaped array as the kernels' time-major [T, B] view."""
@@ -284,8 +289,8 @@ class _Batch:
     def empty(self, shape: tuple[int, ...] | None = None) -> np.ndarray:
         """An output (or, with ``shape``, scratch) array for the kernel, placed in C order."""
         shape = (self.T, self.B) if shape is None else shape
-        if self.order == "F" and len(shape) == 2:
-            return np.empty(shape, self.dtype, order="F")
+        if not self.place:
+            return np.empty(shape, self.dtype, order=self.order)
         return _placed_empty(shape, self.dtype, self.loads)
 
     def outputs(self, out, names: tuple[str, ...]):

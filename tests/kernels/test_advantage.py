@@ -438,7 +438,7 @@ def test_time_axis_one_takes_batch_major_arrays_in_place():
 def test_results_start_away_from_the_inputs_within_a_page():
     """Inputs that all start at one page offset (what malloc often gives) get results placed
     half a page away, where their stores cannot falsely alias the inputs' loads."""
-    batch = _batch(2, 8, 256, np.float32)
+    batch = _batch(2, 64, 1024, np.float32)  # 256 KiB per array: large enough to place
 
     def at_offset(a, offset=16):
         buf = np.empty(a.nbytes + 2 * 4096, np.uint8)
