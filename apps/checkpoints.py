@@ -57,7 +57,17 @@ def save_checkpoint(
 def load_checkpoint(path: str, device: str | torch.device = "cpu") -> dict:
     """A checkpoint written by :func:`save_checkpoint`, tensors on ``device``."""
     # Our own files: they hold dataclass dicts and numpy scalars besides tensors.
-    return torch.load(path, map_location=device, weights_only=False)
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # a torn, foreign or corrupt file: say which file
+        raise ValueError(f"{path} is not a readable checkpoint ({type(exc).__name__}: "
+                         f"{exc})") from exc  # fmt: skip
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} is not a gristmill checkpoint (it holds a "
+                         f"{type(state).__name__}, not a dict)")  # fmt: skip
+    return state
 
 
 def resume_checkpoint(

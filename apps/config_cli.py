@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import typing
 from typing import Any, TypeVar
 
-__all__ = ["add_arguments", "config_from_args", "option", "parse_bool", "shared_fields"]
+__all__ = [
+    "add_arguments", "check_ranges", "config_from_args", "option", "parse_bool", "shared_fields",
+]  # fmt: skip
 
 T = TypeVar("T")
 
@@ -66,6 +69,22 @@ def add_arguments(
             f"--{f.name}", type=kind, default=default,
             help=f"{f.metadata['help']} (default: {default})",
         )
+
+
+def check_ranges(cfg: Any, positive=(), non_negative=(), unit=()) -> None:
+    """ValueError naming the first field of ``cfg`` out of its range: ``positive`` (> 0),
+    ``non_negative`` (>= 0), ``unit`` (in [0, 1]); and any float field that is NaN or
+    infinite (``--learning_rate nan`` parses, then trains on NaN)."""
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{f.name} must be a finite number, got {v}")
+    for names, ok, what in ((positive, lambda v: v > 0, "> 0"),
+                            (non_negative, lambda v: v >= 0, ">= 0"),
+                            (unit, lambda v: 0 <= v <= 1, "in [0, 1]")):  # fmt: skip
+        for name in names:
+            if not ok(getattr(cfg, name)):
+                raise ValueError(f"{name} must be {what}, got {getattr(cfg, name)}")
 
 
 def config_from_args(cls: type[T], ns: argparse.Namespace) -> T:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gristmill.apps.config_cli import option
+from gristmill.apps.config_cli import check_ranges, option
 
 __all__ = ["TrainConfig"]
 
@@ -47,6 +47,20 @@ class TrainConfig:
     save_every_sec: float = option(300.0, "checkpoint period")
     stats_every_sec: float = option(10.0, "console/TensorBoard period")
 
+
+    def validate(self) -> None:
+        check_ranges(
+            self,
+            positive=("total_timesteps", "num_envs", "num_steps", "learning_rate",
+                      "num_minibatches", "update_epochs", "clip_coef"),
+            non_negative=("seed", "save_every_sec", "stats_every_sec", "num_workers",
+                          "max_worker_restarts", "ent_coef", "vf_coef",
+                          "max_grad_norm", "target_kl"),
+            unit=("gamma", "gae_lambda"),
+        )  # fmt: skip
+        if self.num_envs * self.num_steps < self.num_minibatches:
+            raise ValueError(f"num_minibatches {self.num_minibatches} is more than the "
+                             f"{self.num_envs * self.num_steps} steps of a rollout")  # fmt: skip
 
     @property
     def experiment_name(self) -> str:

@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from gristmill.apps.config_cli import option
+from gristmill.apps.config_cli import check_ranges, option
 
 __all__ = ["TrainConfig"]
 
@@ -112,6 +112,22 @@ class TrainConfig:
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     def validate(self) -> None:
+        check_ranges(
+            self,
+            positive=("train_for_env_steps", "inference_threads", "num_workers",
+                      "num_envs_per_worker", "worker_num_splits", "rollout", "env_frameskip",
+                      "res_w", "res_h", "reward_clip", "rnn_size", "obs_scale", "batch_size",
+                      "num_batches_per_epoch", "num_epochs", "ppo_clip_ratio", "learning_rate",
+                      "adam_eps", "heartbeat_timeout", "vtrace_rho", "vtrace_c",
+                      "pbt_perturb_min", "pbt_perturb_max"),
+            non_negative=("save_every_sec", "stats_every_sec", "train_for_seconds",
+                          "torch_threads", "inference_wait_ms", "timelimit",
+                          "max_grad_norm", "max_policy_lag", "keep_checkpoints",
+                          "exploration_loss_coeff", "kl_loss_coeff", "value_loss_coeff",
+                          "seed", "ppo_clip_value", "pbt_period_env_steps", "pbt_start_mutation",
+                          "pbt_replace_reward_gap", "pbt_replace_reward_gap_absolute"),
+            unit=("gamma", "gae_lambda", "pbt_replace_fraction", "pbt_mutation_rate"),
+        )  # fmt: skip
         if self.batch_size % self.rollout:
             raise ValueError(
                 f"batch_size {self.batch_size} must be a multiple of rollout {self.rollout}"

@@ -8,18 +8,36 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from typing import IO
 
 import numpy as np
 import torch
+from gristmill.kernels import procfs
 
 __all__ = ["atomic_write_json", "atomic_torch_save", "read_json", "torch_load"]
+
+
+_TMP = re.compile(r"\.tmp(\d+)$")
+
+
+def _remove_dead_temporaries(directory: str) -> None:
+    """Temporary files of writers that died mid-write (SIGKILL runs no ``finally``): nobody
+    else will remove them, and a run killed at every checkpoint would pile them up."""
+    for name in os.listdir(directory):
+        m = _TMP.search(name)
+        if m and int(m.group(1)) != os.getpid() and not procfs.alive(int(m.group(1))):
+            try:
+                os.remove(os.path.join(directory, name))
+            except FileNotFoundError:  # removed by another writer meanwhile
+                pass
 
 
 def _atomic(path: str, write: Callable[[IO], None], mode: str) -> None:
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
+    _remove_dead_temporaries(directory)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, mode) as f:
@@ -63,4 +81,8 @@ def torch_load(path: str, device: str | torch.device = "cpu"):
     """Load one of the population's own files (they hold plain dicts besides tensors)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"population checkpoint {path} is missing")
-    return torch.load(path, map_location=device, weights_only=False)
+    try:
+        return torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # torn or foreign: say which file
+        raise ValueError(f"population checkpoint {path} is not readable "
+                         f"({type(exc).__name__}: {exc})") from exc  # fmt: skip
