@@ -68,6 +68,15 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--max_steps", type=int, default=10_000, help="steps per episode at most")
     ev.add_argument("--seed", type=int, default=0)
     ev.add_argument("--policy", type=int, default=0, help="which policy of a population run")
+    ma = sub.add_parser("match", help="two policies in duels and against the bots: a result "
+                        "table (wins, frags, deaths) and a video")
+    ma.add_argument("a", help="RUN_DIR[:policy] or a checkpoint file")
+    ma.add_argument("b", help="RUN_DIR[:policy] or a checkpoint file")
+    ma.add_argument("--episodes", type=int, default=10, help="duels between A and B")
+    ma.add_argument("--bot_episodes", type=int, default=5, help="games of each vs one bot")
+    ma.add_argument("--timelimit", type=float, default=4.0, help="match minutes")
+    ma.add_argument("--video", default=None, help="write player A's view of the first duel")
+    ma.add_argument("--deterministic", action="store_true", help="argmax actions")
     sub.add_parser("envs", help="list the Doom env ids")
     return p
 
@@ -99,6 +108,14 @@ def main(argv: list[str] | None = None) -> int:
             args.policy,
         )
         print(json.dumps(result, indent=2))
+        return 0
+    if args.command == "match":
+        from gristmill.apps.doom.match import format_table, match  # noqa: PLC0415
+
+        result = match(args.a, args.b, args.episodes, args.bot_episodes, args.timelimit,
+                       args.video, args.deterministic)  # fmt: skip
+        print(format_table(result), file=sys.stderr)
+        print(json.dumps(result), flush=True)
         return 0
     if args.command == "plot":
         from gristmill.apps.curves import plot_command  # noqa: PLC0415

@@ -10,27 +10,10 @@ from __future__ import annotations
 import os
 
 import cv2
-import numpy as np
-import torch
-from gristmill.apps.checkpoints import latest_checkpoint, load_checkpoint
-from gristmill.apps.doom.config import TrainConfig
-from gristmill.apps.doom.model import build_model
+from gristmill.apps.doom.player import DoomPlayer
 from gristmill.envs.doom import DoomEnv
 
-__all__ = ["evaluate"]
-
-
-def _resolve(path: str, policy: int = 0) -> str:
-    """A checkpoint file, or the newest of ``policy`` in an experiment directory."""
-    if os.path.isdir(path):
-        for candidate in (path, os.path.join(path, "checkpoints", f"p{policy}")):
-            found = latest_checkpoint(candidate)
-            if found:
-                return found
-        raise FileNotFoundError(f"no checkpoint under {path}")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    return path
+__all__ = ["evaluate", "open_video"]
 
 
 def evaluate(
@@ -44,9 +27,7 @@ def evaluate(
 ) -> dict:
     """Play ``episodes`` episodes with policy ``policy`` of the run (a population's member);
     returns rewards/true objectives and writes ``video``."""
-    path = _resolve(checkpoint, policy)
-    state = load_checkpoint(path)  # a policy's checkpoint (learners.league.Population.save)
-    cfg = TrainConfig(**state["extra"]["config"])
+    cfg, state, path = DoomPlayer.config_of(checkpoint, policy)
     skip = cfg.env_frameskip
     env = DoomEnv(
         cfg.env,
@@ -59,25 +40,18 @@ def evaluate(
     writer = None
     rewards, objectives, lengths = [], [], []
     try:
-        model = build_model(cfg, env.observation_space, env.action_space)
-        model.load_state_dict(state["model"])
-        model.eval()
-        from gristmill.samplers.spaces import action_from_row  # noqa: PLC0415
-
+        player = DoomPlayer(cfg, state, path, env.observation_space, env.action_space)
         for ep in range(episodes):
             obs, _ = env.reset(seed=seed + ep)
-            h = model.initial_state(1)
+            player.reset()
             total, steps, done, info = 0.0, 0, False, {}
             while not done and steps < max_steps:
-                batch = {k: torch.from_numpy(np.asarray(v))[None] for k, v in _as_dict(obs).items()}
-                out = model.act(batch, h, deterministic=deterministic)
-                h = out["state"]
-                action = action_from_row(env.action_space, out["actions"][0].numpy())
+                action = player.act(obs, deterministic)
                 for _ in range(skip):
                     frame = env.render()
                     if video is not None and frame is not None:
                         if writer is None:
-                            writer = _open_video(video, frame.shape[1], frame.shape[0])
+                            writer = open_video(video, frame.shape[1], frame.shape[0])
                         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
                     obs, r, term, trunc, info = env.step(action)
                     total += r
@@ -101,11 +75,7 @@ def evaluate(
     }
 
 
-def _as_dict(obs):
-    return obs if isinstance(obs, dict) else {"obs": obs}
-
-
-def _open_video(path: str, width: int, height: int):
+def open_video(path: str, width: int, height: int):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), 35.0, (width, height))
     if not writer.isOpened():

@@ -441,6 +441,20 @@ def test_self_play_duel_between_two_policies_is_scored(tmp_path, no_new_games):
         "--num_policies", "2", "--train_dir", str(tmp_path), "--train_for_env_steps", "1200",
     )  # fmt: skip
     assert all(p["version"] >= 1 for p in summary["policies"])
-    record = summary["league"]["payoff"]
     assert summary["league"]["matches"] >= 1, summary["league"]
-    assert record is not None
+    assert summary["league"]["payoff"] is not None
+
+    # gristmill-doom match: the two policies in a duel and each against a bot
+    video = tmp_path / "duel.mp4"
+    exp = summary["experiment_dir"]
+    out = subprocess.run(
+        cli("match", f"{exp}:0", f"{exp}:1", "--episodes", "1", "--bot_episodes", "1",
+            "--timelimit", "0.05", "--video", str(video)),
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = last_json(out.stdout)
+    assert [r["duel"]["games"] for r in result["rows"]] == [1, 1]
+    assert [r["vs_bots"]["games"] for r in result["rows"]] == [1, 1]
+    assert result["draws"] + sum(r["duel"]["wins"] for r in result["rows"]) == 1
+    assert "| player | duel wins |" in out.stderr and video.stat().st_size > 1000

@@ -1,0 +1,153 @@
+"""``gristmill-doom match A B``: two trained policies in a duel, and each against the bots.
+
+``A`` and ``B`` are members (``RUN[:policy]`` or a checkpoint file, see
+:func:`~.player.resolve_checkpoint`). They play ``episodes`` duels (``doom_duel``, Sample
+Factory's self-play scenario: one map, two players, the match's time limit) and each plays
+``bot_episodes`` games of ``doom_duel_bots`` (one built-in bot). The result table counts wins
+(an outright win: strictly more frags), frags and deaths; ``--video`` writes player A's view of
+the first duel. Both members must see the same observations (resolution, colour, frame skip),
+since they share one match.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+from gristmill.apps.doom.evaluate import open_video
+from gristmill.apps.doom.player import DoomPlayer
+from gristmill.envs.doom import DoomEnv, DoomMultiAgentEnv
+
+__all__ = ["match", "format_table"]
+
+_SAME = ("res_w", "res_h", "grayscale", "env_frameskip")
+
+
+def _env_kwargs(cfg, timelimit: float) -> dict:
+    return dict(
+        resolution=(cfg.res_w, cfg.res_h),
+        grayscale=cfg.grayscale,
+        channels_first=True,
+        frame_skip=cfg.env_frameskip,
+        timelimit=timelimit,
+    )
+
+
+def _tally(infos: list[dict]) -> dict:
+    return {
+        "wins": sum(float(i.get("true_objective", 0.0)) > 0 for i in infos),
+        "frags": float(sum(i.get("FRAGCOUNT", 0.0) for i in infos)),
+        "deaths": float(sum(i.get("DEATHCOUNT", 0.0) for i in infos)),
+        "games": len(infos),
+    }
+
+
+def _frame(obs) -> np.ndarray:
+    img = obs["obs"] if isinstance(obs, dict) else obs
+    img = np.asarray(img).transpose(1, 2, 0)  # CHW -> HWC
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    return cv2.resize(img, (img.shape[1] * 4, img.shape[0] * 4), interpolation=cv2.INTER_NEAREST)
+
+
+def _duels(players, cfg, episodes: int, timelimit: float, video: str | None, deterministic):
+    env = DoomMultiAgentEnv("doom_duel", **_env_kwargs(cfg, timelimit))
+    finals: list[list[dict]] = [[], []]
+    writer = None
+    try:
+        for ep in range(episodes):
+            obs, _ = env.reset(seed=ep)
+            for p in players:
+                p.reset()
+            done, infos = False, [{}, {}]
+            while not done:
+                if video is not None and ep == 0:
+                    frame = _frame(obs[0])
+                    if writer is None:
+                        writer = open_video(video, frame.shape[1], frame.shape[0])
+                    writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                acts = [p.act(o, deterministic) for p, o in zip(players, obs)]
+                obs, _, term, trunc, infos = env.step(acts)
+                done = any(term) or any(trunc)
+            for j in (0, 1):
+                finals[j].append(infos[j])
+    finally:
+        env.close()
+        if writer is not None:
+            writer.release()
+    return finals
+
+
+def _vs_bots(player, cfg, episodes: int, timelimit: float, deterministic) -> list[dict]:
+    env = DoomEnv("doom_duel_bots", **_env_kwargs(cfg, timelimit))
+    out = []
+    try:
+        for ep in range(episodes):
+            obs, _ = env.reset(seed=ep)
+            player.reset()
+            done, info = False, {}
+            while not done:
+                obs, _, term, trunc, info = env.step(player.act(obs, deterministic))
+                done = term or trunc
+            out.append(info)
+    finally:
+        env.close()
+    return out
+
+
+def match(
+    a: str,
+    b: str,
+    episodes: int = 10,
+    bot_episodes: int = 5,
+    timelimit: float = 4.0,
+    video: str | None = None,
+    deterministic: bool = False,
+) -> dict:
+    """Play the duels and the bot games; returns the result rows and where the video is."""
+    if episodes < 0 or bot_episodes < 0 or timelimit <= 0:
+        raise ValueError("episodes and bot_episodes must be >= 0 and timelimit > 0 (minutes)")
+    members = [DoomPlayer.config_of(spec) for spec in (a, b)]
+    cfg_a, cfg_b = members[0][0], members[1][0]
+    differ = [k for k in _SAME if getattr(cfg_a, k) != getattr(cfg_b, k)]
+    if differ:
+        raise ValueError(
+            f"{a} and {b} were trained with different {differ}: they cannot share a match"
+        )
+    probe = DoomMultiAgentEnv("doom_duel", **_env_kwargs(cfg_a, timelimit))
+    spaces = probe.observation_space, probe.action_space
+    probe.close()
+    players = [DoomPlayer(cfg, state, path, *spaces) for cfg, state, path in members]
+    duels = [[], []]
+    if episodes:
+        duels = _duels(players, cfg_a, episodes, timelimit, video, deterministic)
+    rows = []
+    for name, player, infos in zip((a, b), players, duels):
+        bots = _vs_bots(player, cfg_a, bot_episodes, timelimit, deterministic)
+        rows.append({"player": name, "checkpoint": player.path, "duel": _tally(infos),
+                     "vs_bots": _tally(bots)})  # fmt: skip
+    draws = episodes - rows[0]["duel"]["wins"] - rows[1]["duel"]["wins"]
+    return {"rows": rows, "duels": episodes, "draws": draws, "video": video}
+
+
+def format_table(result: dict) -> str:
+    """The result as a Markdown table."""
+    lines = [
+        "| player | duel wins | duel frags | duel deaths | vs bots wins | bot frags | bot deaths |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in result["rows"]:
+        d, b = r["duel"], r["vs_bots"]
+        lines.append(
+            f"| {r['player']} | {d['wins']}/{d['games']} | {d['frags']:.0f} | {d['deaths']:.0f} "
+            f"| {b['wins']}/{b['games']} | {b['frags']:.0f} | {b['deaths']:.0f} |"
+        )
+    lines.append(f"\n{result['draws']} of {result['duels']} duels drawn.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # pragma: no cover - use gristmill-doom match
+    import sys
+
+    print(json.dumps(match(sys.argv[1], sys.argv[2]), indent=2))

@@ -1,0 +1,72 @@
+"""A trained Doom policy as a player: its checkpoint, network and recurrent state.
+
+``DoomPlayer.load("runs/doom_duel:1")`` loads policy 1 of a run (``RUN`` alone: policy 0; a
+checkpoint file: that file), rebuilt from the config saved with it. :meth:`DoomPlayer.act`
+takes one agent's observation as the env returns it and gives the env's action, carrying the
+recurrent state between calls; :meth:`DoomPlayer.reset` starts a new episode. Used by
+``gristmill-doom eval`` and ``gristmill-doom match``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from gristmill.apps.checkpoints import latest_checkpoint, load_checkpoint
+from gristmill.apps.doom.config import TrainConfig
+from gristmill.apps.doom.model import build_model
+from gristmill.samplers.spaces import action_from_row
+
+__all__ = ["DoomPlayer", "resolve_checkpoint"]
+
+
+def resolve_checkpoint(spec: str, policy: int | None = None) -> str:
+    """The checkpoint file of ``spec``: a file, or a run directory (optionally ``RUN:k`` for
+    policy k; ``policy`` overrides), whose newest checkpoint of that policy is taken."""
+    path, k = spec, policy
+    if not os.path.exists(spec) and ":" in spec:
+        path, _, idx = spec.rpartition(":")
+        if not idx.isdigit():
+            raise ValueError(f"{spec!r}: expected RUN_DIR[:policy index] or a checkpoint file")
+        k = int(idx) if policy is None else policy
+    k = 0 if k is None else k
+    if os.path.isdir(path):
+        for candidate in (path, os.path.join(path, "checkpoints", f"p{k}")):
+            found = latest_checkpoint(candidate)
+            if found:
+                return found
+        raise FileNotFoundError(f"no checkpoint of policy {k} under {path}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    return path
+
+
+class DoomPlayer:
+    """A policy that plays: ``act(obs) -> action`` for one agent, state kept across calls."""
+
+    def __init__(self, cfg: TrainConfig, state: dict, path: str, obs_space, action_space):
+        self.cfg, self.path = cfg, path
+        self.action_space = action_space
+        self.model = build_model(cfg, obs_space, action_space)
+        self.model.load_state_dict(state["model"])
+        self.model.eval()
+        self.h = self.model.initial_state(1)
+
+    @staticmethod
+    def config_of(spec: str, policy: int | None = None) -> tuple[TrainConfig, dict, str]:
+        """``(config, checkpoint state, path)`` of a member (see :func:`resolve_checkpoint`)."""
+        path = resolve_checkpoint(spec, policy)
+        state = load_checkpoint(path)  # a policy's file (learners.league.Population.save)
+        return TrainConfig(**state["extra"]["config"]), state, path
+
+    def reset(self) -> None:
+        self.h = self.model.initial_state(1)
+
+    @torch.no_grad()
+    def act(self, obs, deterministic: bool = False):
+        obs = obs if isinstance(obs, dict) else {"obs": obs}
+        batch = {k: torch.from_numpy(np.asarray(v))[None] for k, v in obs.items()}
+        out = self.model.act(batch, self.h, deterministic=deterministic)
+        self.h = out["state"]
+        return action_from_row(self.action_space, out["actions"][0].numpy())
