@@ -213,10 +213,10 @@ def test_async_python_env_every_result_is_its_envs_next_step_under_kills(kill_ho
     assert checker.restart_resets > 0  # some episodes were cut by kills, and said so
 
 
-def test_sync_python_env_step_and_reset_after_restarts(kill_hooks):
+@pytest.mark.parametrize("n", [8, 130])  # 130: a block spans three 64-slot mask words
+def test_sync_python_env_step_and_reset_after_restarts(kill_hooks, n):
     """``step()`` (sync mode: results in env order) and ``reset()`` with workers dying."""
-    kill_hooks.update(POINTS)
-    n = 8
+    kill_hooks.update(POINTS if n < 64 else {k: p / 16 for k, p in POINTS.items()})
     checker = Checker(n, tokens=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -224,10 +224,10 @@ def test_sync_python_env_step_and_reset_after_restarts(kill_hooks):
                   max_restarts=100_000, step_timeout=60) as pool:
             deadline = time.monotonic() + 60
             i = 0
-            while i < 800 or pool.restarts < 15:
+            while i < 12_000 // n or pool.restarts < 15:
                 assert time.monotonic() < deadline, f"only {pool.restarts} restarts"
                 i += 1
-                if i % 50 == 1:
+                if i % 25 == 1:
                     obs, info = pool.reset()
                     checker.expect_reset()
                     checker.check(obs, np.zeros(n), np.zeros(n, bool), np.zeros(n, bool), info)
@@ -236,6 +236,16 @@ def test_sync_python_env_step_and_reset_after_restarts(kill_hooks):
                     checker.check(obs, rew, term, trunc, info)
                 assert info["env_id"].tolist() == list(range(n))
             assert pool.restarts >= 15
+
+
+def test_async_batches_over_64_envs_under_kills(kill_hooks):
+    kill_hooks.update({k: p / 8 for k, p in POINTS.items()})
+    checker = Checker(150, tokens=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with make(TokenEnv, num_envs=150, batch_size=70, num_workers=3, seed=0,
+                  on_error="restart", max_restarts=100_000, step_timeout=60) as pool:
+            _run_async(pool, checker, batches=150, min_kills=10, outside_every=37)
 
 
 def test_async_reset_after_restarts_returns_every_env_once(kill_hooks):
