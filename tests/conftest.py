@@ -124,7 +124,13 @@ def within():
 
 
 def assert_names(exc: BaseException, *names: str) -> None:
-    """The error message names one of ``names`` (the offending argument)."""
+    """The error message names one of ``names`` (the offending argument). Inside a hypothesis
+    example the error class is also an event (``--hypothesis-show-statistics`` counts them)."""
+    from hypothesis import event
+    from hypothesis.errors import InvalidArgument
+
+    with contextlib.suppress(InvalidArgument):
+        event(f"refused: {type(exc).__name__}")
     msg = str(exc)
     assert any(n in msg for n in names), f"{type(exc).__name__}({msg!r}) names none of {names}"
 

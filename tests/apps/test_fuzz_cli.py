@@ -20,7 +20,7 @@ from gristmill.apps.checkpoints import load_checkpoint, resume_checkpoint, save_
 from gristmill.apps.config_cli import config_from_args
 from gristmill.apps.doom import cli as doom_cli
 from gristmill.apps.doom.config import TrainConfig as DoomConfig
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 FUZZ = settings(max_examples=50, deadline=None,
@@ -47,11 +47,13 @@ def test_train_options_parse_to_a_sane_config_or_are_refused_by_name(within, app
             with contextlib.redirect_stderr(err):
                 ns = cli._parser().parse_args(argv)
         except SystemExit:
+            event("refused: argparse error (SystemExit 2)")
             assert any(f"--{k}" in err.getvalue() for k in opts), err.getvalue()
             return
         try:
             cfg = config_from_args(cls, ns)
         except ValueError as exc:
+            event("refused: ValueError (validate)")
             assert any(k in str(exc) for k in opts), exc
             return
     for name in _numeric(cls):

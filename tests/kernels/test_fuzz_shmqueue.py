@@ -14,7 +14,7 @@ import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
 from gristmill.kernels.shmqueue import Queue
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 FUZZ = settings(max_examples=40, deadline=None,
@@ -83,7 +83,7 @@ def _same(a, b) -> bool:
     if isinstance(a, np.ndarray):
         return (type(a) is type(b) and a.dtype == b.dtype and a.shape == b.shape
                 and a.tobytes() == b.tobytes()
-                and (not isinstance(a, np.ma.MaskedArray) or np.array_equal(a.mask, b.mask)))  # fmt: skip
+                and (not isinstance(a, np.ma.MaskedArray) or np.array_equal(a.mask, b.mask)))
     return type(a) is type(b) and a == b
 
 
@@ -99,6 +99,7 @@ def test_any_message_comes_back_equal_or_is_refused(within, msgs, many):
                 else:
                     q.put(m, timeout=1)
             except (ValueError, TypeError, pickle.PicklingError, AttributeError) as exc:
+                event(f"refused: {type(exc).__name__}")
                 # too big for the queue, or an object pickle refuses: said so
                 assert str(exc)
                 assert q.qsize() == 0  # nothing half-put

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from gristmill.samplers import make
 from gristmill.samplers.errors import APIUsageError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 N, B = 4, 2  # the module pool: 4 CartPole envs, async batches of 2, 2 workers
@@ -31,7 +31,7 @@ FUZZ = settings(max_examples=30, deadline=None,
                            st.sampled_from([None, 1, "x"]), max_size=1),
 )  # fmt: skip
 def test_make_arguments_work_or_are_refused_by_name(within, names_arg, num_envs, batch_size,
-                                                    num_workers, on_error, env_type, kwargs):  # fmt: skip
+                                                    num_workers, on_error, env_type, kwargs):
     with within(60), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -153,6 +153,7 @@ def test_any_call_sequence_matches_the_outstanding_model(pools, within, ops):
                 try:
                     pool.send(acts, op[1])
                 except (ValueError, TypeError, APIUsageError) as exc:
+                    event(f"send refused: {type(exc).__name__}")
                     assert not valid, f"a valid send was refused: {exc!r}"
                     assert str(exc)
                     continue
@@ -167,6 +168,7 @@ def test_any_call_sequence_matches_the_outstanding_model(pools, within, ops):
                     return  # the pool raised a worker error: the module pool is done
             elif kind == "recv":
                 if not out:
+                    event("recv refused: APIUsageError")
                     with pytest.raises(APIUsageError):
                         pool.recv()
                 else:
@@ -176,6 +178,7 @@ def test_any_call_sequence_matches_the_outstanding_model(pools, within, ops):
                 try:
                     obs, info = pool.reset(op[1])
                 except (ValueError, TypeError, APIUsageError) as exc:
+                    event(f"reset refused: {type(exc).__name__}")
                     assert ids is None, f"a valid reset was refused: {exc!r}"
                     continue
                 assert ids is not None, f"reset(env_id={op[1]!r}) was accepted"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from gristmill.envs.generals import GeneralsEngine, parse_map
 from gristmill.envs.generals.maps import InvalidMapError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 FUZZ = settings(max_examples=50, deadline=None,
@@ -58,6 +58,7 @@ def test_any_layout_parses_to_what_it_says_or_is_refused(within, layout, pad_to)
         try:
             m = parse_map(layout, pad_to)
         except InvalidMapError as exc:
+            event(f"refused: {type(exc).__name__}")
             assert str(exc)
             with pytest.raises(InvalidMapError):
                 GeneralsEngine(1, maps=[layout], pad_to=pad_to)
@@ -96,6 +97,7 @@ def test_any_action_array_is_stepped_only_if_valid(engine, within, actions):
         try:
             engine.step(actions)
         except ValueError as exc:
+            event(f"refused: {type(exc).__name__}")
             assert "action" in str(exc), exc
             for b, x in zip(before, engine.state):
                 np.testing.assert_array_equal(b, x)  # a refused step changes nothing
