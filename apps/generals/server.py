@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 from aiohttp import WSCloseCode, WSMsgType, web
-from gristmill.envs.generals import GeneralsEngine, MapGenerator, Replay
+from gristmill.envs.generals import GeneralsEngine, MapGenerator, Replay, parse_map
 from gristmill.envs.generals.encoding import C_OWN, C_OWN_GENERAL, CODE_BITS, CODE_MASK
 from gristmill.envs.generals.engine import PRIORITY_RULES
 
@@ -59,7 +59,7 @@ from .viewer import asset, fill_template, load_replays, viewer_html
 __all__ = ["BadMessage", "Game", "PlayConfig", "PlayServer", "running", "serve"]
 
 log = logging.getLogger(__name__)
-HUMAN, BOT = 0, 1
+HUMAN = 0  # the browser's seat (red); the opponent plays seat 1
 DIR_NAMES = ("up", "down", "left", "right")
 DR, DC = (-1, 1, 0, 0), (0, 0, -1, 1)
 MESSAGE_TYPES = ("move", "undo", "clear", "step", "new_game")
@@ -92,6 +92,10 @@ class PlayConfig:
             raise ValueError(f"truncation must be >= 1, got {self.truncation}")
         if self.priority not in PRIORITY_RULES:
             raise ValueError(f"priority must be one of {sorted(PRIORITY_RULES)}")
+        if self.maps not in ("uniform", "generalsio"):
+            raise ValueError(f"maps must be 'uniform' or 'generalsio', got {self.maps!r}")
+        for layout in self.layouts:
+            parse_map(layout)  # InvalidMapError says what is wrong with it
         self.replays = Path(self.replays)
 
 
@@ -198,7 +202,7 @@ class Game:
         a[:] = 0
         a[..., 0] = 1
         a[0, HUMAN] = human
-        self.opponent.act(eng.obs, eng.masks, eng.scalars, (False, True), a)
+        self.opponent.act(eng.obs, eng.masks, eng.scalars, (False, True), a)  # seat 1
         self.replay.append(a[0])
         eng.step(a)
         if eng.terminated[0] or eng.truncated[0]:
