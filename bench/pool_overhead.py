@@ -17,10 +17,9 @@ import time
 
 import gymnasium as gym
 import numpy as np
+from gristmill.kernels.procfs import cpu_seconds
 from gristmill.samplers import make
 from gymnasium import spaces
-
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 class _Noop(gym.Env):
@@ -51,12 +50,6 @@ class NoopPython(_Noop):
         return self._obs, 0.0, False, False, {}
 
 
-def _cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
 def measure(factory, num_envs: int, batch_size: int, workers: int, seconds: float) -> dict:
     with make(factory, num_envs=num_envs, batch_size=batch_size, num_workers=workers,
               seed=0) as pool:
@@ -79,12 +72,13 @@ def measure(factory, num_envs: int, batch_size: int, workers: int, seconds: floa
         for _ in range(200):
             cycle()
         pids = pool.worker_pids()
-        steps, c0, w0, t0 = 0, _cpu(os.getpid()), sum(map(_cpu, pids)), time.perf_counter()
+        c0, w0 = cpu_seconds(os.getpid()), sum(map(cpu_seconds, pids))
+        steps, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
             for _ in range(100):
                 steps += cycle()
         wall = time.perf_counter() - t0
-        main_cpu, worker_cpu = _cpu(os.getpid()) - c0, sum(map(_cpu, pids)) - w0
+        main_cpu, worker_cpu = cpu_seconds(os.getpid()) - c0, sum(map(cpu_seconds, pids)) - w0
     us = 1e6 / steps
     return {"envs": num_envs, "batch": batch_size, "workers": workers, "steps_per_s": steps / wall,
             "wall_us": wall * us, "main_cpu_us": main_cpu * us, "worker_cpu_us": worker_cpu * us}
