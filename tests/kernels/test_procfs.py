@@ -4,6 +4,7 @@ shared-memory mapping, and one whose name holds spaces and parentheses."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -60,3 +61,32 @@ def test_stat_reads_fields_after_a_name_with_spaces_and_parentheses(tmp_path):
     finally:
         child.kill()
         child.wait()
+
+
+def test_children_descendants_and_a_zombie_that_is_not_alive():
+    """A child running a grandchild: both are descendants, the child's argv is read back; once
+    killed and not yet reaped the child is a zombie (stat still there, not alive, no argv)."""
+    code = "import subprocess, sys, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", code, "tag-arg"])
+    try:
+        for _ in range(3000):  # until the grandchild exists (30 s at most)
+            grandkids = procfs.children(child.pid)
+            if grandkids:
+                break
+            time.sleep(0.01)
+        assert child.pid in procfs.children(os.getpid())
+        assert set(procfs.descendants(os.getpid())) >= {child.pid, *grandkids}
+        assert procfs.cmdline(child.pid)[-1] == b"tag-arg" and procfs.alive(child.pid)
+        assert procfs.cpu_seconds(os.getpid()) > 0
+        os.kill(grandkids[0], signal.SIGKILL)
+        child.kill()
+        for _ in range(3000):
+            s = procfs.stat(child.pid)
+            if s is not None and s.state == "Z":
+                break
+            time.sleep(0.01)
+        assert s.state == "Z" and not procfs.alive(child.pid) and procfs.cmdline(child.pid) == []
+    finally:
+        child.kill()
+        child.wait()
+    assert procfs.stat(child.pid) is None and procfs.cpu_seconds(child.pid) == 0.0
