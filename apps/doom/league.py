@@ -180,10 +180,18 @@ class DoomLeague:
         return changed
 
     # ------------------------------------------------------------------ saving
+    def update_ratings(self):
+        """Refit the rating table of record (Bradley-Terry, anchored on p0) from the matches;
+        None before the first match between two policies."""
+        if not self.matches:
+            return None
+        return self.population.update_ratings(anchor="p0", bootstrap=100)
+
     def save(self, extra: dict) -> str:
         for p in self.population.policies:
             self.trained(p.index)
             p.extra = extra
+        self.update_ratings()
         return self.population.save()
 
     def resume(self) -> bool:

@@ -299,6 +299,9 @@ class DoomTrainer:
             if rewards:
                 w.add_scalar("episode/reward", float(np.mean(rewards)), step)
             w.add_scalar("league/matches", self.league.matches, step)
+            ratings = self.league.population.ratings
+            for key, value in (ratings.scalars() if ratings is not None else {}).items():
+                w.add_scalar(f"league/{key}", value, step)
             w.add_scalar("league/pbt_events", len(self.league.events), step)
         for key, value in self.sampler_counters().items():
             w.add_scalar(f"sampler/{key}", value, step)
@@ -417,11 +420,15 @@ class DoomTrainer:
             "steps": self.books,
         }
         if len(policies) > 1:
+            ratings = self.league.population.ratings
+            if ratings is not None:
+                self.console.print("ratings (Bradley-Terry, p0 = 0):\n" + ratings.format())
             summary["policies"] = policies
             summary["league"] = {
                 "matches": self.league.matches,
                 "pbt_events": [d.to_json() for d in self.league.events],
                 "payoff": self.league.population.payoff.state_dict(),
+                "ratings": None if ratings is None else ratings.state_dict(),
             }
         if self.books and not self.books["balanced"]:
             self.console.print(f"[red]sampled steps do not add up: {self.books}[/red]")

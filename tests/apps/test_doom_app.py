@@ -443,6 +443,7 @@ def test_self_play_duel_between_two_policies_is_scored(tmp_path, no_new_games):
     assert all(p["version"] >= 1 for p in summary["policies"])
     assert summary["league"]["matches"] >= 1, summary["league"]
     assert summary["league"]["payoff"] is not None
+    assert summary["league"]["ratings"]["names"][:2] == ["p0", "p1"], summary["league"]["ratings"]
 
     # gristmill-doom match: the two policies in a duel and each against a bot
     video = tmp_path / "duel.mp4"
