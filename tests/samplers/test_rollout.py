@@ -13,10 +13,9 @@ from queue import Empty
 
 import numpy as np
 import pytest
-from gristmill.kernels.shm import PREFIX
+from echo_env import EchoEnvFactory  # tests/samplers/echo_env.py
 from gristmill.samplers.inference_server import InferenceServer
 from gristmill.samplers.rollout import RolloutChannels, RolloutLayout
-from gristmill.samplers.rollout_testing import EchoEnvFactory
 from gristmill.samplers.rollout_worker import RolloutWorkerPool
 from gristmill.samplers.spaces import action_from_row, action_spec_of, obs_spec_of
 from gristmill.samplers.supervision import lower_thread_priority
@@ -25,10 +24,7 @@ from gymnasium import spaces
 T = 4
 
 
-def shm_entries():
-    """This test process's segments (other suites may create and remove their own meanwhile)."""
-    mine = f"{PREFIX}{os.getpid()}_"
-    return {p for p in os.listdir("/dev/shm") if mine in p}
+pytestmark = pytest.mark.usefixtures("shm_clean")  # tests/conftest.py
 
 
 def make(num_workers=2, envs=4, slots=None, agents=1, env_report=None, niceness=0, **factory):
@@ -122,7 +118,6 @@ def test_spaces_to_specs_and_rows():
 
 
 def test_trajectories_are_consistent():
-    before = shm_entries()
     layout, ch, pool = make()
     try:
         pool.start()
@@ -147,7 +142,6 @@ def test_trajectories_are_consistent():
     finally:
         pool.stop()
         ch.close()
-    assert shm_entries() == before
 
 
 def test_back_pressure_stops_workers_without_free_slots():

@@ -18,6 +18,7 @@ from queue import Empty
 
 import numpy as np
 import pytest
+from echo_env import EchoEnvFactory  # tests/samplers/echo_env.py
 from gristmill.samplers.inference_server import InferenceServer
 from gristmill.samplers.rollout import RolloutChannels, RolloutLayout
 from gristmill.samplers.rollout_protocol import (
@@ -27,7 +28,6 @@ from gristmill.samplers.rollout_protocol import (
     ActionsReady,
     TrajectoryReady,
 )
-from gristmill.samplers.rollout_testing import EchoEnvFactory
 from gristmill.samplers.rollout_worker import RolloutWorkerPool
 from gristmill.samplers.spaces import obs_spec_of
 

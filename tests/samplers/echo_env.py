@@ -1,5 +1,8 @@
 """A tiny deterministic env for checking rollout machinery end to end (no simulator needed).
 
+A plain module beside the sampler tests (``tests/samplers/conftest.py`` puts this folder on
+``sys.path``, so it is imported as ``echo_env``): a test helper, not part of the package.
+
 :class:`EchoEnv` observes ``[env_index, step, last_action]`` (float32), pays the action as the
 reward, truncates after ``episode_length`` steps and can raise once at a given step, so a test
 can verify that every action landed where it should and that a crash is survived.
