@@ -107,14 +107,11 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, resta
     blk0 = n_workers
     conn.send(("ready", w))
 
-    # Per-block 1-D rows and per-slot obs views, built once: the hot path indexes lists.
+    # Per-slot obs views and per-block info rows, built once: the hot path indexes lists.
     obs_v = [[slot.obs[b, p, ...] for p in range(batch)] for b in range(n_blocks)]
     stage = np.empty_like(obs_v[0][0])  # async: the step's obs, until its slot is claimed
-    rew_b = list(slot.rew)
-    term_b = list(slot.term)
-    trunc_b = list(slot.trunc)
-    id_b = list(slot.env_id)
-    el_b = list(slot.elapsed)
+    book.attach_outputs(slot.rew, slot.term, slot.trunc, slot.env_id, slot.elapsed, expected,
+                        slot.obs, stage)
     info_b = [list(arr) for arr in slot.infos]
 
     def run_item(env_id, cmd, base, pos):
@@ -161,12 +158,6 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, resta
             # fills it if we die before publishing
             s = book.claim(w)
             block, pos = (s // batch) % n_blocks, s % batch
-            obs_v[block][pos][...] = stage
-        rew_b[block][pos] = rew
-        term_b[block][pos] = term
-        trunc_b[block][pos] = trunc
-        id_b[block][pos] = env_id
-        el_b[block][pos] = elapsed[k]
         if info_keys:
             if fast[k]:
                 for rows, v in zip(info_b, e.info_values(), strict=False):
@@ -175,7 +166,8 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, resta
                 for rows, key in zip(info_b, info_keys, strict=True):
                     if key in info:
                         rows[block][pos] = info[key]
-        if book.publish(block, pos, expected[block]):
+        # the observation (async: from the staging row), reward, flags, ids, then publish
+        if book.put(block, pos, rew, term, trunc, env_id, elapsed[k], dynamic):
             sig.post(blk0 + block)
 
     tail = int(progress[P_TAIL])

@@ -46,8 +46,8 @@ class _KillingSlots(_worker.Slots):
         _maybe_die("claimed")  # slot taken, result not written
         return s
 
-    def publish(self, block, pos, n):
-        done = super().publish(block, pos, n)
+    def put(self, block, pos, *result):
+        done = super().put(block, pos, *result)
         _maybe_die("published")  # result delivered; block not posted, request not advanced
         return done
 
