@@ -144,8 +144,8 @@ def kill_a_worker(trainer_pid: int):
 
 def doom_run(seed: int, frames: int, faults: bool, every, start: float, train_dir: str) -> dict:
     cmd = [
-        sys.executable, "-m", "gristmill.apps.doom", "train", "--env", "doom_basic", "--num_workers", "2",
-        "--num_envs_per_worker", "4", "--train_for_env_steps", str(frames), "--seed", str(seed),
+        sys.executable, "-m", "gristmill.apps.doom", "train", "--env", "doom_basic",
+        "--num_workers", "2", "--num_envs_per_worker", "4", "--train_for_env_steps", str(frames), "--seed", str(seed),
         "--train_dir", train_dir, "--experiment", f"s{seed}_{'kills' if faults else 'clean'}",
         "--quiet", "--restart", "true",
     ]  # fmt: skip
