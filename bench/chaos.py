@@ -143,12 +143,8 @@ def kill_a_worker(trainer_pid: int):
 
 
 def doom_run(seed: int, frames: int, faults: bool, every, start: float, train_dir: str) -> dict:
-    cmd = [
-        sys.executable, "-m", "gristmill.apps.doom", "train", "--env", "doom_basic",
-        "--num_workers", "2", "--num_envs_per_worker", "4", "--train_for_env_steps", str(frames), "--seed", str(seed),
-        "--train_dir", train_dir, "--experiment", f"s{seed}_{'kills' if faults else 'clean'}",
-        "--quiet", "--restart", "true",
-    ]  # fmt: skip
+    cmd = doom_cmd(train_dir, f"s{seed}_{'kills' if faults else 'clean'}", seed, frames,
+                   ["--quiet", "--restart", "true"])
     t0 = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     chaos = Chaos(kill_a_worker(proc.pid), seed, start, every) if faults else None
