@@ -8,6 +8,8 @@ import pytest
 from gristmill.kernels.shm import SharedArray
 from gristmill.kernels.shmsignal import SignalSet, nbytes
 
+pytestmark = pytest.mark.usefixtures("shm_clean")  # tests/conftest.py
+
 
 def test_post_wait_timeout_and_counters():
     buf = np.zeros(nbytes(2, 3), np.uint8)
