@@ -15,7 +15,6 @@ agent.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -29,21 +28,9 @@ from gristmill.learners.generals_net import (
     MaskedPolicy,
     index_to_action,
 )
+from gristmill.learners.league import atomic_torch_save
 
-__all__ = ["GeneralsBotsAgent", "NetBot", "NetPlayer", "Policy", "atomic_save"]
-
-
-def atomic_save(obj, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file, fsync, rename: a crash leaves old or new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return path
+__all__ = ["GeneralsBotsAgent", "NetBot", "NetPlayer", "Policy"]
 
 
 class Policy:
@@ -72,7 +59,8 @@ class Policy:
                 "weights": {k: v.detach().cpu() for k, v in self.net.state_dict().items()}}
 
     def save(self, path: str | Path) -> Path:
-        return atomic_save(self.state(), path)
+        atomic_torch_save(self.state(), str(path))
+        return Path(path)
 
     @classmethod
     def from_state(cls, state: dict, device="cpu") -> Policy:

@@ -34,8 +34,9 @@ from gristmill.envs.generals import AgentFeatures, Bot, GeneralsEngine, Replay, 
 from gristmill.envs.generals.gioreplay import load_gioreplay
 from gristmill.envs.generals.maps import MapArrays
 from gristmill.learners.generals_net import MaskedPolicy, action_index
+from gristmill.learners.league import atomic_torch_save
 
-from .agent import Policy, atomic_save
+from .agent import Policy
 
 __all__ = [
     "Stream",
@@ -395,8 +396,8 @@ def train_bc(policy: Policy, train: Trajectories, val: Trajectories | None, epoc
 
     def save(epoch):
         if checkpoint is not None:
-            atomic_save({"policy": policy.state(), "optim": opt.state_dict(), "epoch": epoch,
-                         "step": step}, checkpoint)
+            atomic_torch_save({"policy": policy.state(), "optim": opt.state_dict(), "epoch": epoch,
+                         "step": step}, str(checkpoint))
 
     metrics: dict = {}
     for epoch in range(start, epochs):

@@ -33,10 +33,18 @@ import torch
 from gristmill.envs.generals import BOTS, AgentFeatures, Bot, GeneralsEngine
 from gristmill.kernels.advantage import gae
 from gristmill.learners.generals_net import MaskedPolicy, index_to_action
-from gristmill.learners.league import DRAW, LOSS, PFSP, WIN, PayoffTable, fit_ratings
+from gristmill.learners.league import (
+    DRAW,
+    LOSS,
+    PFSP,
+    WIN,
+    PayoffTable,
+    atomic_torch_save,
+    fit_ratings,
+)
 from gristmill.learners.losses import cleanrl_ppo_loss
 
-from .agent import Policy, atomic_save
+from .agent import Policy
 
 __all__ = ["SelfPlay", "SelfPlayConfig"]
 
@@ -133,14 +141,15 @@ class SelfPlay:
 
     # -- persistence --------------------------------------------------------------------------
     def save(self) -> Path:
-        return atomic_save({
+        atomic_torch_save({
             "policy": self.policy.state(), "optim": self.opt.state_dict(),
             "payoff": self.payoff.state_dict(), "pfsp": self.pfsp.state_dict(),
             "rng": self.rng.bit_generator.state, "snapshots": list(self.snapshots),
             "counters": {"updates": self.updates, "agent_steps": self.agent_steps,
                          "games": self.games, "last_snapshot": self.last_snapshot,
                          "seconds": self.seconds},
-            "config": asdict(self.cfg)}, self.path)
+            "config": asdict(self.cfg)}, str(self.path))
+        return self.path
 
     def _load(self) -> None:
         st = torch.load(self.path, map_location="cpu", weights_only=False)

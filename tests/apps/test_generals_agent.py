@@ -22,7 +22,7 @@ def test_policy_file_round_trips_weights_and_sizes(tmp_path):
     assert q.net.cfg == p.net.cfg and q.history == 3
     for a, b in zip(p.net.state_dict().values(), q.net.state_dict().values()):
         assert torch.equal(a, b)
-    assert not list(tmp_path.glob(".*tmp*"))
+    assert [f.name for f in tmp_path.iterdir()] == ["p.pt"]  # no temporary left
 
 
 def test_net_plays_a_tournament_and_a_gymnasium_env_without_invalid_moves():
