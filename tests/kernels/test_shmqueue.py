@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gristmill.kernels import shm_cli
+from gristmill.kernels import procfs, shm_cli
 from gristmill.kernels.shm import PREFIX
 from gristmill.kernels.shmqueue import Empty, Full, Queue
 from hypothesis import HealthCheck, given, settings
@@ -488,7 +488,11 @@ def test_ctrl_c_interrupts_a_blocked_get_and_cleans_up():
     )
     name = proc.stdout.readline().strip()
     assert _exists(name)
-    time.sleep(0.2)
+    # Until the child sleeps: the only thing it waits on after printing is the get.
+    deadline = time.monotonic() + WAIT
+    while (info := procfs.stat(proc.pid)) is None or info.state != "S":
+        assert time.monotonic() < deadline and proc.poll() is None, "the get never blocked"
+        time.sleep(0.01)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=WAIT)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err

@@ -307,13 +307,15 @@ def test_ctrl_c_leaves_no_process_and_no_shm():
         pool = make("CartPole-v1", num_envs=4, num_workers=2)
         print(" ".join(map(str, pool.worker_pids())), pool._a.name, flush=True)
         pool.reset()
+        pool.step(np.zeros(4, np.int64))
+        print("stepping", flush=True)
         while True:
             pool.step(np.zeros(4, np.int64))
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline().split()
     pids, name = [int(x) for x in line[:-1]], line[-1]
-    time.sleep(0.5)
+    assert proc.stdout.readline().strip() == "stepping"  # Ctrl-C lands in the step loop
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=20)
     assert proc.returncode != 0
