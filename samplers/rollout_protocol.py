@@ -135,17 +135,25 @@ class SlotLedger:
         self.counters["steps_masked/env_crash"] += int(np.count_nonzero(a["valids"][slots] == 0))
         self.free(slots)
 
+    def discard(self, slots, reason: str) -> None:
+        """Accepted ``slots`` that nobody trains on (e.g. a frozen opponent's): count, free."""
+        a = self.a
+        self.counters[f"steps_not_trained/{reason}"] += len(slots) * a["acted"].shape[1]
+        self.free(slots)
+
     def books(self, served: int, pending=()) -> dict:
         """Where every step inference served went, once the workers have stopped: trained,
-        dropped (a trajectory refused), lost with a dead worker's unfinished slot, or still in
-        flight (slots being filled or waiting for the learner, ``pending`` accepted but not
-        trained). ``balanced``: they add up to ``served`` exactly."""
+        not trained (:meth:`discard`), dropped (a trajectory refused), lost with a dead
+        worker's unfinished slot, or still in flight (slots being filled or waiting for the
+        learner, ``pending`` accepted but not trained). ``balanced``: they add up to ``served``
+        exactly."""
         a, c = self.a, self.counters
         held = np.flatnonzero(np.isin(a["slot_state"], (FILLING, FINISHED))).tolist()
         in_flight = sum(self._served(s) for s in [*held, *pending])
         out = {
             "served": int(served),
             "trained": c["steps_trained"],
+            "not_trained": sum(v for k, v in c.items() if k.startswith("steps_not_trained/")),
             "dropped": c["steps_dropped/unserved_step"],
             "lost_with_worker": c["steps_lost/worker_died"],
             "in_flight": in_flight,

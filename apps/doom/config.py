@@ -86,6 +86,13 @@ class TrainConfig:
     pbt_mix_policies_in_one_env: bool = option(
         True, "a random policy per agent (redrawn every 10 episodes); false: env index mod N"
     )
+    snapshot_every_env_steps: int = option(
+        0, "freeze each policy every this many of its frames as a league opponent (0: never)"
+    )
+    snapshot_opponent_prob: float = option(
+        0.2, "multi-agent envs: chance that an agent's opponent is a snapshot (PFSP-drawn)"
+    )
+    max_snapshots: int = option(20, "snapshots drawn as opponents (the newest)")
     with_pbt: bool = option(False, "population-based training of the policies")
     pbt_period_env_steps: int = option(5_000_000, "frames between a policy's PBT updates")
     pbt_start_mutation: int = option(20_000_000, "frames before a policy's first PBT update")
@@ -142,6 +149,12 @@ class TrainConfig:
             )
         if self.num_policies < 1:
             raise ValueError(f"num_policies must be >= 1, got {self.num_policies}")
+        if self.snapshot_every_env_steps < 0 or self.max_snapshots < 1:
+            raise ValueError("snapshot_every_env_steps must be >= 0 and max_snapshots >= 1")
+        if not 0.0 <= self.snapshot_opponent_prob <= 1.0:
+            raise ValueError(
+                f"snapshot_opponent_prob must be in [0, 1], got {self.snapshot_opponent_prob}"
+            )
         if self.with_pbt and self.num_policies < 2:
             raise ValueError("with_pbt needs num_policies >= 2")
         if self.num_batches_to_accumulate < 1:

@@ -13,6 +13,11 @@ save atomic across policies), and runs the league's side of the sampling protoco
 - **results**: per-policy episode statistics (reward, length, ``true_objective``, last 100),
   and for multi-agent envs the outcome of every match between two different policies
   (``true_objective`` compared: the higher wins, equal is a draw) into the payoff table;
+- **snapshots** (``--snapshot_every_env_steps``): every so many of its frames a policy is
+  frozen as a league member (Sample Factory has none; AlphaStar's past players) that acts with
+  policy id ``N + i`` but never trains; in two-player envs an agent's opponent is, with
+  ``--snapshot_opponent_prob``, a snapshot drawn by PFSP (AlphaStar's hard weighting) from the
+  payoff table, so a policy keeps playing the past selves it struggles with;
 - **PBT** (``--with_pbt``): Sample Factory 2.1.1's rules (:class:`~gristmill.learners.league.PBT`)
   every ``--pbt_period_env_steps`` after ``--pbt_start_mutation``; a replaced policy takes the
   donor's weights and optimizer and its version jumps by ``max_policy_lag + 1`` (its samples in
@@ -35,6 +40,7 @@ from gristmill.learners.league import (
     DRAW,
     LOSS,
     PBT,
+    PFSP,
     WIN,
     AgentPolicyMapping,
     PBTConfig,
@@ -97,8 +103,14 @@ class DoomLeague:
         self.mapping = AgentPolicyMapping(
             n, agents_per_env, mode, num_envs=num_envs if mode == "fixed" else None, rng=rng
         )
+        self.pfsp = PFSP("hard", rng=rng)
+        self.rng = rng
+        self.frozen: list[str] = []  # snapshot names; snapshot i acts as policy id n + i
+        self.last_snapshot = [0] * n  # frames of each policy at its last snapshot
         self.population.register("pbt", self.pbt)
         self.population.register("mapping", self.mapping)
+        self.population.register("pfsp", self.pfsp)
+        self.population.register("snapshots", _SnapshotClock(self))
         self.episodes = [{k: deque(maxlen=100) for k in _EPISODE_KEYS} for _ in range(n)]
         self.objectives = [deque(maxlen=pcfg.stats_avg) for _ in range(n)]
         self.num_episodes = [0] * n
@@ -119,17 +131,28 @@ class DoomLeague:
                 arrays["agent_policy"][env * self.agents_per_env + j] = k
                 arrays["next_policy"][env * self.agents_per_env + j] = k
 
+    def member(self, policy_id: int) -> str:
+        """The league name of a policy id: ``p<k>`` or a snapshot's name."""
+        return f"p{policy_id}" if policy_id < self.n else self.frozen[policy_id - self.n]
+
     def on_episode(self, report: dict, arrays) -> None:
         """An agent's episode ended: record it, choose its next policy, score a match."""
         k, env, j = int(report.get("policy_id", 0)), int(report["env"]), int(report["agent"])
-        self.num_episodes[k] += 1
-        for key in _EPISODE_KEYS:
-            if key in report:
-                self.episodes[k][key].append(report[key])
-        self.objectives[k].append(report.get("true_objective", report["reward"]))
-        arrays["next_policy"][env * self.agents_per_env + j] = self.mapping.policy_for_agent(
-            j, env, env
-        )
+        if k < self.n:  # a frozen snapshot's episodes teach nothing about the learners
+            self.num_episodes[k] += 1
+            for key in _EPISODE_KEYS:
+                if key in report:
+                    self.episodes[k][key].append(report[key])
+            self.objectives[k].append(report.get("true_objective", report["reward"]))
+        agent = env * self.agents_per_env + j
+        nxt = self.mapping.policy_for_agent(j, env, env)
+        if j > 0 and self.frozen and self.rng.random() < self.cfg.snapshot_opponent_prob:
+            learner = int(arrays["next_policy"][env * self.agents_per_env])
+            if learner < self.n:  # agent 0 plays a learner next: give it a past self
+                pool = self.frozen[-self.cfg.max_snapshots :]
+                name = self.pfsp.sample(self.population.payoff, f"p{learner}", pool)
+                nxt = self.n + self.frozen.index(name)
+        arrays["next_policy"][agent] = nxt
         if self.agents_per_env == 2:
             reports = self._open.setdefault(env, [])
             reports.append(report)
@@ -144,7 +167,7 @@ class DoomLeague:
         oa = a.get("true_objective", a["reward"])
         ob = b.get("true_objective", b["reward"])
         result = WIN if oa > ob else LOSS if oa < ob else DRAW
-        self.population.payoff.update(f"p{pa}", f"p{pb}", result)
+        self.population.payoff.update(self.member(pa), self.member(pb), result)
         self.matches += 1
 
     # ------------------------------------------------------------------ training
@@ -179,6 +202,32 @@ class DoomLeague:
                     changed.append(d.policy)
         return changed
 
+    # ------------------------------------------------------------------ snapshots
+    def attach(self, policies) -> None:
+        """Give ``policies`` an acting copy of every snapshot the population holds (resume)."""
+        self.frozen = []
+        for name, snap in self.population.snapshots.items():
+            policies.add_frozen(self.population.snapshot_model(name), snap.version)
+            self.frozen.append(name)
+
+    def maybe_snapshot(self, lock, policies) -> list[str]:
+        """Freeze every policy that is due (``--snapshot_every_env_steps``); returns names."""
+        every, made = self.cfg.snapshot_every_env_steps, []
+        if every <= 0:
+            return made
+        for k, lr in enumerate(self.learners):
+            frames = lr.env_steps * self.cfg.env_frameskip
+            if frames - self.last_snapshot[k] < every:
+                continue
+            with lock:  # between two training steps
+                self.trained(k)
+                name = self.population.add_snapshot(k)
+            policies.add_frozen(self.population.snapshot_model(name), lr.train_step)
+            self.frozen.append(name)
+            self.last_snapshot[k] = frames
+            made.append(name)
+        return made
+
     # ------------------------------------------------------------------ saving
     def update_ratings(self):
         """Refit the rating table of record (Bradley-Terry, anchored on p0) from the matches;
@@ -212,3 +261,17 @@ class DoomLeague:
         for key, value in pbt_scalars(p.hyperparameters, p.reward_shaping).items():
             out[f"pbt/{key}"] = value
         return out
+
+
+class _SnapshotClock:
+    """The league's snapshot clock, saved with the population (snapshots themselves are the
+    population's)."""
+
+    def __init__(self, league: DoomLeague):
+        self.league = league
+
+    def state_dict(self) -> dict:
+        return {"last_snapshot": list(self.league.last_snapshot)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.league.last_snapshot = [int(x) for x in state["last_snapshot"]]

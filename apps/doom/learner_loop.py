@@ -4,9 +4,10 @@ Takes finished trajectory slots off the trajectory queue, lets the
 :class:`~gristmill.samplers.rollout_protocol.SlotLedger` accept them (once each, every step
 served), routes each to the policy that acted at its first step (Sample Factory's routing; its
 steps of another policy, after a switch at an episode end, are masked by that learner's
-``policy_id`` check), and trains a policy as soon as it has a batch: gather the slots into the
-learner's batch, hand them back to circulation, train, publish the new weights. On a small
-CPU box one thread serves every policy in turn.
+``policy_id`` check; a frozen snapshot's trajectories go back untrained), and trains a policy
+as soon as it has a batch: gather the slots into the learner's batch, hand them back to
+circulation, train, publish the new weights. On a small CPU box one thread serves every policy
+in turn.
 """
 
 from __future__ import annotations
@@ -101,8 +102,15 @@ class LearnerLoop:
                 got = self.ch.trajectories.get_many(timeout=0.1, max_messages=max(1, want))
             except Empty:
                 continue
+            frozen = []
             for slot in self.ledger.accept(got):
-                self.pending[int(a["policy_id"][slot, 0])].append(slot)
+                k = int(a["policy_id"][slot, 0])
+                if k < len(self.pending):
+                    self.pending[k].append(slot)
+                else:  # a frozen snapshot's experience: not trained on
+                    frozen.append(slot)
+            if frozen:
+                self.ledger.discard(frozen, "frozen_policy")
             for k, pending in enumerate(self.pending):
                 while len(pending) >= self.trajs_per_batch and not self.stop_event.is_set():
                     self._train(k, pending[: self.trajs_per_batch])

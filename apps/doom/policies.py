@@ -22,7 +22,8 @@ __all__ = ["PolicySet"]
 
 
 class PolicySet:
-    """``learners[k]`` trains policy ``k``; ``policy_fn(k, ...)`` acts with its latest copy."""
+    """``learners[k]`` trains policy ``k``; ``policy_fn(k, ...)`` acts with its latest copy;
+    ids past the learners are frozen snapshots (:meth:`add_frozen`)."""
 
     def __init__(self, learners: Sequence[APPOLearner], device: torch.device):
         self.learners = list(learners)
@@ -32,7 +33,15 @@ class PolicySet:
         self.lock = threading.Lock()
 
     def __len__(self) -> int:
+        """Learning policies (ids ``0..N-1``); frozen snapshots follow them."""
         return len(self.learners)
+
+    def add_frozen(self, model, version: int) -> int:
+        """A frozen policy (a league snapshot) that acts but never trains; returns its id."""
+        with self.lock:
+            self.infer.append(model.to(self.device).eval())
+            self.versions.append(version)
+            return len(self.infer) - 1
 
     def publish(self, k: int) -> None:
         """Policy ``k``'s trained weights (and version) become the ones that act."""

@@ -159,6 +159,7 @@ class DoomTrainer:
     def _resume(self) -> None:
         if self.cfg.restart or not self.league.resume():
             return
+        self.league.attach(self.policies)
         for k in range(len(self.policies)):
             self.policies.publish(k)
         self.frames_at_start = self.env_frames
@@ -222,6 +223,8 @@ class DoomTrainer:
         self._episodes(self.supervisor.check())
         for k in self.league.maybe_pbt(self.learner_loop.lock):
             self.policies.publish(k)
+        for name in self.league.maybe_snapshot(self.learner_loop.lock, self.policies):
+            self.console.print(f"snapshot {name} joins the league")
         for d in self.league.events[len(self._announced) :]:
             who = f"policy {d.policy}"
             what = f"copied policy {d.donor}'s weights" if d.donor is not None else "explored"
@@ -426,6 +429,7 @@ class DoomTrainer:
             summary["policies"] = policies
             summary["league"] = {
                 "matches": self.league.matches,
+                "snapshots": list(self.league.frozen),
                 "pbt_events": [d.to_json() for d in self.league.events],
                 "payoff": self.league.population.payoff.state_dict(),
                 "ratings": None if ratings is None else ratings.state_dict(),

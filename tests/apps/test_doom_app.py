@@ -384,7 +384,8 @@ def run_train(*args, timeout=300):
 
 def test_every_policy_trains_checkpoints_and_resumes(tmp_path, no_new_games):
     args = ["--num_policies", "2", "--train_dir", str(tmp_path), "--experiment", "pop",
-            "--pbt_mix_policies_in_one_env", "false"]  # fmt: skip
+            "--pbt_mix_policies_in_one_env", "false",
+            "--snapshot_every_env_steps", "300"]  # fmt: skip
     summary, err = run_train(*args, "--train_for_env_steps", "600")
     pols = summary["policies"]
     assert [p["policy"] for p in pols] == [0, 1]
@@ -399,6 +400,9 @@ def test_every_policy_trains_checkpoints_and_resumes(tmp_path, no_new_games):
 
     again, err = run_train(*args, "--train_for_env_steps", "1200")
     assert "resumed from" in err
+    # the snapshots came back with the population, and more joined
+    first = summary["league"]["snapshots"]
+    assert first and again["league"]["snapshots"][: len(first)] == first
     for before, after in zip(pols, again["policies"]):
         assert after["version"] > before["version"] and after["env_frames"] >= 1200
 
@@ -436,16 +440,23 @@ def test_pbt_replaces_a_policy_and_its_stale_samples_are_masked(tmp_path, no_new
 
 
 def test_self_play_duel_between_two_policies_is_scored(tmp_path, no_new_games):
-    """doom_duel with 2 policies mixed per agent: matches between different policies update
-    the payoff table, and both policies train."""
+    """doom_duel with 2 policies mixed per agent and frozen snapshots as opponents: matches
+    between different members update the payoff and rating tables, both policies train, and
+    gristmill-doom match plays them against each other and the bots."""
     summary, err = run_train(
         "--env", "doom_duel", "--env_frameskip", "2", "--timelimit", "0.05",
         "--num_policies", "2", "--train_dir", str(tmp_path), "--train_for_env_steps", "1200",
+        "--snapshot_every_env_steps", "400", "--snapshot_opponent_prob", "0.5",
     )  # fmt: skip
     assert all(p["version"] >= 1 for p in summary["policies"])
     assert summary["league"]["matches"] >= 1, summary["league"]
     assert summary["league"]["payoff"] is not None
     assert summary["league"]["ratings"]["names"][:2] == ["p0", "p1"], summary["league"]["ratings"]
+    # frozen snapshots joined the league; what they played was served but not trained on
+    snaps = summary["league"]["snapshots"]
+    assert snaps and "joins the league" in err
+    assert set(snaps) <= set(summary["league"]["ratings"]["names"])
+    assert summary["steps"]["balanced"], summary["steps"]
 
     # gristmill-doom match: the two policies in a duel and each against a bot
     video = tmp_path / "duel.mp4"
