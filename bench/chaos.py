@@ -737,6 +737,9 @@ def pool_run(task: str, seconds: float, seed: int, every, start: float, faults: 
             except TimeoutError as exc:
                 bad.append(f"recv hung: {exc}")
                 break
+            except Exception as exc:  # noqa: BLE001 - the client must not crash: report it
+                bad.append(f"recv raised {type(exc).__name__}: {str(exc)[:300]}")
+                break
             now = time.time()
             ids = np.array(info["env_id"], dtype=np.int64)
             el = np.array(info["elapsed_step"], dtype=np.int64)
@@ -771,7 +774,11 @@ def pool_run(task: str, seconds: float, seed: int, every, start: float, faults: 
             returned[ids] += 1
             outstanding[ids] = False
             results += n
-            pool.send(rng.integers(0, n_actions, size=n), ids)
+            try:
+                pool.send(rng.integers(0, n_actions, size=n), ids)
+            except Exception as exc:  # noqa: BLE001
+                bad.append(f"send raised {type(exc).__name__}: {str(exc)[:300]}")
+                break
             requested[ids] += 1
             outstanding[ids] = True
             if len(bad) > 20:
