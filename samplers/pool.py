@@ -657,6 +657,12 @@ class EnvPool:
         ids = self._env_id[b, :n]
         self._outstanding[ids] = False
         self._n_outstanding -= n
+        if np.count_nonzero(self._outstanding) != self._n_outstanding:
+            # an env twice, or one not waiting for a result: the protocol makes this
+            # impossible, and a stale or duplicate result must never reach the user
+            self.close()
+            raise RuntimeError(f"env pool internal error: block {b} holds envs {ids.tolist()}, "
+                               f"not {n} distinct envs waiting for their results")
         info: dict[str, Any] = {"env_id": ids, "elapsed_step": self._elapsed[b, :n]}
         for k, arr in self._info_arrays.items():
             info[k] = arr[b, :n]

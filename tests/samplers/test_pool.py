@@ -390,3 +390,18 @@ def test_hung_worker_times_out_naming_the_envs():
     assert time.monotonic() - t < 5
     pool.close()
     _assert_gone(pids)
+
+
+def test_a_batch_with_an_env_not_waiting_for_a_result_is_refused_not_returned():
+    """The last line of defence against stale or duplicate results (issue 21): if a block
+    ever held an env with no request in flight, recv raises and closes the pool."""
+    pool = make("CartPole-v1", num_envs=4, num_workers=2, seed=0)
+    pids = pool.worker_pids()
+    pool.reset()
+    pool.send(np.zeros(4, np.int64))
+    pool._outstanding[2] = False  # as if env 2's result had already been handed out
+    pool._n_outstanding -= 1
+    with pytest.raises(RuntimeError, match="internal error"):
+        pool.recv()
+    assert pool.closed
+    _assert_gone(pids)
