@@ -81,6 +81,12 @@ class Policy:
     def copy(self) -> Policy:
         return Policy.from_state(self.state(), self.device)
 
+    def with_weights(self, weights: dict) -> Policy:
+        """A copy of this policy holding ``weights`` (e.g. a league snapshot's)."""
+        p = self.copy()
+        p.net.load_state_dict(weights)
+        return p
+
     @torch.no_grad()
     def choose(self, planes: np.ndarray, masks: np.ndarray, greedy: bool = False,
                temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,9 +9,10 @@ Examples::
     gristmill-generals eval --run runs/g --games 200          # bots + snapshots, rating table
 
 ``train`` runs the phases in order, each resumable: BC data (``bc_data.npz``), behaviour
-cloning (``bc.pt`` per epoch, ``bc_policy.pt`` when done), self-play in the league
-(``selfplay.pt``, ``snapshots/``), the final ``policy.pt``. Ctrl-C (or SIGTERM) saves and exits;
-running the same command again resumes. TensorBoard logs go to ``RUN/tb``.
+cloning (``bc.pt`` per epoch, ``bc_policy.pt`` when done), self-play in the league (a
+``learners.league.Population``: ``population.json``, ``checkpoints/``), the final
+``policy.pt``. Ctrl-C (or SIGTERM) saves and exits; running the same command again resumes.
+TensorBoard logs go to ``RUN/tb``.
 """
 
 from __future__ import annotations
@@ -217,20 +218,26 @@ def evaluate(players: dict, games: int, maps: str, truncation: int, seed: int,
 
 
 def cmd_eval(args) -> int:
-    from gristmill.learners.league import fit_ratings
+    from gristmill.learners.league import fit_ratings, load_member_weights
 
-    from .agent import NetPlayer
+    from .agent import NetPlayer, Policy
 
     _threads(args.threads)
     players: dict = {b: b for b in args.bots}
     run = Path(args.run) if args.run else None
     if run is not None:
-        snaps = sorted((run / "snapshots").glob("snap_*.pt"))
+        finals = [run / f"{n}.pt" for n in ("bc_policy", "policy") if (run / f"{n}.pt").exists()]
+        if not finals:
+            print(f"eval: {run} has no bc_policy.pt or policy.pt (the network's sizes)",
+                  file=sys.stderr)
+            return 2
+        base = Policy.load(finals[0])
+        snaps = sorted((run / "checkpoints" / "snapshots").glob("snap_*.pt"))
         for p in snaps[::max(1, args.every)]:
-            players[p.stem] = NetPlayer.load(p)
-        for name in ("bc_policy", "policy"):
-            if (run / f"{name}.pt").exists():
-                players[name] = NetPlayer.load(run / f"{name}.pt")
+            weights = load_member_weights(str(run), p.stem)
+            players[p.stem] = NetPlayer(base.with_weights(weights), p.stem)
+        for path in finals:
+            players[path.stem] = NetPlayer.load(path)
     for path in args.checkpoints or []:
         players[Path(path).stem] = NetPlayer.load(path)
     nets = [n for n in players if n not in args.bots]

@@ -32,23 +32,15 @@ import numpy as np
 import torch
 from gristmill.envs.generals import BOTS, AgentFeatures, Bot, GeneralsEngine
 from gristmill.kernels.advantage import gae
-from gristmill.learners.generals_net import MaskedPolicy, index_to_action
-from gristmill.learners.league import (
-    DRAW,
-    LOSS,
-    PFSP,
-    WIN,
-    PayoffTable,
-    atomic_torch_save,
-    fit_ratings,
-)
+from gristmill.learners.generals_net import GeneralsNet, MaskedPolicy, index_to_action
+from gristmill.learners.league import DRAW, LOSS, PFSP, WIN, Population
 from gristmill.learners.losses import cleanrl_ppo_loss
 
 from .agent import Policy
 
 __all__ = ["SelfPlay", "SelfPlayConfig"]
 
-LEARNER = "learner"
+LEARNER = "p0"  # the population's only learning policy
 
 
 @dataclass
@@ -85,10 +77,31 @@ class SelfPlayConfig:
             raise ValueError("boards, rollout and minibatch must be >= 1")
 
 
+class _LoopState:
+    """Counters and the seat/shuffle RNG, saved with the population (JSON)."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+        self.updates = self.agent_steps = self.games = self.last_snapshot = 0
+        self.seconds = 0.0
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, "agent_steps": self.agent_steps, "games": self.games,
+                "last_snapshot": self.last_snapshot, "seconds": self.seconds,
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, st: dict) -> None:
+        self.updates, self.agent_steps, self.games = st["updates"], st["agent_steps"], st["games"]
+        self.last_snapshot, self.seconds = st["last_snapshot"], st["seconds"]
+        self.rng.bit_generator.state = st["rng"]
+
+
 class SelfPlay:
     """The self-play phase. ``run(budget)`` trains until ``budget`` agent steps (learner moves)
-    or ``minutes`` or ``should_stop()``; state is in ``run_dir/selfplay.pt`` (resumed when
-    present) and snapshots in ``run_dir/snapshots/``."""
+    or ``minutes`` or ``should_stop()``. The league is a ``learners.league.Population`` in
+    ``run_dir`` (``population.json``, ``checkpoints/p0/``, ``checkpoints/snapshots/``): one
+    learning policy ``p0``, the bots as fixed members, snapshots ``snap_<k>``; it resumes from
+    there when present."""
 
     def __init__(self, policy: Policy, cfg: SelfPlayConfig, run_dir: str | Path, writer=None,
                  log: Callable[[str], None] = print):
@@ -99,73 +112,77 @@ class SelfPlay:
                                      reward=cfg.reward, autoreset="same_step", seed=cfg.seed)
         self.features = AgentFeatures(n, S, policy.history)
         self.bots = {b: Bot(b, n, seed=cfg.seed + 7 + k) for k, b in enumerate(cfg.bots)}
-        self.opt = torch.optim.Adam(policy.net.parameters(), lr=cfg.lr, eps=1e-5)
-        self.payoff = PayoffTable([LEARNER, *cfg.bots])
+        net_cfg = policy.net.cfg
+        self.pop = Population(
+            str(self.run_dir), 1, make_model=lambda: GeneralsNet(net_cfg),
+            make_optimizer=lambda m, hp: torch.optim.Adam(m.parameters(),
+                                                          lr=hp["learning_rate"], eps=1e-5),
+            hyperparameters={"learning_rate": cfg.lr}, device=policy.device)
+        self.learner = self.pop[0]
+        self.learner.extra["config"] = asdict(cfg)
+        self.learner.model.load_state_dict(policy.net.state_dict())
+        policy.net = self.learner.model  # the population's learner is the policy that trains
+        self.opt = self.learner.optimizer
+        for b in cfg.bots:
+            self.pop.add_fixed(b)
         self.pfsp = PFSP(cfg.pfsp, rng=np.random.default_rng(cfg.seed))
-        self.rng = np.random.default_rng(cfg.seed + 1)
-        self.snapshots: dict[str, Policy] = {}
-        self.updates = self.agent_steps = self.games = 0
-        self.last_snapshot = 0
-        self.seconds = 0.0
+        self.state = _LoopState(np.random.default_rng(cfg.seed + 1))
+        self.pop.register("pfsp", self.pfsp)
+        self.pop.register("selfplay", self.state)
+        self._opponent_nets: dict[str, Policy] = {}
         self.timers: dict[str, float] = defaultdict(float)
-        self.path = self.run_dir / "selfplay.pt"
-        if self.path.exists():
-            self._load()
+        if self.pop.has_checkpoint():
+            self.pop.load()
+            self.log(f"selfplay: resumed at update {self.updates} ({self.agent_steps:,} agent "
+                     f"steps, {len(self.snapshots)} snapshots) from {self.pop.manifest_path}")
+
+    # counters live in the population's saved state
+    updates = property(lambda self: self.state.updates)
+    agent_steps = property(lambda self: self.state.agent_steps)
+    games = property(lambda self: self.state.games)
+    rng = property(lambda self: self.state.rng)
+    payoff = property(lambda self: self.pop.payoff)
+    snapshots = property(lambda self: self.pop.snapshots)
 
     # -- league ------------------------------------------------------------------------------
     def members(self) -> list[str]:
-        return [m for m in self.payoff.members if m != LEARNER]
+        return [m for m in self.pop.members if m != LEARNER]
 
     def _draw(self, boards: np.ndarray) -> None:
         for b in boards:
             self.seat[b] = self.rng.integers(2)
             self.opponent[b] = self.pfsp.sample(self.payoff, LEARNER, self.members())
 
+    def _sync_learner(self) -> None:
+        self.learner.version, self.learner.env_steps = self.updates, self.agent_steps
+
     def add_snapshot(self) -> str:
-        name = f"snap_{len(self.snapshots):03d}"
-        self.snapshots[name] = self.policy.copy()
-        self.snapshots[name].save(self.run_dir / "snapshots" / f"{name}.pt")
-        self.payoff.add(name)
-        self.last_snapshot = self.updates
+        """Freeze the learner as a league member ``snap_<k>`` (the population writes it)."""
+        self._sync_learner()
+        name = self.pop.add_snapshot(0, f"snap_{len(self.snapshots):03d}")
+        self.state.last_snapshot = self.updates
         self.log(f"league: {name} joins at update {self.updates} "
                  f"({self.agent_steps:,} agent steps)")
         return name
+
+    def _opponent(self, name: str) -> Policy:
+        if name not in self._opponent_nets:
+            self._opponent_nets[name] = Policy(self.pop.snapshot_model(name),
+                                               self.policy.history, self.policy.device)
+        return self._opponent_nets[name]
 
     def league_win_rate(self) -> float:
         return float(np.mean(self.payoff.win_rates(LEARNER, self.members())))
 
     def ratings(self, bootstrap: int = 100):
-        return fit_ratings(self.payoff.members, self.payoff.record, anchor="random"
-                           if "random" in self.payoff.members else self.members()[0],
-                           bootstrap=bootstrap)
+        anchor = "random" if "random" in self.pop.members else self.members()[0]
+        return self.pop.update_ratings(anchor, bootstrap=bootstrap)
 
     # -- persistence --------------------------------------------------------------------------
     def save(self) -> Path:
-        atomic_torch_save({
-            "policy": self.policy.state(), "optim": self.opt.state_dict(),
-            "payoff": self.payoff.state_dict(), "pfsp": self.pfsp.state_dict(),
-            "rng": self.rng.bit_generator.state, "snapshots": list(self.snapshots),
-            "counters": {"updates": self.updates, "agent_steps": self.agent_steps,
-                         "games": self.games, "last_snapshot": self.last_snapshot,
-                         "seconds": self.seconds},
-            "config": asdict(self.cfg)}, str(self.path))
-        return self.path
-
-    def _load(self) -> None:
-        st = torch.load(self.path, map_location="cpu", weights_only=False)
-        self.policy.net.load_state_dict(Policy.from_state(st["policy"]).net.state_dict())
-        self.opt.load_state_dict(st["optim"])
-        self.payoff.load_state_dict(st["payoff"])
-        self.pfsp.load_state_dict(st["pfsp"])
-        self.rng.bit_generator.state = st["rng"]
-        for name in st["snapshots"]:
-            self.snapshots[name] = Policy.load(self.run_dir / "snapshots" / f"{name}.pt",
-                                               self.policy.device)
-        c = st["counters"]
-        self.updates, self.agent_steps, self.games = c["updates"], c["agent_steps"], c["games"]
-        self.last_snapshot, self.seconds = c["last_snapshot"], c["seconds"]
-        self.log(f"selfplay: resumed at update {self.updates} ({self.agent_steps:,} agent "
-                 f"steps, {len(self.snapshots)} snapshots) from {self.path}")
+        """The population (learner, optimizer, snapshots, payoff, PFSP, loop state), atomically."""
+        self._sync_learner()
+        return Path(self.pop.save())
 
     # -- the loop -----------------------------------------------------------------------------
     def _timed(self, key: str, t0: float) -> float:
@@ -187,7 +204,7 @@ class SelfPlay:
             else:
                 planes = self.features.planes(boards, opp_seat[boards])
                 t = self._timed("features", t)
-                idx, _, _ = self.snapshots[name].choose(
+                idx, _, _ = self._opponent(name).choose(
                     planes, eng.masks[boards, opp_seat[boards]], self.cfg.snapshot_greedy)
                 actions[boards, opp_seat[boards]] = index_to_action(idx, self.policy.pad_to)
                 t = self._timed("forward_opponents", t)
@@ -232,14 +249,14 @@ class SelfPlay:
                 res = DRAW if w < 0 else (WIN if w == self.seat[b] else LOSS)
                 self.payoff.update(LEARNER, self.opponent[b], res)
                 results.append((self.opponent[b], res))
-            self.games += len(ended)
+            self.state.games += len(ended)
             self._draw(ended)
             self._timed("bookkeeping", t0)
         t0 = time.perf_counter()
         adv, ret = gae(rewards, values[:T], values[1:], done, np.zeros_like(done), cfg.gamma,
                        cfg.lam)
         self._timed("gae", t0)
-        self.agent_steps += T * n
+        self.state.agent_steps += T * n
         return {"planes": planes.reshape(T * n, C, S, S), "masks": masks.reshape(T * n, S, S, 4),
                 "idx": idx.ravel(), "logp": logp.ravel(), "values": values[:T].ravel(),
                 "adv": adv.ravel(), "ret": ret.ravel(), "results": results}
@@ -285,11 +302,11 @@ class SelfPlay:
             t1 = time.perf_counter()
             stats = self._update(batch)
             self.timers["update"] += time.perf_counter() - t1
-            self.updates += 1
-            self.seconds += time.perf_counter() - t0
+            self.state.updates += 1
+            self.state.seconds += time.perf_counter() - t0
             wr = self.league_win_rate()
             if wr >= cfg.snapshot_threshold and \
-                    self.updates - self.last_snapshot >= cfg.snapshot_min_gap:
+                    self.updates - self.state.last_snapshot >= cfg.snapshot_min_gap:
                 self.add_snapshot()
             sps = (self.agent_steps - start_steps) / (time.perf_counter() - start)
             last = {**stats, "league_win_rate": wr, "agent_steps_per_s": sps,

@@ -23,7 +23,8 @@ def test_selfplay_trains_adds_snapshots_records_games_and_resumes(tmp_path):
     assert np.isfinite(stats["loss"]) and stats["entropy"] > 0
     # 2 updates x 30 ticks with 40-tick games: every board finished at least one game
     assert sp.games >= 6 and sp.payoff.record[0].sum() == sp.games
-    assert len(sp.snapshots) == 2 and (tmp_path / "snapshots" / "snap_001.pt").exists()
+    assert len(sp.snapshots) == 2
+    assert (tmp_path / "checkpoints" / "snapshots" / "snap_001.pt").exists()
     assert "snap_000" in sp.payoff.members
     prof = sp.profile()
     assert abs(sum(prof.values()) - 1) < 1e-9 and {"forward", "update", "engine"} <= set(prof)

@@ -24,7 +24,8 @@ def test_train_runs_bc_then_selfplay_resumes_and_eval_rates_the_league(tmp_path)
               "--snapshot-gap", "1", *TINY]
     out = run(*common, "--steps", "128")
     assert "bc epoch 1/1" in out and "val_top1" in out
-    for f in ("bc_data.npz", "bc_policy.pt", "selfplay.pt", "policy.pt", "snapshots/snap_001.pt"):
+    for f in ("bc_data.npz", "bc_policy.pt", "population.json", "policy.pt",
+              "checkpoints/snapshots/snap_001.pt"):
         assert (run_dir / f).exists(), f
     assert list((run_dir / "tb").iterdir())
     assert "time shares:" in out and "forward=" in out
