@@ -1,23 +1,27 @@
 """Run configurations as dataclasses: one command-line flag per field, and sub-configs by name.
 
-An app's config is a dataclass whose fields are declared with :func:`option` (default + help
-text). :func:`add_arguments` turns every field into ``--name`` (``bool`` fields take
-``true/false``; the help shows the default), :func:`config_from_args` builds the dataclass back
-from the parsed namespace, and :func:`shared_fields` fills a learner's config (``APPOConfig``,
-``PPOConfig``, ``ModelConfig``) from the fields whose names it shares with the app's, so a
-hyper-parameter is named once and mapped by that name rather than copied line by line.
+An app's config is a dataclass (a :class:`RunConfig`: task, run directory, seed, device)
+whose fields are declared with :func:`option` (default + help text). :func:`add_arguments`
+turns every field into ``--name`` (``bool`` fields take ``true/false``; the help shows the
+default), :func:`config_from_args` builds the dataclass back from the parsed namespace, and
+:func:`shared_fields` fills a learner's config (``APPOConfig``, ``PPOConfig``,
+``ModelConfig``) from the fields whose names it shares with the app's, so a hyper-parameter is
+named once and mapped by that name rather than copied line by line.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import typing
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 __all__ = [
-    "add_arguments", "check_ranges", "config_from_args", "option", "parse_bool", "shared_fields",
+    "RunConfig", "add_arguments", "check_ranges", "config_from_args", "option", "parse_bool",
+    "shared_fields",
 ]  # fmt: skip
 
 T = TypeVar("T")
@@ -26,6 +30,29 @@ T = TypeVar("T")
 def option(default: Any, help: str) -> Any:  # noqa: A002 - argparse's word
     """A config field with its default and its ``--help`` text."""
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RunConfig:
+    """What every training app's config has: the task, where the run lives, seed and device.
+
+    An app's config subclasses it (redeclaring ``env`` and ``seed`` with its own defaults) and
+    adds its own fields, which come after these in ``--help``."""
+
+    env: str = option("", "task id")
+    experiment: str = option("", "run name; default: the env id")
+    train_dir: str = option("runs", "experiments live in train_dir/experiment")
+    restart: bool = option(False, "ignore existing checkpoints of the experiment")
+    seed: int = option(0, "seeds torch and the envs")
+    device: str = option("auto", "auto | cpu | cuda | cuda:N")
+
+    @property
+    def experiment_name(self) -> str:
+        return self.experiment or self.env
+
+    def to_json(self) -> str:
+        """Every field, as the run's ``config.json`` holds it."""
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
 
 def parse_bool(text: str) -> bool:

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gristmill.apps.config_cli import check_ranges, option
+from gristmill.apps.config_cli import RunConfig, check_ranges, option
 
 __all__ = ["TrainConfig"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
     """CleanRL ppo_atari_envpool defaults."""
 
     env: str = option("Pong-v5", "Atari task id (EnvPool naming)")
-    experiment: str = option("", "run name (default: the env id)")
-    train_dir: str = option("runs", "experiments live in train_dir/experiment")
-    restart: bool = option(False, "ignore existing checkpoints")
     seed: int = option(1, "pool and torch seed")
-    device: str = option("auto", "auto | cpu | cuda")
     total_timesteps: int = option(10_000_000, "agent steps (x4 frames with frame skip 4)")
     num_envs: int = option(8, "parallel games")
     num_workers: int = option(0, "pool worker processes (0: one per core)")
@@ -47,7 +43,6 @@ class TrainConfig:
     save_every_sec: float = option(300.0, "checkpoint period")
     stats_every_sec: float = option(10.0, "console/TensorBoard period")
 
-
     def validate(self) -> None:
         check_ranges(
             self,
@@ -61,7 +56,3 @@ class TrainConfig:
         if self.num_envs * self.num_steps < self.num_minibatches:
             raise ValueError(f"num_minibatches {self.num_minibatches} is more than the "
                              f"{self.num_envs * self.num_steps} steps of a rollout")  # fmt: skip
-
-    @property
-    def experiment_name(self) -> str:
-        return self.experiment or self.env

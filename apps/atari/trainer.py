@@ -16,7 +16,6 @@ over). A second signal interrupts at once (:mod:`gristmill.apps.stop_signal`).
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from collections import deque
@@ -56,7 +55,7 @@ def _train(args: TrainConfig, console: RunConsole | None, stop: StopSignal) -> d
     ckpt_dir = os.path.join(exp_dir, "checkpoints")
     os.makedirs(exp_dir, exist_ok=True)
     with open(os.path.join(exp_dir, "config.json"), "w") as f:
-        json.dump(dataclasses.asdict(args), f, indent=2)
+        f.write(args.to_json())
     torch.manual_seed(args.seed)
     retain_freed_memory()
     device = select_device(args.device)

@@ -7,29 +7,23 @@ lines translate directly. :mod:`.model` maps it onto the model's and the learner
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass
 
-from gristmill.apps.config_cli import check_ranges, option
+from gristmill.apps.config_cli import RunConfig, check_ranges, option
 
 __all__ = ["TrainConfig"]
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
     """Doom APPO run. Defaults: Sample Factory's ``doom_override_defaults`` + cfg defaults."""
 
     env: str = option("doom_basic", "Doom env id (gristmill.envs.doom.doom_env_ids())")
-    experiment: str = option("", "run name; default: the env id")
-    train_dir: str = option("runs", "experiments live in train_dir/experiment")
-    restart: bool = option(False, "ignore existing checkpoints of the experiment")
     train_for_env_steps: int = option(
         10_000_000, "stop after this many env frames (frameskip counted)"
     )
     train_for_seconds: float = option(0.0, "stop after this wall time (0: no limit)")
     seed: int = option(0, "seeds torch and the envs (env i resets with seed + i)")
-    device: str = option("auto", "auto | cpu | cuda | cuda:N")
     torch_threads: int = option(0, "learner intra-op threads (0: half the cores, at least 1)")
     inference_threads: int = option(1, "inference intra-op threads (small batches: 1 is fastest)")
     sampler_nice: int = option(
@@ -110,13 +104,6 @@ class TrainConfig:
     stats_every_sec: float = option(5.0, "console line and TensorBoard period")
     heartbeat_timeout: float = option(120.0, "a silent worker counts as hung after this")
     max_worker_restarts_per_min: int = option(30, "more worker failures in any 60 s stop the run")
-
-    @property
-    def experiment_name(self) -> str:
-        return self.experiment or self.env
-
-    def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
 
     def validate(self) -> None:
         check_ranges(

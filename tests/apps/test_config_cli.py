@@ -1,10 +1,17 @@
 """apps.config_cli: dataclass fields as flags with their help, misdeclared configs named."""
 
 import argparse
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field, fields
 
 import pytest
-from gristmill.apps.config_cli import add_arguments, config_from_args, option, shared_fields
+from gristmill.apps.config_cli import (
+    RunConfig,
+    add_arguments,
+    config_from_args,
+    option,
+    shared_fields,
+)
 
 
 @dataclass
@@ -72,3 +79,15 @@ def test_shared_fields_map_by_name_and_keep_the_targets_defaults():
 
     t = shared_fields(Target, Cfg(lr=0.25, steps=7), steps=9)
     assert t == Target(lr=0.25, steps=9, other="kept")
+
+
+def test_run_config_subclasses_keep_their_own_defaults_and_name_the_experiment():
+    @dataclass
+    class App(RunConfig):
+        env: str = option("Pong-v5", "task")
+        steps: int = option(3, "steps")
+
+    names = [f.name for f in fields(App)]
+    assert names[:6] == ["env", "experiment", "train_dir", "restart", "seed", "device"]
+    assert App().experiment_name == "Pong-v5" and App(experiment="x").experiment_name == "x"
+    assert json.loads(App(steps=5).to_json()) == {**asdict(App()), "steps": 5}
