@@ -262,6 +262,12 @@ class EnvPool:
         self._obs, self._rew, self._term, self._trunc = a["obs"], a["rew"], a["term"], a["trunc"]
         self._env_id, self._elapsed = a["env_id"], a["elapsed_step"]
         self._info_arrays = {k: a["info_" + k] for k in self._info_keys}
+        # a full block's views, made once: recv hands out these (zero copy either way)
+        self._block_views = [
+            (self._obs[b], self._rew[b], self._term[b], self._trunc[b],
+             {"env_id": self._env_id[b], "elapsed_step": self._elapsed[b],
+              **{k: arr[b] for k, arr in self._info_arrays.items()}})
+            for b in range(R)]
         self._act, self._ring, self._head = a["act"], a["ring"], a["head"]
         self._layout = (W, R, B, cap, not self.is_async)
         self._cap = cap
@@ -654,7 +660,8 @@ class EnvPool:
     def _take(self, b: int, n: int):
         # no worker writes block b again before its next round, which needs this one taken
         self._masks[b] = 0
-        ids = self._env_id[b, :n]
+        full = n == self.batch_size
+        ids = self._block_views[b][4]["env_id"] if full else self._env_id[b, :n]
         self._outstanding[ids] = False
         self._n_outstanding -= n
         if np.count_nonzero(self._outstanding) != self._n_outstanding:
@@ -663,6 +670,9 @@ class EnvPool:
             self.close()
             raise RuntimeError(f"env pool internal error: block {b} holds envs {ids.tolist()}, "
                                f"not {n} distinct envs waiting for their results")
+        if full:
+            obs, rew, term, trunc, info = self._block_views[b]
+            return obs, rew, term, trunc, dict(info)
         info: dict[str, Any] = {"env_id": ids, "elapsed_step": self._elapsed[b, :n]}
         for k, arr in self._info_arrays.items():
             info[k] = arr[b, :n]
