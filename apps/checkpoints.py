@@ -1,20 +1,25 @@
 """Training checkpoints of the apps: atomic files, the newest N kept, resume from the newest.
 
-``checkpoint_<version>_<env_steps>.pt`` in a run's ``checkpoints/`` folder, written through
-:func:`gristmill.learners.league.atomic_torch_save` (temporary file, fsync, rename): a run
-killed at any moment leaves either the previous set or the new one, never a truncated file, and
-a leftover temporary file is never taken for a checkpoint. ``gristmill-doom`` and
-``gristmill-atari`` use it; so can any app whose state is one ``torch.save``-able dict.
+``checkpoint_<version>_<env_steps>.pt`` in a run's ``checkpoints/`` folder, written, named and
+pruned by :mod:`gristmill.learners.league.storage` (the same files a population keeps per
+policy): a run killed at any moment leaves either the previous set or the new one, never a
+truncated file, and a leftover temporary file is never taken for a checkpoint.
+``gristmill-atari`` keeps its learner this way; any app whose state is one
+``torch.save``-able dict can.
 """
 
 from __future__ import annotations
 
-import glob
 import os
-import re
 
 import torch
-from gristmill.learners.league.storage import atomic_torch_save
+from gristmill.learners.league.storage import (
+    atomic_torch_save,
+    checkpoint_name,
+    list_checkpoints,
+    prune_checkpoints,
+    torch_load,
+)
 
 __all__ = [
     "latest_checkpoint",
@@ -23,14 +28,6 @@ __all__ = [
     "resume_checkpoint",
     "save_checkpoint",
 ]
-
-_NAME = re.compile(r"checkpoint_(\d{9})_(\d+)\.pt$")
-
-
-def list_checkpoints(directory: str) -> list[str]:
-    """Complete checkpoints in ``directory``, oldest first (by version)."""
-    paths = [p for p in glob.glob(os.path.join(directory, "checkpoint_*.pt")) if _NAME.search(p)]
-    return sorted(paths, key=lambda p: int(_NAME.search(p).group(1)))
 
 
 def latest_checkpoint(directory: str) -> str | None:
@@ -44,26 +41,15 @@ def save_checkpoint(
 ) -> str:
     """Atomically write ``state`` as ``checkpoint_<version>_<env_steps>.pt`` and delete all but
     the newest ``keep`` (all kept when ``keep`` <= 0); returns the path."""
-    path = os.path.join(directory, f"checkpoint_{version:09d}_{env_steps}.pt")
+    path = os.path.join(directory, checkpoint_name(version, env_steps))
     atomic_torch_save(state, path)
-    for old in list_checkpoints(directory)[:-keep] if keep > 0 else []:
-        try:
-            os.remove(old)
-        except FileNotFoundError:  # pruned by another process meanwhile
-            pass
+    prune_checkpoints(directory, keep)
     return path
 
 
 def load_checkpoint(path: str, device: str | torch.device = "cpu") -> dict:
     """A checkpoint written by :func:`save_checkpoint`, tensors on ``device``."""
-    # Our own files: they hold dataclass dicts and numpy scalars besides tensors.
-    try:
-        state = torch.load(path, map_location=device, weights_only=False)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # a torn, foreign or corrupt file: say which file
-        raise ValueError(f"{path} is not a readable checkpoint ({type(exc).__name__}: "
-                         f"{exc})") from exc  # fmt: skip
+    state = torch_load(path, device)
     if not isinstance(state, dict):
         raise ValueError(f"{path} is not a gristmill checkpoint (it holds a "
                          f"{type(state).__name__}, not a dict)")  # fmt: skip

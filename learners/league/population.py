@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -42,6 +41,8 @@ from gristmill.learners.league.ratings import RatingTable, fit_ratings
 from gristmill.learners.league.storage import (
     atomic_torch_save,
     atomic_write_json,
+    checkpoint_name,
+    prune_checkpoints,
     read_json,
     torch_load,
 )
@@ -51,7 +52,6 @@ __all__ = ["Policy", "Population", "Snapshot", "Stateful", "load_member_weights"
 
 MANIFEST = "population.json"
 _FORMAT = 1
-_CHECKPOINT = re.compile(r"^checkpoint_(\d{9})_(\d+)\.pt$")
 
 
 class Stateful(Protocol):
@@ -292,9 +292,7 @@ class Population:
             raise RuntimeError(f"policies {unsaved} were never saved; save them all first")
         for k in which:
             p = self[k]
-            rel = os.path.join(
-                "checkpoints", f"p{k}", f"checkpoint_{p.version:09d}_{p.env_steps}.pt"
-            )
+            rel = os.path.join("checkpoints", f"p{k}", checkpoint_name(p.version, p.env_steps))
             atomic_torch_save(
                 {
                     "model": p.model.state_dict(),
@@ -343,20 +341,8 @@ class Population:
         return self.manifest_path
 
     def _prune(self, k: int) -> None:
-        directory = self.policy_dir(k)
-        current = os.path.basename(self._checkpoints[k])
-        found = []
-        for f in os.listdir(directory):
-            m = _CHECKPOINT.match(f)
-            if m:
-                found.append((int(m.group(1)), int(m.group(2)), f))
-        found.sort()
-        stale = [f for _, _, f in found[: max(0, len(found) - self.keep)] if f != current]
-        for f in stale:
-            try:
-                os.remove(os.path.join(directory, f))
-            except FileNotFoundError:
-                pass
+        current = os.path.join(self.directory, self._checkpoints[k])  # the manifest's: kept
+        prune_checkpoints(self.policy_dir(k), self.keep, protect=current)
 
     def load(self) -> None:
         """Restore everything from the manifest: each policy's model, optimizer, version, env

@@ -1,7 +1,11 @@
-"""Atomic files for population checkpoints: write a temporary file, fsync, rename.
+"""Checkpoint files: atomic writes (temporary file, fsync, rename), names, the newest N kept.
 
 A run killed at any moment leaves either the old file or the new one, never a torn one
 (``os.replace`` is atomic on POSIX); the directory is fsynced so the rename survives a crash.
+Checkpoints are named ``checkpoint_<version:09d>_<env_steps>.pt`` (:func:`checkpoint_name`), so
+a folder lists in training order and a temporary file is never taken for one. The population's
+per-policy folders and the apps' single-learner runs (:mod:`gristmill.apps.checkpoints`) share
+these.
 """
 
 from __future__ import annotations
@@ -16,10 +20,49 @@ import numpy as np
 import torch
 from gristmill.kernels import procfs
 
-__all__ = ["atomic_write_json", "atomic_torch_save", "read_json", "torch_load"]
+__all__ = [
+    "atomic_torch_save",
+    "atomic_write_json",
+    "checkpoint_name",
+    "list_checkpoints",
+    "prune_checkpoints",
+    "read_json",
+    "torch_load",
+]
 
 
 _TMP = re.compile(r"\.tmp(\d+)$")
+_CHECKPOINT = re.compile(r"^checkpoint_(\d{9})_(\d+)\.pt$")
+
+
+def checkpoint_name(version: int, env_steps: int) -> str:
+    """``checkpoint_<version:09d>_<env_steps>.pt``."""
+    return f"checkpoint_{int(version):09d}_{int(env_steps)}.pt"
+
+
+def list_checkpoints(directory: str) -> list[str]:
+    """Paths of the complete checkpoints in ``directory``, oldest first (by version, then env
+    steps); empty when the folder does not exist."""
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    found = [(m, n) for n in names if (m := _CHECKPOINT.match(n))]
+    found.sort(key=lambda x: (int(x[0].group(1)), int(x[0].group(2))))
+    return [os.path.join(directory, n) for _, n in found]
+
+
+def prune_checkpoints(directory: str, keep: int, protect: str | None = None) -> list[str]:
+    """Delete all but the newest ``keep`` checkpoints of ``directory`` (none when ``keep`` <= 0),
+    never ``protect`` (a path: the one a manifest names); returns the paths deleted."""
+    old = list_checkpoints(directory)[:-keep] if keep > 0 else []
+    gone = [p for p in old if protect is None or os.path.abspath(p) != os.path.abspath(protect)]
+    for path in gone:
+        try:
+            os.remove(path)
+        except FileNotFoundError:  # pruned by another process meanwhile
+            pass
+    return gone
 
 
 def _remove_dead_temporaries(directory: str) -> None:
@@ -78,11 +121,12 @@ def read_json(path: str):
 
 
 def torch_load(path: str, device: str | torch.device = "cpu"):
-    """Load one of the population's own files (they hold plain dicts besides tensors)."""
+    """Load one of gristmill's own checkpoint files (they hold plain dicts and numpy scalars
+    besides tensors, so not ``weights_only``); a missing, torn or foreign file is named."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"population checkpoint {path} is missing")
+        raise FileNotFoundError(f"checkpoint {path} is missing")
     try:
         return torch.load(path, map_location=device, weights_only=False)
     except Exception as exc:  # torn or foreign: say which file
-        raise ValueError(f"population checkpoint {path} is not readable "
+        raise ValueError(f"checkpoint {path} is not readable "
                          f"({type(exc).__name__}: {exc})") from exc  # fmt: skip
