@@ -27,7 +27,8 @@ T = 4
 pytestmark = pytest.mark.usefixtures("shm_clean")  # tests/conftest.py
 
 
-def make(num_workers=2, envs=4, slots=None, agents=1, env_report=None, niceness=0, **factory):
+def make(num_workers=2, envs=4, slots=None, agents=1, env_report=None, niceness=0,
+         start_method=None, **factory):
     layout = RolloutLayout(
         num_workers=num_workers,
         envs_per_worker=envs,
@@ -42,7 +43,8 @@ def make(num_workers=2, envs=4, slots=None, agents=1, env_report=None, niceness=
     ch = RolloutChannels(layout)
     factory = EchoEnvFactory(num_agents=agents, **factory)
     pool = RolloutWorkerPool(
-        factory, ch, seed=0, heartbeat_timeout=30, env_report=env_report, niceness=niceness
+        factory, ch, seed=0, heartbeat_timeout=30, env_report=env_report, niceness=niceness,
+        start_method=start_method,
     )
     return layout, ch, pool
 
@@ -139,6 +141,19 @@ def test_trajectories_are_consistent():
                         assert np.all(a["rnn_states"][t + 2] == 1), "state reset after an end"
                 else:
                     assert obs[t + 1, 1] == obs[t, 1] + 1
+    finally:
+        pool.stop()
+        ch.close()
+
+
+def test_spawned_workers_import_the_test_env_by_name():
+    """With ``spawn`` the factory is pickled by reference: ``echo_env`` (tests/samplers) must
+    import in a fresh interpreter, which the folder on sys.path (conftest) provides."""
+    layout, ch, pool = make(num_workers=1, envs=2, start_method="spawn")
+    try:
+        pool.start()
+        trajs = collect(ch, pool, 2)
+        assert len(trajs) >= 2 and {int(a["obs_obs"][0, 0]) for a in trajs} <= {0, 1}
     finally:
         pool.stop()
         ch.close()
