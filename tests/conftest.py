@@ -98,6 +98,13 @@ def shm_clean():
     assert after - before == set(), f"leaked /dev/shm entries: {sorted(after - before)}"
 
 
+@pytest.fixture(scope="session")
+def shm_entries():
+    """:func:`gristmill_shm_entries` itself, for a check per hypothesis example (``shm_clean``
+    runs once per test function; session-scoped, so hypothesis may use it)."""
+    return gristmill_shm_entries
+
+
 @contextlib.contextmanager
 def _within(seconds: float):
     """Raise TimeoutError in the main thread if the block runs longer than ``seconds`` (a

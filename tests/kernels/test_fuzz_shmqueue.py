@@ -6,7 +6,6 @@ the queue stays usable and leaves no /dev/shm entry."""
 
 from __future__ import annotations
 
-import os
 import pickle
 import queue
 
@@ -30,14 +29,11 @@ SIZES = st.one_of(
 )
 
 
-def _mine() -> set[str]:
-    return {n for n in os.listdir("/dev/shm") if f"gristmill_{os.getpid()}_" in n}
-
-
 @FUZZ
 @given(max_size_bytes=SIZES, maxsize=SIZES)
-def test_queue_sizes_work_or_are_refused_by_name(within, names_arg, max_size_bytes, maxsize):
-    before = _mine()
+def test_queue_sizes_work_or_are_refused_by_name(within, names_arg, shm_entries, max_size_bytes,
+                                                 maxsize):
+    before = shm_entries()
     with within(20):
         try:
             q = Queue(max_size_bytes, maxsize)
@@ -49,7 +45,7 @@ def test_queue_sizes_work_or_are_refused_by_name(within, names_arg, max_size_byt
                 assert q.capacity >= 16 and q.maxsize >= 0
                 q.put(b"x")
                 assert q.get(timeout=5) == b"x"
-    assert _mine() == before
+    assert shm_entries() - before == set()
 
 
 class _Unpicklable:
