@@ -42,21 +42,6 @@ CMD_STEP, CMD_RESET, CMD_CLOSE, CMD_RESET_TRUNC = 0, 1, 2, 3
 P_TAIL = 0
 
 
-class _Slot:
-    """Writes one env's result into the output arrays (views built once per worker)."""
-
-    __slots__ = ("obs", "rew", "term", "trunc", "env_id", "elapsed", "infos")
-
-    def __init__(self, arrays, info_keys):
-        self.obs = arrays["obs"]
-        self.rew = arrays["rew"]
-        self.term = arrays["term"]
-        self.trunc = arrays["trunc"]
-        self.env_id = arrays["env_id"]
-        self.elapsed = arrays["elapsed_step"]
-        self.infos = [arrays["info_" + k] for k in info_keys]
-
-
 def worker_main(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid,
                 restarted=False):
     """Entry point of worker ``w`` (fork or spawn). ``restarted``: it replaces a dead worker,
@@ -98,7 +83,6 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, resta
     fast = [hasattr(e, "step_into") and hasattr(e, "reset_into") for e in envs]
     info_keys = list(getattr(envs[0], "info_spec", {}) or {})
     info_keys = [k for k in info_keys if ("info_" + k) in arrays]
-    slot = _Slot(arrays, info_keys)
     needs_reset = [True] * len(envs)
     report_trunc = [bool(restarted)] * len(envs)
     first_reset = [True] * len(envs)
@@ -108,11 +92,11 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, resta
     conn.send(("ready", w))
 
     # Per-slot obs views and per-block info rows, built once: the hot path indexes lists.
-    obs_v = [[slot.obs[b, p, ...] for p in range(batch)] for b in range(n_blocks)]
+    obs_v = [[arrays["obs"][b, p, ...] for p in range(batch)] for b in range(n_blocks)]
     stage = np.empty_like(obs_v[0][0])  # async: the step's obs, until its slot is claimed
-    book.attach_outputs(slot.rew, slot.term, slot.trunc, slot.env_id, slot.elapsed, expected,
-                        slot.obs, stage)
-    info_b = [list(arr) for arr in slot.infos]
+    book.attach_outputs(arrays["rew"], arrays["term"], arrays["trunc"], arrays["env_id"],
+                        arrays["elapsed_step"], expected, arrays["obs"], stage)
+    info_b = [list(arrays["info_" + k]) for k in info_keys]
 
     def run_item(env_id, cmd, base, pos):
         k = local[env_id]
