@@ -422,12 +422,28 @@ class EnvPool:
         for k, item in enumerate(redo):
             self._ring[w, (tail + k) % cap] = item
         a["head"][w, 0] = tail + len(redo)
-        self.restarts += 1
-        warnings.warn(f"{err.args[0]}; restarting it (restart {self.restarts}/"
-                      f"{self.max_restarts}); envs {err.env_ids} restart their episodes",
-                      RuntimeWarning, stacklevel=3)
-        self._start_worker(w, base_seed=None, restarted=True)
-        self._await_ready([w], 120.0)
+        while True:
+            self.restarts += 1
+            warnings.warn(f"{err.args[0]}; restarting it (restart {self.restarts}/"
+                          f"{self.max_restarts}); envs {err.env_ids} restart their episodes",
+                          RuntimeWarning, stacklevel=3)
+            self._start_worker(w, base_seed=None, restarted=True)
+            try:
+                self._await_ready([w], 120.0)
+                return
+            except WorkerError as e:
+                # the replacement died while making its envs (killed too, or the envs fail):
+                # it touched no request, so the rewritten ring stands for the next one
+                err = e
+                self.errors.append(err)
+                p = self._res.procs[w]
+                if p.is_alive():
+                    p.kill()
+                p.join(1.0)
+                self._res.conns[w].close()
+                if self.restarts >= self.max_restarts:
+                    self.close()
+                    raise
 
     # ---- EnvPool API ----------------------------------------------------------------------------
     def _check_open(self) -> None:

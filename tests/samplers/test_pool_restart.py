@@ -278,3 +278,43 @@ def test_async_mujoco_under_kills(kill_hooks):
                   on_error="restart", max_restarts=100_000, step_timeout=60) as pool:
             _run_async(pool, checker, batches=800, min_kills=8, outside_every=83,
                        unique_obs=True)
+
+
+class DiesOnceAtStart(TokenEnv):
+    """A TokenEnv whose construction SIGKILLs its worker once, when ``MARKER`` exists."""
+
+    MARKER = ""
+
+    def __init__(self):
+        super().__init__()
+        if self.MARKER and os.getpid() != MAIN_PID and os.path.exists(self.MARKER):
+            os.remove(self.MARKER)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_replacement_killed_while_starting_is_replaced_again(tmp_path, monkeypatch):
+    """A kill that lands on a worker still making its envs (the replacement of one killed
+    before) costs one more restart, not the pool."""
+    monkeypatch.setattr(DiesOnceAtStart, "MARKER", str(tmp_path / "die"))
+    checker = Checker(6, tokens=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with make(DiesOnceAtStart, num_envs=6, batch_size=3, num_workers=2, seed=0,
+                  on_error="restart", max_restarts=5, step_timeout=60) as pool:
+            pool.async_reset()
+            checker.expect_reset()
+            deadline = time.monotonic() + 60
+            i = after = 0
+            while after < 40:  # batches once both restarts are done
+                assert time.monotonic() < deadline, f"{pool.restarts} restarts"
+                obs, rew, term, trunc, info = pool.recv()
+                checker.check(obs, rew, term, trunc, info)
+                pool.send(np.zeros(len(info["env_id"]), np.int64), info["env_id"].copy())
+                i += 1
+                if i == 20:
+                    (tmp_path / "die").touch()
+                    os.kill(pool.worker_pids()[1], signal.SIGKILL)
+                after += pool.restarts >= 2
+            assert pool.restarts == 2 and not (tmp_path / "die").exists()
+            assert "during startup" in str(pool.errors[-1])
+    assert checker.restart_resets > 0
