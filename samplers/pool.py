@@ -61,10 +61,12 @@ import time
 import warnings
 import weakref
 from collections import deque
+from numbers import Real
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gristmill.kernels.args import whole
 from gristmill.kernels.dispatch import DUPLICATE, OK, OUT_OF_RANGE, claim, dispatch
 from gristmill.kernels.shm import SharedArrays
 from gristmill.kernels.shmsignal import SignalSet, nbytes
@@ -163,14 +165,12 @@ class EnvPool:
                  start_method: str | None = None, on_error: str = "raise",
                  max_restarts: int = 3, spin: int = 0, step_timeout: float | None = None,
                  startup_timeout: float = 120.0, env_type: str = "gymnasium"):
-        num_envs = int(num_envs)
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        batch_size = num_envs if batch_size is None else int(batch_size)
+        num_envs = whole("num_envs", num_envs, 1)
+        batch_size = num_envs if batch_size is None else whole("batch_size", batch_size)
         if not 1 <= batch_size <= num_envs:
             raise ValueError(f"batch_size must be in [1, num_envs={num_envs}], got {batch_size}")
-        num_workers = min(num_envs, default_num_workers()) if num_workers is None else int(
-            num_workers)
+        num_workers = (min(num_envs, default_num_workers()) if num_workers is None
+                       else whole("num_workers", num_workers))
         if not 1 <= num_workers <= num_envs:
             raise ValueError(f"num_workers must be in [1, num_envs={num_envs}], got "
                              f"{num_workers}")
@@ -179,6 +179,12 @@ class EnvPool:
         if env_type not in ("gymnasium", "gym"):
             raise ValueError(f"env_type must be 'gymnasium' (or its alias 'gym'), got "
                              f"{env_type!r}")
+        seed = None if seed is None else whole("seed", seed, 0)
+        max_restarts, spin = whole("max_restarts", max_restarts, 0), whole("spin", spin, 0)
+        for name, value in (("step_timeout", step_timeout), ("startup_timeout", startup_timeout)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, Real)
+                                      or not value > 0):
+                raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
         self.factory = factory
         self.task_id = factory.task_id
         self.env_type = env_type
@@ -189,8 +195,8 @@ class EnvPool:
         self.all_env_ids = np.arange(num_envs, dtype=np.int32)
         self.seed = seed
         self.on_error = on_error
-        self.max_restarts = int(max_restarts)
-        self.spin = int(spin)
+        self.max_restarts = max_restarts
+        self.spin = spin
         self.step_timeout = step_timeout
         self.render_mode = None
         self.restarts = 0

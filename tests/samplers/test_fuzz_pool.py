@@ -47,9 +47,6 @@ def test_make_arguments_work_or_are_refused_by_name(within, names_arg, num_envs,
             assert obs.shape[1:] == (4,) and set(info["env_id"]) <= set(range(num_envs))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 18 finding for samplers/pool.py (issue 21's "
-                   "owner): make() truncates or int()s its arguments without naming them, "
-                   "and a bad seed only fails inside the worker")  # fmt: skip
 @pytest.mark.parametrize("kwargs", [
     {"num_envs": 2.5}, {"num_envs": "3"}, {"num_envs": None}, {"num_envs": 2, "batch_size": 1.5},
     {"num_envs": 2, "seed": "abc"}, {"num_envs": 2, "seed": -5},
