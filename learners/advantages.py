@@ -4,10 +4,12 @@ Sample Factory keeps trajectory-major ``[N, T]`` buffers (values ``[N, T + 1]``,
 column the bootstrap value), one ``dones`` flag with ``time_outs`` beside it, and validity
 masks. These two functions only translate that layout into the kernels' arguments and back
 into torch; the arithmetic is the kernels'. ``time_axis=1`` hands the ``[N, T]`` buffers to the
-kernels in place (no transposes), and on the CPU ``Tensor.numpy()`` / ``torch.from_numpy``
-share memory, so nothing is copied. On CUDA each call moves its inputs to the host once and the
-two results back: GAE runs once per batch, V-trace once per minibatch (it needs that
-minibatch's current values, which only exist on the device).
+kernels as they are (no transposes), and on the CPU ``Tensor.numpy()`` / ``torch.from_numpy``
+share memory: the only copies are the ``[N, T]`` slices of the ``[N, T + 1]`` values and the
+next-value arrays built here (measured on the CPU, [32, 32]: ~85 µs of torch around a ~55 µs
+kernel call). On CUDA each call moves its inputs to the host once and the two results back:
+GAE runs once per batch, V-trace once per minibatch (it needs that minibatch's current values,
+which only exist on the device, so that round trip cannot be avoided with a CPU kernel).
 
 Value bootstrap at time-outs (Sample Factory's ``value_bootstrap``): a step that ended by
 truncation is passed to the kernels as ``truncated``, bootstrapping from V(s_t), the step's
