@@ -448,7 +448,10 @@ def doom_faults(trainer_pid: int, heartbeat: float, envs_per_worker: int = 4, wo
         except ProcessLookupError:
             return None
         limit = 3 * heartbeat + 90 if kind == "stop_worker" else 90
-        rec = _wait_until(done, limit)
+        rec = _wait_until(lambda: done() or not procfs.alive(trainer_pid), limit)
+        if not procfs.alive(trainer_pid):  # the run reached its budget first: not a verdict
+            return {"kind": kind, "pid": victim, "t": round(t0, 2), "ok": None,
+                    "recover_s": None, "note": "the run ended before it could recover"}  # fmt: skip
         if rec is None and kind == "stop_worker" and procfs.alive(victim):
             os.kill(victim, signal.SIGCONT)
         return {"kind": kind, "pid": victim, "t": round(t0, 2), "ok": rec is not None,
@@ -481,7 +484,7 @@ def doom_fire(args) -> dict:
         wall = time.time() - t0
     stats = fault_stats(log)
     for _, f in log:
-        if not f["ok"]:
+        if f["ok"] is False:
             failures.append(f"not recovered from {f}")
     result = {"scenario": "doom-fire", "frames_budget": frames, "wall_s": round(wall, 1),
               "heartbeat_timeout": args.heartbeat_timeout, "clean": clean, "faults": stats,
