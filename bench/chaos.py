@@ -555,8 +555,7 @@ def driver_kills(args) -> dict:
         if newest is not None:
             frames = int(_CKPT.search(newest).group(2))
             try:
-                state = load_checkpoint(newest)
-                cyc["loads"] = "learner" in state
+                cyc["loads"] = isinstance(load_checkpoint(newest), dict)
             except Exception as exc:  # noqa: BLE001 - the check is that nothing is raised
                 cyc["loads"] = False
                 failures.append(f"cycle {i}: newest checkpoint {newest} does not load: {exc!r}")
