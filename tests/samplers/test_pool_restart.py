@@ -222,10 +222,12 @@ def test_sync_python_env_step_and_reset_after_restarts(kill_hooks, n):
         warnings.simplefilter("ignore", RuntimeWarning)
         with make(TokenEnv, num_envs=n, num_workers=2, seed=0, on_error="restart",
                   max_restarts=100_000, step_timeout=60) as pool:
-            deadline = time.monotonic() + 60
+            # each restart starts a process: generous on a loaded 2-core box (CI saw 111
+            # restarts but too few steps in 60 s)
+            deadline = time.monotonic() + 300
             i = 0
-            while i < 12_000 // n or pool.restarts < 15:
-                assert time.monotonic() < deadline, f"only {pool.restarts} restarts"
+            while i < 4_000 // n or pool.restarts < 15:
+                assert time.monotonic() < deadline, f"{i} steps, {pool.restarts} restarts"
                 i += 1
                 if i % 25 == 1:
                     obs, info = pool.reset()

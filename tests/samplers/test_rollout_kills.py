@@ -123,16 +123,27 @@ def kill_with_answer_queued(ch, pool, rec, w):
     """Stop worker ``w`` with a request open, answer it, then SIGKILL it: the answer stays on
     its queue, unread."""
     pid = pool.procs[w].pid
-    deadline = time.time() + 30
+    deadline = time.time() + 120
     while True:
         assert time.time() < deadline, "worker never had a request open"
+        wait_until = time.time() + 30
+        while not _holds_slots(ch, w) and time.time() < wait_until:
+            time.sleep(0.01)
         os.kill(pid, signal.SIGSTOP)
-        time.sleep(0.05)
         msgs = rec.serve(0.2)
         if any(m.worker == w for m in msgs):
             break
         os.kill(pid, signal.SIGCONT)
+        # let it run (and ask) before the next try: on a loaded box stopping it again at once
+        # left it no time to reach its next request (a CI failure)
+        rec.serve(0.2)
     kill(pool, w, rec.server.lock)
+
+
+def _holds_slots(ch, w) -> bool:
+    """Whether worker ``w`` is up (holds the slots it fills)."""
+    a = ch.arrays
+    return bool(np.any((a["slot_owner"] == w) & (a["slot_state"] == FILLING)))
 
 
 def assert_circulation(ch, pool, served=None):
