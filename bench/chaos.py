@@ -1028,26 +1028,26 @@ def queue_run(seconds: float, seed: int, every, start: float, faults: bool,
     dups = int((counts - 1).sum())
     if dups:
         bad.append(f"{dups} duplicate deliveries")
-    got = set(uniq.tolist())
     held = sum(f["held"] for f in killed)
     in_get = sum(f["phase"] in (GET, GET_MANY) for f in killed if f["kind"].startswith("consumer"))
     killed_p = {f["id"]: f for f in killed if f["kind"].startswith("producer")}
     missing = phantom = partial = sent = interrupted_delivered = interrupted_dropped = 0
+
+    def count(lo: int, hi: int) -> int:  # received keys in [lo, hi): uniq is sorted
+        return int(np.searchsorted(uniq, hi) - np.searchsorted(uniq, lo))
+
     for p in range(1, next_id[0]):
         done = int(board["done"][p])
         lo, n = int(board["lo"][p]), int(board["n"][p])
-        maybe = range(lo, lo + n) if (p in killed_p and n and lo == done) else range(0)
+        maybe = (lo, lo + n) if (p in killed_p and n and lo == done) else (done, done)
+        base = p << 40
         sent += done
-        mine = [k & ((1 << 40) - 1) for k in got if k >> 40 == p]
-        for s in range(done):
-            missing += (p << 40) + s not in got
-        extra = [s for s in mine if s >= done and s not in maybe]
-        phantom += len(extra)
-        if maybe:
-            have = sum((p << 40) + s in got for s in maybe)
-            if have not in (0, len(maybe)):
-                partial += 1
-            interrupted_delivered += have == len(maybe)
+        missing += done - count(base, base + done)
+        phantom += count(base + done, base + (1 << 40)) - count(base + maybe[0], base + maybe[1])
+        if maybe[1] > maybe[0]:
+            have = count(base + maybe[0], base + maybe[1])
+            partial += have not in (0, n)
+            interrupted_delivered += have == n
             interrupted_dropped += have == 0
     if phantom:
         bad.append(f"{phantom} messages received that no put returned from or was interrupted in")
