@@ -58,6 +58,12 @@ class DoomPlayer:
         """``(config, checkpoint state, path)`` of a member (see :func:`resolve_checkpoint`)."""
         path = resolve_checkpoint(spec, policy)
         state = load_checkpoint(path)  # a policy's file (learners.league.Population.save)
+        if not isinstance(state, dict) or "model" not in state or "config" not in state.get(
+            "extra", {}
+        ):
+            raise ValueError(
+                f"{path} is not a gristmill-doom policy checkpoint (no model and config in it)"
+            )
         return TrainConfig(**state["extra"]["config"]), state, path
 
     def reset(self) -> None:
