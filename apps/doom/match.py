@@ -15,23 +15,20 @@ import json
 
 import cv2
 import numpy as np
+from gristmill.apps.doom.env_factory import DoomEnvFactory
 from gristmill.apps.doom.evaluate import open_video
 from gristmill.apps.doom.player import DoomPlayer
-from gristmill.envs.doom import DoomEnv, DoomMultiAgentEnv
 
 __all__ = ["match", "format_table"]
 
 _SAME = ("res_w", "res_h", "grayscale", "env_frameskip")
 
 
-def _env_kwargs(cfg, timelimit: float) -> dict:
-    return dict(
-        resolution=(cfg.res_w, cfg.res_h),
-        grayscale=cfg.grayscale,
-        channels_first=True,
-        frame_skip=cfg.env_frameskip,
-        timelimit=timelimit,
-    )
+def _env(name: str, cfg, timelimit: float):
+    """``name`` with the observations ``cfg`` trained on (the trainer's own env factory)."""
+    return DoomEnvFactory(
+        name, cfg.res_w, cfg.res_h, cfg.grayscale, cfg.env_frameskip, timelimit=timelimit
+    )(0)
 
 
 def _tally(infos: list[dict]) -> dict:
@@ -52,7 +49,7 @@ def _frame(obs) -> np.ndarray:
 
 
 def _duels(players, cfg, episodes: int, timelimit: float, video: str | None, deterministic):
-    env = DoomMultiAgentEnv("doom_duel", **_env_kwargs(cfg, timelimit))
+    env = _env("doom_duel", cfg, timelimit)
     finals: list[list[dict]] = [[], []]
     writer = None
     try:
@@ -80,7 +77,7 @@ def _duels(players, cfg, episodes: int, timelimit: float, video: str | None, det
 
 
 def _vs_bots(player, cfg, episodes: int, timelimit: float, deterministic) -> list[dict]:
-    env = DoomEnv("doom_duel_bots", **_env_kwargs(cfg, timelimit))
+    env = _env("doom_duel_bots", cfg, timelimit)
     out = []
     try:
         for ep in range(episodes):
@@ -115,7 +112,7 @@ def match(
         raise ValueError(
             f"{a} and {b} were trained with different {differ}: they cannot share a match"
         )
-    probe = DoomMultiAgentEnv("doom_duel", **_env_kwargs(cfg_a, timelimit))
+    probe = _env("doom_duel", cfg_a, timelimit)
     spaces = probe.observation_space, probe.action_space
     probe.close()
     players = [DoomPlayer(cfg, state, path, *spaces) for cfg, state, path in members]

@@ -256,6 +256,12 @@ class DoomTrainer:
             "hyperparameters": lg.population[k].hyperparameters,
         }
 
+    @staticmethod
+    def _mean_of(summaries: list[dict], key: str) -> float | None:
+        """Mean of a per-policy summary figure over the policies that have one."""
+        values = [p[key] for p in summaries if p[key] is not None]
+        return float(np.mean(values)) if values else None
+
     def _log(self, now: float, t0: float, last: dict) -> None:
         cfg = self.cfg
         dt = max(1e-6, now - last["time"])
@@ -266,8 +272,8 @@ class DoomTrainer:
         with self.stats_lock:
             stats = {k: dict(v) for k, v in self.train_stats.items()}
         n = len(self.policies)
-        for k in range(n):
-            ps = self._policy_summary(k)
+        summaries = [self._policy_summary(k) for k in range(n)]
+        for k, ps in enumerate(summaries):
             nan = float("nan")
             lag = stats.get(k, {}).get("version_diff_avg", nan)
             extra = {"policy": k} if n > 1 else {}
@@ -298,9 +304,9 @@ class DoomTrainer:
                 group = "policy_lag" if key.startswith("version_diff") else "train"
                 w.add_scalar(f"{prefix}{group}/{key}", value, step)
         if n > 1:
-            rewards = [v for k in range(n) if (v := self._policy_summary(k)["reward_mean_100"])]
-            if rewards:
-                w.add_scalar("episode/reward", float(np.mean(rewards)), step)
+            reward = self._mean_of(summaries, "reward_mean_100")
+            if reward is not None:
+                w.add_scalar("episode/reward", reward, step)
             w.add_scalar("league/matches", self.league.matches, step)
             ratings = self.league.population.ratings
             for key, value in (ratings.scalars() if ratings is not None else {}).items():
@@ -403,12 +409,6 @@ class DoomTrainer:
                 stop.restore()
         elapsed = time.time() - t0
         policies = [self._policy_summary(k) for k in range(len(self.policies))]
-        rewards = [p["reward_mean_100"] for p in policies if p["reward_mean_100"] is not None]
-        objectives = [
-            p["true_objective_mean_100"]
-            for p in policies
-            if p["true_objective_mean_100"] is not None
-        ]
         summary = {
             "reason": reason,
             "env_frames": self.env_frames,
@@ -416,8 +416,8 @@ class DoomTrainer:
             "fps": (self.env_frames - self.frames_at_start) / max(elapsed, 1e-6),
             "version": self.learner.train_step,
             "episodes": sum(self.league.num_episodes),
-            "reward_mean_100": float(np.mean(rewards)) if rewards else None,
-            "true_objective_mean_100": float(np.mean(objectives)) if objectives else None,
+            "reward_mean_100": self._mean_of(policies, "reward_mean_100"),
+            "true_objective_mean_100": self._mean_of(policies, "true_objective_mean_100"),
             "worker_restarts": self.supervisor.pool.restarts,
             "sampler": self.sampler_counters(),
             "steps": self.books,
