@@ -339,12 +339,28 @@ def _brief(x):
     return x
 
 
-def finish(name: str, result: dict, failures: list[str]) -> dict:
-    """Write ``chaos_<name>.json``; print the failures loudly (the exit status follows)."""
+def _commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, cwd=Path(__file__).parent, timeout=10)  # fmt: skip
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+COMMIT = _commit()  # at the start: the code that ran
+
+
+def finish(name: str, result: dict, failures: list[str], stem: str | None = None) -> dict:
+    """Write ``chaos_<stem or name>.json`` (with the commit and the box's load averages at
+    the end: 1, 5, 15 min); print the failures loudly (the exit status follows)."""
     result["failures"] = failures
     result["passed"] = not failures
+    result["commit"] = COMMIT
+    result["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"chaos_{name.replace('-', '_')}.json"
+    path = RESULTS / f"chaos_{(stem or name).replace('-', '_')}.json"
     path.write_text(json.dumps(result, indent=1, default=str))
     print(json.dumps(_brief(result), default=str), flush=True)
     if failures:
@@ -357,9 +373,10 @@ def finish(name: str, result: dict, failures: list[str]) -> dict:
 
 
 # ---------------------------------------------------------------------------- Doom
-def doom_cmd(train_dir: str, experiment: str, seed: int, frames: int, extra=()) -> list[str]:
+def doom_cmd(train_dir: str, experiment: str, seed: int, frames: int, extra=(),
+             env: str = "doom_basic") -> list[str]:  # fmt: skip
     return [
-        sys.executable, "-m", "gristmill.apps.doom", "train", "--env", "doom_basic",
+        sys.executable, "-m", "gristmill.apps.doom", "train", "--env", env,
         "--num_workers", "2", "--num_envs_per_worker", "4", "--seed", str(seed),
         "--train_for_env_steps", str(frames), "--train_dir", train_dir,
         "--experiment", experiment, *extra,
@@ -825,7 +842,9 @@ def pool_fire(args) -> dict:
     result = {"scenario": "pool-fire", "runs": runs}
     result["residue"] = residue.check()
     failures += residue.failures(result["residue"])
-    return finish("pool-fire", result, failures)
+    # one file per task set, so each task can run alone under the bench lock
+    stem = "pool-fire" + "".join("_" + re.sub(r"\W+", "_", t).lower() for t in args.tasks)
+    return finish("pool-fire", result, failures, stem=stem)
 
 
 # ---------------------------------------------------------------------------- the queue
