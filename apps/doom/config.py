@@ -98,6 +98,15 @@ class TrainConfig(RunConfig):
     pbt_target_objective: str = option("true_objective", "episode statistic PBT ranks by")
     pbt_perturb_min: float = option(1.1, "a mutation multiplies or divides by U[min, max]")
     pbt_perturb_max: float = option(1.5, "a mutation multiplies or divides by U[min, max]")
+    # Ray (apps/doom/ray_population.py): each policy a Ray actor, the league on the driver
+    ray: str = option(
+        "", "run each policy as a Ray actor: auto (join this machine's cluster or start one), "
+        "local (a private cluster for this run) or a cluster ADDRESS; empty: in one process"
+    )
+    ray_member_cpus: float = option(1.0, "Ray CPUs reserved by each policy's actor")
+    ray_sync_every_sec: float = option(
+        5.0, "with --ray: how often each policy's latest weights go to the others as opponents"
+    )
     # bookkeeping
     save_every_sec: float = option(120.0, "checkpoint period")
     keep_checkpoints: int = option(2, "newest checkpoints kept")
@@ -115,6 +124,7 @@ class TrainConfig(RunConfig):
                       "adam_eps", "heartbeat_timeout", "vtrace_rho", "vtrace_c",
                       "pbt_perturb_min", "pbt_perturb_max"),
             non_negative=("save_every_sec", "stats_every_sec", "train_for_seconds",
+                          "ray_member_cpus", "ray_sync_every_sec",
                           "torch_threads", "inference_wait_ms", "timelimit",
                           "max_grad_norm", "max_policy_lag", "keep_checkpoints",
                           "exploration_loss_coeff", "kl_loss_coeff", "value_loss_coeff",
