@@ -130,6 +130,7 @@ class DoomTrainer:
         self.writer = None
 
         self.stop_event = threading.Event()
+        self.stop_reason: str | None = None  # request_stop(): ends the run at the next tick
         self.thread_errors: dict[str, BaseException] = {}  # thread name -> what stopped it
         # a worker restart frees the dead worker's slots: never while a request is served
         self.sampler_lock = threading.Lock()
@@ -182,6 +183,12 @@ class DoomTrainer:
             path = self.league.save(extra)
         self.last_save = time.time()
         return path
+
+    def request_stop(self, reason: str = "stopped") -> None:
+        """End the run from another thread (as a first Ctrl-C does: saved, workers stopped);
+        ``reason`` becomes the summary's."""
+        self.stop_reason = reason
+        self.stop_event.set()
 
     # ------------------------------------------------------------------ threads
     def _on_trained(self, k: int, stats: dict | None) -> None:
@@ -374,6 +381,9 @@ class DoomTrainer:
                 now = last_house = time.time()
                 if stop.requested:
                     reason = f"interrupted ({stop.name})"
+                    break
+                if self.stop_reason is not None:
+                    reason = self.stop_reason
                     break
                 for name, exc in self.thread_errors.items():
                     raise RuntimeError(f"{name} failed") from exc
