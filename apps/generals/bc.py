@@ -300,47 +300,82 @@ def from_gioreplay(paths: Sequence[str | Path], pad_to: int = 24,
 
 
 class Stream:
-    """``lanes`` trajectories side by side; :meth:`batches` yields one sample per live lane."""
+    """``lanes`` trajectories side by side; :meth:`batches` yields batches of ``lanes`` samples.
+
+    Memory features need each trajectory played from its tick 0, so samples come out in game
+    order per lane. Were all lanes to start together, every batch would hold one game tick
+    (all lanes at tick t, then all at t + 1, ...): an epoch would sweep the game from opening
+    to end and the net would chase the current phase and forget the others. So lane ``g``
+    joins ``g / lanes`` of a mean trajectory late, which spreads the lanes evenly over game
+    time for the rest of the epoch, and the samples of consecutive ticks are pooled into
+    batches of exactly ``lanes`` (the last one smaller). Every sample comes out once per epoch.
+    """
 
     def __init__(self, data: Trajectories, lanes: int, history: int, seed: int = 0,
                  shuffle: bool = True):
         if data.num_trajectories == 0:
             raise ValueError("no trajectories to stream")
+        if lanes < 1:
+            raise ValueError(f"lanes must be >= 1, got {lanes}")
         self.data, self.lanes, self.history = data, lanes, history
         self.rng = np.random.default_rng(seed)
         self.shuffle = shuffle
 
-    def batches(self) -> Iterator[dict[str, np.ndarray]]:
-        """One epoch: every sample once."""
+    def _ticks(self) -> Iterator[dict[str, np.ndarray]]:
+        """One dict of the live lanes' samples per engine tick."""
         d, G, S = self.data, self.lanes, self.data.pad_to
         order = list(self.rng.permutation(d.num_trajectories) if self.shuffle
                      else range(d.num_trajectories))[::-1]
+        join = (np.arange(G) * (d.num_samples / d.num_trajectories / G)).astype(np.int64)
         feats = AgentFeatures(G, S, self.history, players=1)
         cur = np.full(G, -1, np.int64)  # row index per lane, -1 idle
         end = np.full(G, -1, np.int64)
         traj = np.zeros(G, np.int64)
         obs = np.zeros((G, 1, S, S), np.int32)
         sc = np.zeros((G, 1, 5), np.int32)
+        tick = 0
         while True:
-            for g in np.flatnonzero(cur >= end):
+            for g in np.flatnonzero((cur >= end) & (join <= tick)):
                 if order:
                     k = order.pop()
                     traj[g], cur[g], end[g] = k, d.starts[k], d.starts[k + 1]
                 else:
                     cur[g], end[g] = -1, -1
+                    join[g] = np.iinfo(np.int64).max  # done for this epoch
             live = np.flatnonzero(cur >= 0)
             if len(live) == 0:
-                return
+                if not order:
+                    return
+                tick += 1  # lanes still waiting to join
+                continue
             rows = cur[live]
             obs[:] = 0
             sc[:] = 0
             obs[live, 0], sc[live, 0] = d.obs[rows], d.scalars[rows]
-            feats.update(obs, sc)
-            planes = feats.planes(live, np.zeros(len(live), np.int64))
-            yield {"planes": planes, "masks": unpack_masks(d.masks[rows]),
+            feats.update(obs, sc)  # idle lanes see tick 0: their memory stays reset
+            yield {"planes": feats.planes(live, np.zeros(len(live), np.int64)),
+                   "masks": unpack_masks(d.masks[rows]),
                    "actions": d.actions[rows].astype(np.int64), "legal": d.legal[rows],
-                   "outcome": d.outcome[traj[live]].astype(np.float32)}
+                   "outcome": d.outcome[traj[live]].astype(np.float32), "rows": rows}
             cur[live] += 1
+            tick += 1
+
+    def batches(self) -> Iterator[dict[str, np.ndarray]]:
+        """One epoch: every sample once, in batches of ``lanes`` (the last may be smaller);
+        ``rows`` says which rows of the data each batch holds."""
+        pending: list[dict[str, np.ndarray]] = []
+        have = 0
+        for part in self._ticks():
+            pending.append(part)
+            have += len(part["rows"])
+            while have >= self.lanes:
+                merged = {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
+                yield {k: v[: self.lanes] for k, v in merged.items()}
+                rest = {k: v[self.lanes:] for k, v in merged.items()}
+                have -= self.lanes
+                pending = [rest] if have else []
+        if have:
+            yield {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
 
 
 def bc_loss(policy: Policy, batch: dict, vf_coef: float) -> tuple[torch.Tensor, dict]:

@@ -64,15 +64,30 @@ def test_bot_games_store_compactly_and_round_trip(tmp_path):
 
 def test_stream_memory_equals_a_straight_replay_of_each_trajectory():
     data = bot_games(3, opponents=("random",), boards=3, truncation=60, seed=2)
-    stream = Stream(data, lanes=2, history=2, shuffle=False)
-    got = [b["planes"] for b in stream.batches()]
-    assert sum(len(g) for g in got) == data.num_samples
-    # lane 0 plays trajectory 0 from its first row: compare with a fresh AgentFeatures
-    f = AgentFeatures(1, 24, 2, players=1)
-    for t in range(5):
-        f.update(data.obs[t][None, None], data.scalars[t][None, None])
-        np.testing.assert_array_equal(got[t][0], f.planes(np.zeros(1), np.zeros(1))[0])
+    batches = list(Stream(data, lanes=2, history=2, shuffle=False).batches())
+    rows = np.concatenate([b["rows"] for b in batches])
+    assert np.array_equal(np.sort(rows), np.arange(data.num_samples))  # every sample once
+    planes = np.concatenate([b["planes"] for b in batches])[np.argsort(rows)]
+    actions = np.concatenate([b["actions"] for b in batches])[np.argsort(rows)]
+    assert np.array_equal(actions, data.actions)
+    zero = np.zeros(1, np.int64)
+    for k in range(data.num_trajectories):  # each trajectory alone through a fresh memory
+        f = AgentFeatures(1, 24, 2, players=1)
+        for r in range(data.starts[k], data.starts[k + 1]):
+            f.update(data.obs[r][None, None], data.scalars[r][None, None])
+            np.testing.assert_array_equal(planes[r], f.planes(zero, zero)[0])
     assert MemoryFeatures  # the stream uses the same kernel as the env
+
+
+def test_stream_batches_mix_game_phases_instead_of_sweeping_the_game():
+    # lanes that all started at tick 0 would put one game tick in every batch (the old
+    # stream's batches swept the game from opening to end: BC forgot the phases behind it)
+    data = bot_games(16, opponents=("random",), boards=16, truncation=100, seed=4)
+    batches = list(Stream(data, lanes=8, history=2, seed=0).batches())
+    assert all(len(b["rows"]) == 8 for b in batches[:-1])
+    middle = batches[len(batches) // 4: 3 * len(batches) // 4]
+    spread = [np.ptp(data.scalars[b["rows"], 4]) for b in middle]
+    assert np.median(spread) >= 50, spread
 
 
 def test_bc_steps_lower_the_loss_and_resume(tmp_path):
