@@ -4,6 +4,7 @@ Examples::
 
     gristmill-doom quickstart          # doom_basic to Sample Factory's reward, eval, video
     gristmill-doom train --env doom_basic --train_for_env_steps 500000
+    gristmill-doom train --env doom_duel --num_policies 4 --with_pbt true --ray auto
     gristmill-doom eval --checkpoint runs/doom_basic --video basic.mp4
     gristmill-doom plot runs/doom_basic runs/other     # reward curves overlaid, one PNG
     gristmill-doom envs
@@ -138,7 +139,12 @@ def _train(cfg: TrainConfig, con: RunConsole) -> dict:
     from gristmill.apps.curves import plot_curves  # noqa: PLC0415
     from gristmill.apps.doom.trainer import DoomTrainer  # noqa: PLC0415
 
-    trainer = DoomTrainer(cfg, con)
+    if cfg.ray:  # each policy a Ray actor, the league here
+        from gristmill.apps.doom.ray_population import RayPopulation  # noqa: PLC0415
+
+        trainer = RayPopulation(cfg, con)
+    else:
+        trainer = DoomTrainer(cfg, con)
     s = trainer.run()
     exp = trainer.exp_dir
     try:
