@@ -15,6 +15,10 @@ value, CleanRL's loss), small entropy bonus; GAE from ``gristmill.kernels.advant
 are the engine's (``"shaped"``: win/lose + the paper's potential difference; ``"winlose"``).
 A game cut at ``truncation`` is a draw and terminal (the tick is in the observation).
 
+Before the first update the boards are played into evenly spread game ticks (``_spread``):
+games that run to the truncation all last exactly ``truncation`` ticks, so boards that start
+together would stay in step and every rollout would hold one stretch of game time.
+
 The loop times its parts (forward, update, engine, features, bots, GAE, the rest) so that a
 profile of where the CPU goes comes with every run.
 """
@@ -131,6 +135,7 @@ class SelfPlay:
         self.pop.register("selfplay", self.state)
         self._opponent_nets: dict[str, Policy] = {}
         self.timers: dict[str, float] = defaultdict(float)
+        self._started = self._seen = False
         if self.pop.has_checkpoint():
             self.pop.load()
             self.log(f"selfplay: resumed at update {self.updates} ({self.agent_steps:,} agent "
@@ -209,57 +214,95 @@ class SelfPlay:
                 actions[boards, opp_seat[boards]] = index_to_action(idx, self.policy.pad_to)
                 t = self._timed("forward_opponents", t)
 
+    def _observe(self) -> None:
+        """Update the memory with the engine's current tick, once: a second update of the same
+        tick would zero the newest army deltas and age fogged cells twice."""
+        if not self._seen:
+            self.features.update(self.engine.obs, self.engine.scalars)
+            self._seen = True
+
+    def _tick(self, planes: np.ndarray, masks: np.ndarray) -> tuple:
+        """One engine tick: memory update, the learner's move on every board from ``planes`` /
+        ``masks`` (filled here), the opponents' moves, the step, and the ended games (payoff,
+        new seat and opponent). Returns (index, log-prob, value, learner reward, ended)."""
+        eng, pol, n = self.engine, self.policy, self.cfg.boards
+        boards = np.arange(n)
+        t0 = time.perf_counter()
+        self._observe()
+        self.features.planes(boards, self.seat, planes)
+        masks[:] = eng.masks[boards, self.seat]
+        t0 = self._timed("features", t0)
+        idx, logp, value = pol.choose(planes, masks)
+        self._timed("forward", t0)
+        self._actions[boards, self.seat] = index_to_action(idx, pol.pad_to)
+        self._opponents_act(self._actions)
+        t0 = time.perf_counter()
+        eng.step(self._actions, check=False)
+        self._seen = False
+        t0 = self._timed("engine", t0)
+        reward = eng.rewards[boards, self.seat].copy()
+        ended = np.flatnonzero(eng.terminated | eng.truncated)
+        for b in ended:
+            w = int(eng.episode_winner[b])
+            res = DRAW if w < 0 else (WIN if w == self.seat[b] else LOSS)
+            self.payoff.update(LEARNER, self.opponent[b], res)
+            self._results.append((self.opponent[b], res))
+        self.state.games += len(ended)
+        self._draw(ended)
+        self._timed("bookkeeping", t0)
+        return idx, logp, value, reward, ended
+
+    def _spread(self) -> None:
+        """Spread the boards over game time before training starts.
+
+        All boards start at tick 0 together, and games that run to the truncation all last
+        ``truncation`` ticks, so without this every rollout would hold one stretch of game time
+        on every board (ticks 0-31 on all 64 boards, then 32-63, ...) and PPO would chase the
+        current phase. The learner and its opponents play ``truncation`` ticks (no training);
+        board ``b`` restarts on a fresh map at a random tick of them, so training begins with
+        the boards at evenly spread ticks. Games cut by the restart are not scored.
+        """
+        cfg, eng, n = self.cfg, self.engine, self.cfg.boards
+        span = cfg.truncation or 500
+        restart = self.rng.integers(0, span, n)
+        C, S = self.policy.net.cfg.in_channels, self.policy.pad_to
+        planes = np.empty((n, C, S, S), np.float32)
+        masks = np.empty((n, S, S, 4), np.uint8)
+        for t in range(span):
+            self._tick(planes, masks)
+            for b in np.flatnonzero(restart == t):
+                eng.load(int(b), eng.generator.generate_arrays(S) if eng.generator else
+                         eng.board_map(int(b)))
+                self._draw([b])
+
     def _rollout(self) -> dict:
         cfg, eng, pol = self.cfg, self.engine, self.policy
         n, T, S, C = cfg.boards, cfg.rollout, pol.pad_to, pol.net.cfg.in_channels
-        planes = np.empty((T, n, C, S, S), np.float32)
-        masks = np.empty((T, n, S, S, 4), np.uint8)
+        planes = np.empty((T + 1, n, C, S, S), np.float32)
+        masks = np.empty((T + 1, n, S, S, 4), np.uint8)
         idx = np.empty((T, n), np.int64)
         logp = np.empty((T, n), np.float32)
         values = np.empty((T + 1, n), np.float32)
         rewards = np.empty((T, n), np.float32)
         done = np.zeros((T, n), bool)
-        boards = np.arange(n)
-        results: list[tuple[str, float]] = []
-        actions = np.zeros((n, 2, 5), np.int32)
-        for t in range(T + 1):
-            t0 = time.perf_counter()
-            self.features.update(eng.obs, eng.scalars)
-            if t == T:
-                planes_last = self.features.planes(boards, self.seat)
-                t0 = self._timed("features", t0)
-                _, _, values[T] = pol.choose(planes_last, eng.masks[boards, self.seat])
-                self._timed("forward", t0)
-                break
-            self.features.planes(boards, self.seat, planes[t])
-            masks[t] = eng.masks[boards, self.seat]
-            t0 = self._timed("features", t0)
-            idx[t], logp[t], values[t] = pol.choose(planes[t], masks[t])
-            t0 = self._timed("forward", t0)
-            actions[boards, self.seat] = index_to_action(idx[t], S)
-            self._opponents_act(actions)
-            t0 = time.perf_counter()
-            eng.step(actions, check=False)
-            t0 = self._timed("engine", t0)
-            rewards[t] = eng.rewards[boards, self.seat]
-            ended = np.flatnonzero(eng.terminated | eng.truncated)
+        self._results = results = []
+        for t in range(T):
+            idx[t], logp[t], values[t], rewards[t], ended = self._tick(planes[t], masks[t])
             done[t, ended] = True
-            for b in ended:
-                w = int(eng.episode_winner[b])
-                res = DRAW if w < 0 else (WIN if w == self.seat[b] else LOSS)
-                self.payoff.update(LEARNER, self.opponent[b], res)
-                results.append((self.opponent[b], res))
-            self.state.games += len(ended)
-            self._draw(ended)
-            self._timed("bookkeeping", t0)
-        t0 = time.perf_counter()
+        t0 = time.perf_counter()  # the bootstrap value of the state after the rollout
+        self._observe()
+        self.features.planes(np.arange(n), self.seat, planes[T])
+        t0 = self._timed("features", t0)
+        values[T] = pol.choose(planes[T], eng.masks[np.arange(n), self.seat])[2]
+        t0 = self._timed("forward", t0)
         adv, ret = gae(rewards, values[:T], values[1:], done, np.zeros_like(done), cfg.gamma,
                        cfg.lam)
         self._timed("gae", t0)
         self.state.agent_steps += T * n
-        return {"planes": planes.reshape(T * n, C, S, S), "masks": masks.reshape(T * n, S, S, 4),
-                "idx": idx.ravel(), "logp": logp.ravel(), "values": values[:T].ravel(),
-                "adv": adv.ravel(), "ret": ret.ravel(), "results": results}
+        return {"planes": planes[:T].reshape(T * n, C, S, S),
+                "masks": masks[:T].reshape(T * n, S, S, 4), "idx": idx.ravel(),
+                "logp": logp.ravel(), "values": values[:T].ravel(), "adv": adv.ravel(),
+                "ret": ret.ravel(), "results": results}
 
     def _update(self, batch: dict) -> dict:
         cfg, pol, dev = self.cfg, self.policy, self.policy.device
@@ -285,15 +328,25 @@ class SelfPlay:
                     stats[k].append(v.item())
         return {k: float(np.mean(v)) for k, v in stats.items()}
 
+    def _start(self) -> None:
+        n = self.cfg.boards
+        self.seat = np.zeros(n, np.int64)
+        self.opponent = np.empty(n, object)
+        self._actions = np.zeros((n, 2, 5), np.int32)
+        self._results: list[tuple[str, float]] = []
+        self.engine.reset(seed=self.cfg.seed + self.updates)
+        self._seen = False
+        self._draw(np.arange(n))
+        self._spread()
+        self._started = True
+
     def run(self, agent_steps: int, minutes: float | None = None,
             should_stop: Callable[[], bool] = lambda: False, save_every: int = 10,
             rate_every: int = 25) -> dict:
         cfg = self.cfg
-        self.seat = np.zeros(cfg.boards, np.int64)
-        self.opponent = np.empty(cfg.boards, object)
-        self.engine.reset(seed=cfg.seed + self.updates)
-        self._draw(np.arange(cfg.boards))
         start, start_steps, last = time.perf_counter(), self.agent_steps, {}
+        if not self._started:  # a later run() continues the same games
+            self._start()
         while self.agent_steps < agent_steps and not should_stop():
             if minutes is not None and time.perf_counter() - start > 60 * minutes:
                 break

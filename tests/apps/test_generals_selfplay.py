@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from gristmill.apps.generals.agent import Policy
 from gristmill.apps.generals.selfplay import LEARNER, SelfPlay, SelfPlayConfig
+from gristmill.envs.generals import AgentFeatures
 
 TINY = dict(channels=8, blocks=1, stem_channels=4)
 
@@ -38,3 +39,30 @@ def test_selfplay_trains_adds_snapshots_records_games_and_resumes(tmp_path):
     assert sp2.updates == 3 and LEARNER in sp2.payoff.members
     table = sp2.ratings(bootstrap=0)
     assert table.names[0] == LEARNER and np.isfinite(table["random"])
+
+
+def test_selfplay_memory_sees_every_tick_once_and_boards_start_spread_over_game_time(tmp_path):
+    # a second memory update of one tick (the old rollout boundary did one) zeroes the newest
+    # army deltas; and boards that all start at tick 0 put one stretch of game time in every
+    # rollout, as 500-tick draws keep them in step
+    torch.manual_seed(0)
+    cfg = SelfPlayConfig(boards=16, rollout=8, epochs=1, minibatch=64, truncation=60,
+                         bots=("expander",), seed=1)
+    sp = SelfPlay(Policy.create(history=2, **TINY), cfg, tmp_path, log=lambda s: None)
+    eng = sp.engine
+    shadow = AgentFeatures(cfg.boards, 24, 2)
+    step = eng.step
+
+    def seen_step(actions, check=True):  # what each move was chosen from
+        shadow.update(eng.obs, eng.scalars)
+        return step(actions, check)
+
+    eng.step = seen_step
+    sp.run(agent_steps=3 * 16 * 8)
+    assert sp.updates == 3
+    shadow.update(eng.obs, eng.scalars)  # the bootstrap state after the last rollout
+    for name in ("flags", "enemy_army", "age", "deltas"):
+        np.testing.assert_array_equal(getattr(sp.features.memory, name),
+                                      getattr(shadow.memory, name), err_msg=name)
+    ticks = eng.scalars[:, 0, 4]
+    assert len(np.unique(ticks)) >= 8 and np.ptp(ticks) >= 30, ticks
