@@ -25,7 +25,8 @@ id and step count, then the publish, in one call instead of half a dozen NumPy s
 
 Block ``b``'s row of ``masks`` is ``[words completed, word 0, word 1, ...]`` (``uint64``);
 the main process clears it when it hands the block to the user, before any worker can write
-the block's next round.
+the block's next round. Claim and publish are in ``slots_core.h``, which the worker's compiled
+loop (:mod:`._worker_loop`) shares.
 """
 
 from libc.stdint cimport int32_t, int64_t, uint64_t
@@ -33,46 +34,22 @@ from libc.string cimport memcpy
 
 import numpy as np
 
-cdef extern from *:
-    """
-    static inline int gm_cas64(int64_t *p, int64_t *expected, int64_t desired) {
-        return __atomic_compare_exchange_n(p, expected, desired, 0, __ATOMIC_ACQ_REL,
-                                           __ATOMIC_ACQUIRE);
-    }
-    static inline int64_t gm_load64(int64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-    static inline uint64_t gm_loadu(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-    static inline uint64_t gm_fetch_or(uint64_t *p, uint64_t v) {
-        return __atomic_fetch_or(p, v, __ATOMIC_ACQ_REL);
-    }
-    static inline uint64_t gm_fetch_addu(uint64_t *p, uint64_t v) {
-        return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL);
-    }
-    """
-    int gm_cas64(int64_t *p, int64_t *expected, int64_t desired) nogil
-    int64_t gm_load64(int64_t *p) nogil
-    uint64_t gm_loadu(uint64_t *p) nogil
-    uint64_t gm_fetch_or(uint64_t *p, uint64_t v) nogil
-    uint64_t gm_fetch_addu(uint64_t *p, uint64_t v) nogil
+cdef extern from "slots_core.h" nogil:
+    int64_t gm_load64(int64_t *p)
+    uint64_t gm_loadu(uint64_t *p)
+    uint64_t gm_full_word(int64_t k, int64_t n)
+    int64_t gm_slot_claim(int64_t *tags, int64_t *cursor, int64_t n_slots, int64_t worker)
+    int gm_slot_publish(uint64_t *masks, int64_t row, int64_t block, int64_t pos, int64_t n)
 
 #: ``tag >> TAG_SHIFT`` is the slot's sequence number, ``tag & WORKER_MASK`` its claimer.
-TAG_SHIFT = 16
+TAG_SHIFT = 16  # GM_TAG_SHIFT in slots_core.h
 WORKER_MASK = (1 << 16) - 1
-cdef enum:
-    SHIFT = 16
 
 
 def mask_words(Py_ssize_t batch):
     """Columns of a block's ``masks`` row for ``batch`` slots: the completed-words counter
     and one 64-bit word per 64 slots."""
     return 1 + (batch + 63) // 64
-
-
-cdef inline uint64_t _full(Py_ssize_t k, Py_ssize_t n) nogil:
-    """Word ``k``'s bits when ``n`` slots of its block are expected."""
-    cdef Py_ssize_t bits = n - 64 * k
-    if bits >= 64:
-        return <uint64_t> 0xFFFFFFFFFFFFFFFF
-    return ((<uint64_t> 1) << bits) - 1
 
 
 cdef class Slots:
@@ -116,20 +93,9 @@ cdef class Slots:
 
     def claim(self, int64_t worker):
         """Take the lowest free output slot for ``worker``; returns its sequence number."""
-        cdef int64_t s = gm_load64(self._cursor)
-        cdef int64_t old, c
-        cdef int64_t *p
+        cdef int64_t s
         with nogil:
-            while True:
-                p = self._tags + s % self.n_slots
-                old = gm_load64(p)
-                if (old >> SHIFT) >= s:
-                    s += 1  # taken in this round already
-                elif gm_cas64(p, &old, (s << SHIFT) | worker):
-                    break
-            c = gm_load64(self._cursor)
-            while c <= s and not gm_cas64(self._cursor, &c, s + 1):
-                pass
+            s = gm_slot_claim(self._tags, self._cursor, self.n_slots, worker)
         return s
 
     def publish(self, Py_ssize_t block, Py_ssize_t pos, Py_ssize_t n):
@@ -182,15 +148,7 @@ cdef class Slots:
         return self._publish(block, pos, self._expected[block])
 
     cdef bint _publish(self, Py_ssize_t block, Py_ssize_t pos, Py_ssize_t n):
-        cdef uint64_t *row = self._masks + block * self.row
-        cdef Py_ssize_t k = pos >> 6
-        cdef uint64_t bit = (<uint64_t> 1) << (pos & 63)
-        cdef uint64_t full = _full(k, n)
-        cdef uint64_t old = gm_fetch_or(row + 1 + k, bit)
-        if (old & bit) or (old | bit) != full:
-            return False
-        cdef Py_ssize_t nw = (n + 63) >> 6
-        return nw == 1 or <Py_ssize_t> gm_fetch_addu(row, 1) + 1 == nw
+        return gm_slot_publish(self._masks, self.row, block, pos, n)
 
     def ready(self, Py_ssize_t block, Py_ssize_t n):
         """Whether slots ``0..n-1`` of ``block`` all hold their results."""
@@ -198,7 +156,7 @@ cdef class Slots:
         cdef Py_ssize_t k
         cdef uint64_t full
         for k in range((n + 63) >> 6):
-            full = _full(k, n)
+            full = gm_full_word(k, n)
             if (gm_loadu(row + 1 + k) & full) != full:
                 return False
         return True

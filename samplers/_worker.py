@@ -21,6 +21,11 @@ claimed, if any), its published ones dropped. Every env's first result from a ne
 is a reset reporting ``truncated`` (its episode was lost).
 
 No pickling, no pipes on the hot path: the pipe only carries "ready" and error reports.
+
+The loop itself is compiled (:class:`~gristmill.samplers._worker_loop.StepLoop`): a step of
+an env with a native step (``env.native_step()``, e.g. the MuJoCo tasks) runs in C without
+the GIL, from the ring item to the publish; resets and Python envs come back to
+``run_item`` below, item by item.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import numpy as np
 from gristmill.kernels.shmsignal import SignalSet
 
 from ._slots import Slots
+from ._worker_loop import StepLoop
 from .supervision import die_with_parent
 
 __all__ = ["CMD_CLOSE", "CMD_RESET", "CMD_RESET_TRUNC", "CMD_STEP", "worker_main"]
@@ -60,11 +66,9 @@ def worker_main(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid
 
 
 def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, restarted):
-    n_workers, n_blocks, batch, cap, sync = layout
+    n_workers, n_blocks, batch = layout[:3]
     sig = SignalSet(arrays["signals"], n_workers + n_blocks, 0)
     book = Slots(arrays["tags"], arrays["cursor"], arrays["masks"], batch)
-    ring = arrays["ring"][w]
-    head = arrays["head"][w]
     progress = arrays["progress"][w]
     expected = arrays["expected"]
     act = arrays["act"]
@@ -83,10 +87,10 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, resta
     fast = [hasattr(e, "step_into") and hasattr(e, "reset_into") for e in envs]
     info_keys = list(getattr(envs[0], "info_spec", {}) or {})
     info_keys = [k for k in info_keys if ("info_" + k) in arrays]
-    needs_reset = [True] * len(envs)
+    needs_reset = np.ones(len(envs), np.uint8)  # shared with the compiled loop
+    elapsed = np.zeros(len(envs), np.int32)  # steps since reset, shared with it too
     report_trunc = [bool(restarted)] * len(envs)
     first_reset = [True] * len(envs)
-    elapsed = [0] * len(envs)
     sem_w = w
     blk0 = n_workers
     conn.send(("ready", w))
@@ -97,6 +101,11 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, resta
     book.attach_outputs(arrays["rew"], arrays["term"], arrays["trunc"], arrays["env_id"],
                         arrays["elapsed_step"], expected, arrays["obs"], stage)
     info_b = [list(arrays["info_" + k]) for k in info_keys]
+    # native steps fill no info but elapsed_step (int32)
+    info_elapsed = arrays["info_elapsed_step"] if info_keys == ["elapsed_step"] else None
+    native_ok = not info_keys or (info_elapsed is not None and info_elapsed.dtype == np.int32)
+    natives = [e.native_step() if native_ok and f and hasattr(e, "native_step") else None
+               for e, f in zip(envs, fast, strict=True)]
 
     def run_item(env_id, cmd, base, pos):
         k = local[env_id]
@@ -122,7 +131,7 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, resta
             else:
                 o, info = e.reset(seed=seed)
                 obs_row[...] = o
-            needs_reset[k] = False
+            needs_reset[k] = 0
             elapsed[k] = 0
             rew, term = 0.0, False
             trunc = cmd == CMD_RESET_TRUNC or report_trunc[k]
@@ -135,7 +144,7 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, resta
                 obs_row[...] = o
             elapsed[k] += 1
             if term or trunc:
-                needs_reset[k] = True
+                needs_reset[k] = 1
         if dynamic:
             # async: the next free output slot, claimed once the step is done (results come
             # in the order envs finish); the claim records us as its owner, so a restart
@@ -154,21 +163,13 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, resta
         if book.put(block, pos, rew, term, trunc, env_id, elapsed[k], dynamic):
             sig.post(blk0 + block)
 
-    tail = int(progress[P_TAIL])
-    while True:
-        if tail == head[0]:
-            if not sig.wait(sem_w, timeout=1.0):
-                if os.getppid() != parent_pid:
-                    return  # orphaned
-            continue
-        env_id, cmd, base, pos = ring[tail % cap].tolist()
-        if cmd == CMD_CLOSE:
-            return
-        run_item(env_id, cmd, base, pos)
-        # the item is done once published; a restart reads that from the slot book, so a
-        # kill between publish and here redoes nothing
-        tail += 1
-        progress[P_TAIL] = tail
+    # the item is done once published (progress[P_TAIL] passes it); a restart reads that
+    # from the slot book, so a kill between publish and P_TAIL redoes nothing
+    loop = StepLoop(w, arrays, layout, env_ids, natives, needs_reset, elapsed, stage,
+                    info_elapsed, run_item, sig.post, int(progress[P_TAIL]))
+    while loop.run():
+        if not sig.wait(sem_w, timeout=1.0) and os.getppid() != parent_pid:
+            return  # orphaned
 
 
 def split_envs(num_envs: int, num_workers: int) -> list[np.ndarray]:

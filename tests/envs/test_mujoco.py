@@ -49,7 +49,8 @@ def test_time_limit(task):
     assert flags[-1] and not any(flags[:-1])
 
 
-@pytest.mark.parametrize("task", ["HalfCheetah-v5", "Swimmer-v5", "Hopper-v5", "Walker2d-v5"])
+@pytest.mark.parametrize("task", ["Ant-v5", "HalfCheetah-v5", "Hopper-v5", "Humanoid-v5",
+                                  "Swimmer-v5", "Walker2d-v5"])
 def test_float64_and_list_actions_equal_gymnasium_v5(task):
     """The compiled step computes the control cost in the action's dtype, as numpy does
     (float32 in the test above); float64 arrays and lists must match too."""
@@ -65,6 +66,15 @@ def test_float64_and_list_actions_equal_gymnasium_v5(task):
         assert r1[1:4] == r2[1:4], (task, t, r1[1], r2[1])
         if r1[2] or r1[3]:
             np.testing.assert_array_equal(ref.reset(seed=t)[0], env.reset(seed=t)[0])
+
+
+def test_construction_seed_serves_only_the_first_reset_even_when_it_names_a_seed():
+    """The pool builds envs with a seed and resets them with one: later unseeded resets
+    continue the generator (gymnasium's rule), never restart every episode from one state."""
+    ref, env = gym.make("Hopper-v5"), make_env("Hopper-v5", seed=7)
+    np.testing.assert_array_equal(ref.reset(seed=1)[0], env.reset(seed=1)[0])
+    for _ in range(2):
+        np.testing.assert_array_equal(ref.reset()[0], env.reset()[0])
 
 
 def test_state_from_gymnasium_env():
@@ -93,13 +103,13 @@ def test_bad_input():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_pairwise_sumsq_is_bit_identical_to_numpy(dtype):
-    from gristmill.envs._mujoco_kernels import pairwise_sumsq
+def test_sumsq_is_bit_identical_to_numpy(dtype):
+    from gristmill.envs._mujoco_step import sumsq
 
     rng = np.random.default_rng(0)
     for n in list(range(1, 140)) + [255, 256, 257, 500, 960]:
         x = (rng.standard_normal(n) * rng.uniform(0.01, 100)).astype(dtype)
-        assert pairwise_sumsq(x) == np.sum(np.square(x)), n
+        assert sumsq(x) == np.sum(np.square(x)), n
 
 
 def test_envs_of_a_task_share_one_model_but_not_their_state():

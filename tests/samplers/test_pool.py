@@ -153,6 +153,45 @@ def test_mujoco_pool_equals_direct_env():
                     assert rew[i] == np.float32(rr)
 
 
+@pytest.mark.parametrize("task", ["Hopper-v5", "Humanoid-v5"])
+def test_async_mujoco_pool_equals_direct_envs_across_episode_ends(task):
+    """The worker's compiled loop steps MuJoCo envs natively and hands each episode's reset to
+    Python: results, flags and elapsed_step equal envs stepped here, through many episodes."""
+    from gristmill.envs.mujoco import make_env
+
+    n, steps = 6, 12
+    refs = [make_env(task, seed=3 + i, max_episode_steps=steps) for i in range(n)]
+    assert all(r.native_step() is not None for r in refs)
+    done = [True] * n  # the next result of env i is a reset
+    pending: dict[int, np.ndarray] = {}
+    rng = np.random.default_rng(0)
+    ends = 0
+    with make(task, num_envs=n, batch_size=3, num_workers=2, seed=3,
+              max_episode_steps=steps) as pool:
+        pool.async_reset()
+        for _ in range(80):
+            obs, rew, term, trunc, info = pool.recv()
+            ids = info["env_id"].copy()
+            for j, e in enumerate(ids.tolist()):
+                r = refs[e]
+                o = np.empty(r.observation_space.shape)
+                if done[e]:
+                    r.reset_into(o)
+                    want = (0.0, False, False)
+                else:
+                    want = r.step_into(pending[e], o)
+                np.testing.assert_array_equal(obs[j], o)
+                assert (rew[j], term[j], trunc[j]) == (np.float32(want[0]), *want[1:])
+                assert info["elapsed_step"][j] == r.elapsed_step
+                done[e] = bool(term[j] or trunc[j])
+                ends += done[e]
+            acts = rng.uniform(-1, 1, (len(ids),) + pool.single_action_space.shape)
+            acts = acts.astype(np.float32)
+            pending.update({e: acts[j] for j, e in enumerate(ids.tolist())})
+            pool.send(acts, ids)
+    assert ends >= n  # every env went through episode ends
+
+
 def test_partial_reset_and_subset_step_in_sync_mode():
     with make("CartPole-v1", num_envs=4, num_workers=2) as pool:
         pool.reset()
