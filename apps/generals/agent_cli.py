@@ -172,7 +172,8 @@ def cmd_train(args) -> int:
                              reward="winlose" if args.no_shaping else "shaped",
                              truncation=args.truncation, maps=args.maps,
                              snapshot_threshold=args.snapshot_threshold,
-                             snapshot_min_gap=args.snapshot_gap, seed=args.seed)
+                             snapshot_min_gap=args.snapshot_gap,
+                             snapshot_max_gap=args.snapshot_max_gap, seed=args.seed)
         sp = SelfPlay(policy, cfg, run, writer, _log)
         minutes = None if args.minutes is None else max(
             0.0, args.minutes - (time.perf_counter() - t0) / 60)
@@ -328,6 +329,8 @@ def add_commands(sub) -> None:
     p.add_argument("--no-shaping", action="store_true", help="win/lose reward only")
     p.add_argument("--snapshot-threshold", type=float, default=0.6)
     p.add_argument("--snapshot-gap", type=int, default=10, help="min updates between snapshots")
+    p.add_argument("--snapshot-max-gap", type=int, default=40,
+                   help="a snapshot joins at the latest this many updates after the last")
     _net_args(p)
     p.set_defaults(fn=cmd_train)
 

@@ -8,7 +8,10 @@ one seat learns half a game), and its opponent is drawn by PFSP (``learners.leag
 AlphaStar's ``(1 - x)^2`` by default) from the payoff table (``learners.league.PayoffTable``,
 decayed per pair); every finished game updates the table. The bots stay as fixed anchors;
 a snapshot of the learner joins the league whenever its mean win rate against the current
-league reaches ``snapshot_threshold`` (after at least ``snapshot_min_gap`` updates).
+league reaches ``snapshot_threshold`` (after at least ``snapshot_min_gap`` updates), and in any
+case ``snapshot_max_gap`` updates after the last one (AlphaStar's timeout: a league whose bots
+the learner cannot yet beat would otherwise never grow; at ~7 s per update on 2 cores the
+default 40 gives ~25 snapshots in 2 hours).
 
 PPO after Straka & Schmid (arXiv 2507.06825): gamma = 1, lambda = 0.95, clip 0.15 (policy and
 value, CleanRL's loss), small entropy bonus; GAE from ``gristmill.kernels.advantage``. Rewards
@@ -67,6 +70,7 @@ class SelfPlayConfig:
     pfsp: str = "hard"
     snapshot_threshold: float = 0.6
     snapshot_min_gap: int = 10
+    snapshot_max_gap: int = 40
     snapshot_greedy: bool = False
     seed: int = 0
     extra: dict = field(default_factory=dict)
@@ -358,8 +362,9 @@ class SelfPlay:
             self.state.updates += 1
             self.state.seconds += time.perf_counter() - t0
             wr = self.league_win_rate()
-            if wr >= cfg.snapshot_threshold and \
-                    self.updates - self.state.last_snapshot >= cfg.snapshot_min_gap:
+            gap = self.updates - self.state.last_snapshot
+            if (wr >= cfg.snapshot_threshold and gap >= cfg.snapshot_min_gap) or \
+                    gap >= cfg.snapshot_max_gap:
                 self.add_snapshot()
             sps = (self.agent_steps - start_steps) / (time.perf_counter() - start)
             last = {**stats, "league_win_rate": wr, "agent_steps_per_s": sps,

@@ -66,3 +66,11 @@ def test_selfplay_memory_sees_every_tick_once_and_boards_start_spread_over_game_
                                       getattr(shadow.memory, name), err_msg=name)
     ticks = eng.scalars[:, 0, 4]
     assert len(np.unique(ticks)) >= 8 and np.ptp(ticks) >= 30, ticks
+
+
+def test_a_snapshot_joins_after_snapshot_max_gap_updates_even_below_the_threshold(tmp_path):
+    cfg = SelfPlayConfig(boards=2, rollout=4, epochs=1, minibatch=8, truncation=20,
+                         snapshot_threshold=2.0, snapshot_max_gap=2, seed=0)
+    sp = SelfPlay(Policy.create(history=2, **TINY), cfg, tmp_path, log=lambda s: None)
+    sp.run(agent_steps=5 * 2 * 4)
+    assert sp.updates == 5 and list(sp.snapshots) == ["snap_000", "snap_001"]
