@@ -27,6 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# bench/queue.py (the queue benchmark) would shadow the standard library's queue, which torch
+# imports: run as a script, this folder must not be on the path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 RESULTS = ROOT / "bench" / "results"
 PIPELINE = Path(__file__).with_name("_generals_bots_pipeline.py")
 SIZES = {
