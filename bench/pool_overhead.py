@@ -1,9 +1,10 @@
 """The env pool's own cost per env step: a no-op env, so everything measured is the pool.
 
 Reports, per env step, the wall time and the CPU time of the main process and of the workers
-(from /proc), for the fast path (an env with ``step_into``/``reset_into`` that does nothing,
-as the built-in Atari and MuJoCo envs use) and for a plain Gymnasium env (``step`` returning
-a fresh observation). Run under ``flock /tmp/gristmill-bench.lock`` on an idle box::
+(from /proc), for three no-op envs: a native step (``native_step()``: the worker's compiled
+loop steps it without Python, as it does the built-in MuJoCo tasks), the Python fast path
+(``step_into``/``reset_into``, as the Atari envs use) and a plain Gymnasium env (``step``
+returning a fresh observation). Run under ``flock /tmp/gristmill-bench.lock`` on an idle box::
 
     .venv/bin/python bench/pool_overhead.py [--seconds 3] [--repeats 3]
 """
@@ -19,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 from gristmill.kernels.procfs import cpu_seconds
 from gristmill.samplers import make
+from gristmill.samplers._worker_loop import noop_native_step
 from gymnasium import spaces
 
 
@@ -38,6 +40,15 @@ class NoopFast(_Noop):
 
     def step_into(self, action, out):
         return 0.0, False, False
+
+
+class NoopNative(NoopFast):
+    """Does nothing, in C: the worker's loop never calls back into Python for a step."""
+
+    info_spec: dict = {}
+
+    def native_step(self):
+        return noop_native_step()
 
 
 class NoopPython(_Noop):
@@ -90,7 +101,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
     configs = [(16, 8, 2), (32, 16, 2), (8, 8, 2)]  # async, async, sync
-    for name, factory in (("fast path", NoopFast), ("python env", NoopPython)):
+    for name, factory in (("native", NoopNative), ("fast path", NoopFast),
+                          ("python env", NoopPython)):
         for n, b, w in configs:
             runs = [measure(factory, n, b, w, args.seconds) for _ in range(args.repeats)]
             best = min(runs, key=lambda r: r["wall_us"])

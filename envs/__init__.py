@@ -9,7 +9,10 @@
 
 Envs expose the Gymnasium API; gristmill's own also offer an allocation-free fast path
 (``reset_into(obs_out, seed)`` / ``step_into(action, obs_out)`` / ``info_spec`` +
-``info_values()``) that :mod:`gristmill.samplers` uses to write into shared memory.
+``info_values()``) that :mod:`gristmill.samplers` uses to write into shared memory. Envs
+whose step is C (MuJoCo's Ant, HalfCheetah, Hopper, Humanoid, Swimmer, Walker2d) also offer
+``native_step()``: the pool's worker loop calls it without Python or the GIL (the ABI is in
+:mod:`gristmill.samplers._worker_loop`).
 """
 
 __all__ = ["atari", "doom", "generals", "mujoco"]

@@ -39,6 +39,21 @@ cdef enum:
     CMD_CLOSE = 2
 
 
+cdef double _noop_reward = 0.0
+
+
+cdef int _noop_step(void *state, const void *action, void *obs) noexcept nogil:
+    (<double *> state)[0] = 0.0
+    return 0
+
+
+def noop_native_step():
+    """``(function address, state address)`` of a native step that does nothing (reward 0,
+    no flags, the observation left as it is): the pool's own cost per step, measured with
+    it (``bench/pool_overhead.py``)."""
+    return <uintptr_t> &_noop_step, <uintptr_t> &_noop_reward
+
+
 cdef uintptr_t _addr(a, dtype, list keep) except 0:
     """Address of a C-contiguous array of ``dtype`` (kept alive in ``keep``)."""
     a = np.asarray(a)

@@ -192,6 +192,43 @@ def test_async_mujoco_pool_equals_direct_envs_across_episode_ends(task):
     assert ends >= n  # every env went through episode ends
 
 
+class NativeOnly(gym.Env):
+    """Resets through Python; a step through Python fails: only the native step may run."""
+
+    observation_space = gym.spaces.Box(0, 255, (4,), np.uint8)
+    action_space = gym.spaces.Discrete(4)
+    info_spec: dict = {}
+
+    def reset_into(self, out, seed=None):
+        out[:] = 7
+
+    def step_into(self, action, out):
+        raise AssertionError("a native env was stepped through Python")
+
+    def native_step(self):
+        from gristmill.samplers._worker_loop import noop_native_step
+
+        return noop_native_step()
+
+
+@pytest.mark.parametrize("batch", [3, 6])
+def test_native_steps_run_in_the_compiled_loop_without_python(batch):
+    """Sync and async: every step after the reset is the native no-op (reward 0, no flags),
+    elapsed_step counting up per env."""
+    with make(NativeOnly, num_envs=6, batch_size=batch, num_workers=2) as pool:
+        pool.async_reset()
+        seen = np.full(6, -1)
+        for _ in range(40):
+            obs, rew, term, trunc, info = pool.recv()
+            ids = info["env_id"].copy()
+            assert (rew == 0).all() and not (term | trunc).any()
+            np.testing.assert_array_equal(info["elapsed_step"], seen[ids] + 1)
+            assert (obs[seen[ids] < 0] == 7).all()  # the resets' observations
+            seen[ids] += 1
+            pool.send(np.zeros(len(ids), np.int64), ids)
+        assert seen.min() >= 5
+
+
 def test_partial_reset_and_subset_step_in_sync_mode():
     with make("CartPole-v1", num_envs=4, num_workers=2) as pool:
         pool.reset()
