@@ -19,6 +19,9 @@ class DoomEnvFactory:
     episode_horizon: int | None = None
 
     timelimit: float | None = None  # multiplayer match minutes (None: the scenario's)
+    # multiplayer: env i's matches try ports from first_port + 10 i (trainers sharing a
+    # machine, e.g. the members of a Ray population, start theirs apart)
+    first_port: int = 40300
 
     def __call__(self, env_index: int):
         """A ``DoomEnv``, or a ``DoomMultiAgentEnv`` (per-agent lists) for self-play ids."""
@@ -34,5 +37,5 @@ class DoomEnvFactory:
             kwargs["timelimit"] = self.timelimit
         if doom_spec(self.env).num_agents > 1:
             # Spread the first ports so that envs starting together rarely collide.
-            return DoomMultiAgentEnv(self.env, port=40300 + 10 * env_index, **kwargs)
+            return DoomMultiAgentEnv(self.env, port=self.first_port + 10 * env_index, **kwargs)
         return DoomEnv(self.env, episode_horizon=self.episode_horizon, **kwargs)
