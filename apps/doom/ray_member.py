@@ -32,6 +32,7 @@ import dataclasses
 import json
 import os
 import queue
+import signal
 import threading
 import time
 import traceback
@@ -43,12 +44,22 @@ from gristmill.apps.console import RunConsole
 from gristmill.apps.doom.config import TrainConfig
 from gristmill.apps.doom.model import build_model
 from gristmill.apps.doom.trainer import DoomTrainer
+from gristmill.envs.doom import game_instances, unlink_game_shm
+from gristmill.kernels import procfs
 from gristmill.kernels.shm_cli import list_entries
 from gristmill.learners.league import PayoffTable
 
-__all__ = ["DoomMember", "MemberTrainer", "member_config", "member_dir", "weights_checksum"]
+__all__ = [
+    "DoomMember",
+    "MemberTrainer",
+    "member_config",
+    "member_dir",
+    "reap_games_of_dead_members",
+    "weights_checksum",
+]
 
 LIVE = "@live"  # suffix of a frozen slot holding another member's latest weights
+MEMBER_TAG = "GRISTMILL_RAY_MEMBER"  # environment of a member's processes: "<dir>#<pid>"
 
 
 def member_dir(exp_dir: str, k: int) -> str:
@@ -77,6 +88,32 @@ def member_config(
         seed=cfg.seed + 1000 * k,
         snapshot_opponent_prob=max(cfg.snapshot_opponent_prob, 1.0 - 1.0 / n),
     )
+
+
+def reap_games_of_dead_members(prefix: str, timeout: float = 10.0) -> list[str]:
+    """End the VizDoom games left by member processes that died without cleaning up (their
+    node was killed: the rollout workers died at once and nothing ended their games), and
+    remove the games' /dev/shm entries; returns what was removed.
+
+    Every member process sets ``GRISTMILL_RAY_MEMBER=<member dir>#<pid>`` before it starts
+    training, and its workers' games inherit it; a game whose tag starts with ``prefix`` and
+    names a dead pid is one of those.
+    """
+    stale: dict[int, str] = {}
+    for pid, iid in game_instances().items():
+        tag = procfs.environ(pid).get(MEMBER_TAG.encode(), b"").decode()
+        owner = tag.rpartition("#")[2]
+        if tag.startswith(prefix) and owner.isdigit() and not procfs.alive(int(owner)):
+            stale[pid] = iid
+    for pid in stale:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout
+    while any(procfs.alive(p) for p in stale) and time.monotonic() < deadline:
+        time.sleep(0.05)  # not our children: their parent (init) reaps them
+    return unlink_game_shm(stale.values())
 
 
 def weights_checksum(model_state: dict) -> float:
@@ -127,6 +164,10 @@ class MemberTrainer(DoomTrainer):
         self.opponents: dict[str, int] = {}  # "p<j>@live" -> its policy id here
         pop = self.league.population
         pop.payoff = _ReportingPayoff(pop.payoff, self._on_result)
+        # members on one machine: their duel matches search free ports from apart (two hosts
+        # that pick the same port at the same moment break both matches)
+        k = int(name[1:])
+        self.env_fn = dataclasses.replace(self.env_fn, first_port=40300 + 1000 * (k % 25))
 
     # ------------------------------------------------------------------ names
     def global_name(self, local: str) -> str:
@@ -245,8 +286,9 @@ class DoomMember:
         self.thread.start()
 
     def _clean_after_predecessors(self, node: str) -> list[str]:
-        """Remove the shared memory of earlier processes of this member that died without
-        cleaning up (a killed node on this machine), then append this process to
+        """End the games and remove the shared memory of earlier processes of this member that
+        died without cleaning up (a killed node on this machine), tag this process's games
+        (:func:`reap_games_of_dead_members`), then append this process to
         ``member.log`` (JSON lines: pid, Ray node, host, start time); returns what was
         removed."""
         path = os.path.join(self.dir, "member.log")
@@ -255,7 +297,8 @@ class DoomMember:
                 old = {json.loads(line)["pid"] for line in f if line.strip()}
         except FileNotFoundError:
             old = set()
-        removed = []
+        removed = reap_games_of_dead_members(os.path.abspath(self.dir) + "#")
+        os.environ[MEMBER_TAG] = f"{os.path.abspath(self.dir)}#{os.getpid()}"
         for e in list_entries():
             if e.pid in old and not e.alive:
                 try:

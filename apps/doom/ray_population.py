@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import time
 from collections import deque
 
@@ -46,7 +47,7 @@ from gristmill.apps.curves import tensorboard_writer
 from gristmill.apps.doom.config import TrainConfig
 from gristmill.apps.doom.league import pbt_config
 from gristmill.apps.doom.model import appo_config
-from gristmill.apps.doom.ray_member import DoomMember, member_dir
+from gristmill.apps.doom.ray_member import DoomMember, member_dir, reap_games_of_dead_members
 from gristmill.apps.stop_signal import StopSignal
 from gristmill.kernels.shm_cli import list_entries
 from gristmill.learners.league import (
@@ -72,6 +73,16 @@ def _token_help(where: str) -> str:
         "(`ray get-auth-token` on the head node, default ~/.ray/auth_token) to "
         "~/.ray/auth_token here, or set RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH"
     )
+
+
+def _answers(address: str) -> bool:
+    """Whether a TCP server listens at ``HOST:PORT``."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def _token_location(exp_dir: str) -> str:
@@ -137,6 +148,10 @@ def connect(address: str, num_cpus: int, exp_dir: str) -> dict:
     except AuthenticationError as e:
         raise RuntimeError(_token_help(address)) from e
     except ConnectionError as e:
+        # Ray reports a refused token as a failed connection ("a previous Ray instance that
+        # has since crashed"): if something answers at the address, say what is likely wrong.
+        if address not in ("auto", "local") and _answers(address):
+            raise RuntimeError(f"{_token_help(address)} ({e})") from e
         raise RuntimeError(f"--ray {address}: no Ray cluster reachable there ({e})") from e
     return {
         "started_cluster": started,
@@ -503,8 +518,9 @@ class RayPopulation:
         return final
 
     def _shutdown(self, started: bool) -> None:
-        """Kill the members' actors, leave (or end) the cluster, and remove the shared memory
-        of member processes that died without cleaning up (a killed node on this machine)."""
+        """Kill the members' actors, leave (or end) the cluster, and end the games and remove
+        the shared memory of member processes that died without cleaning up (a killed node on
+        this machine)."""
         import ray  # noqa: PLC0415
 
         for m in self.members:
@@ -518,6 +534,7 @@ class RayPopulation:
             e.alive for e in list_entries() if e.pid in self.seen_pids
         ):
             time.sleep(0.2)
+        reap_games_of_dead_members(os.path.abspath(os.path.join(self.exp_dir, "members")))
         for e in list_entries():
             if e.pid in self.seen_pids and not e.alive:
                 try:

@@ -161,11 +161,20 @@ def test_a_member_on_a_killed_node_restarts_from_its_checkpoint_and_the_league_k
     cluster = Cluster(
         initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
     )
-    proc = None
+    proc = refused = None
     try:
         victim_node = cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         exp = tmp_path / "duel"
+        # a driver holding another token is refused with a message that says so (meanwhile)
+        wrong = tmp_path / "wrong_token"
+        wrong.write_text(os.urandom(16).hex())
+        refused = subprocess.Popen(
+            cli("train", "--ray", cluster.address, "--num_policies", "2", "--train_dir",
+                str(tmp_path), "--experiment", "refused"),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "RAY_AUTH_TOKEN_PATH": str(wrong)},
+        )  # fmt: skip
         proc = subprocess.Popen(
             cli("train", "--env", "doom_duel", "--env_frameskip", "2", "--timelimit", "0.05",
                 *TINY, "--ray", cluster.address, "--num_policies", "2",
@@ -207,11 +216,14 @@ def test_a_member_on_a_killed_node_restarts_from_its_checkpoint_and_the_league_k
         time.sleep(5)  # some training after the restart
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=240)
+        _, refused_err = refused.communicate(timeout=120)
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        for p in (proc, refused):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.communicate()
         cluster.shutdown()
+    assert refused.returncode != 0 and "refused this driver's token" in refused_err, refused_err
     assert proc.returncode == 130, err[-3000:]  # interrupted, and said so
     summary = last_json(out)
     assert summary["ray"]["member_restarts"][k] >= 1, summary["ray"]
