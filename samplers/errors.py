@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["APIUsageError", "WorkerError"]
+__all__ = ["APIUsageError", "RestartLimitError", "WorkerError"]
 
 
 class APIUsageError(RuntimeError):
     """The pool's API was called out of order (recv before reset, send twice to an env...)."""
+
+
+class RestartLimitError(RuntimeError):
+    """A supervisor's worker-restart budget is spent (too many failures in all, or a crash
+    loop): see :class:`~gristmill.samplers.supervision.RestartBudget`."""
 
 
 class WorkerError(RuntimeError):

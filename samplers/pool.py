@@ -61,6 +61,7 @@ import time
 import warnings
 import weakref
 from collections import deque
+from functools import partial
 from numbers import Real
 from typing import Any
 
@@ -75,8 +76,9 @@ from gymnasium import spaces
 from . import _worker
 from ._slots import TAG_SHIFT, WORKER_MASK, Slots, mask_words
 from ._worker import CMD_CLOSE, CMD_RESET, CMD_RESET_TRUNC, CMD_STEP, split_envs
-from .errors import APIUsageError, WorkerError
+from .errors import APIUsageError, RestartLimitError, WorkerError
 from .registry import EnvFactory, resolve
+from .supervision import RestartBudget, WorkerProcesses, stop_processes
 
 __all__ = ["EnvPool", "make"]
 
@@ -123,17 +125,7 @@ class _Resources:
                         sig.post(w)
                     except Exception:  # noqa: BLE001 - best effort, then terminate
                         pass
-        deadline = time.monotonic() + 2.0
-        for p in self.procs:
-            if p is None:
-                continue
-            p.join(max(0.0, deadline - time.monotonic()))
-            if p.is_alive():
-                p.terminate()
-                p.join(1.0)
-            if p.is_alive():
-                p.kill()
-                p.join(1.0)
+        stop_processes(self.procs, 2.0, grace=1.0, wait=1.0)
         self.procs = []
         for c in self.conns:
             try:
@@ -199,7 +191,6 @@ class EnvPool:
         self.spin = spin
         self.step_timeout = step_timeout
         self.render_mode = None
-        self.restarts = 0
         self.errors: list[WorkerError] = []
         self._ctx = mp.get_context(start_method)
         self._closed = False
@@ -290,31 +281,25 @@ class EnvPool:
         self._recv_seq = 0  # async: blocks received so far (block = seq % num_blocks)
         self._last_check = time.monotonic()
 
-        self._res.procs = [None] * W
         self._res.conns = [None] * W
+        # spawn refers to what the workers need, not to the pool (the finalizer must run)
+        spawn = partial(_spawn_worker, self._ctx, factory, a, self._layout, self._envs_of, seed,
+                        self._res.conns)
+        # a dead worker has nothing to close its envs for: SIGKILL at once (grace 0)
+        self._workers = WorkerProcesses(W, spawn, budget=RestartBudget(total=max_restarts),
+                                        grace=0.0, wait=1.0, procs=self._res.procs)
         try:
-            for w in range(W):
-                self._start_worker(w, base_seed=seed)
+            self._workers.start()
             self._await_ready(range(W), startup_timeout)
         except BaseException:
             self.close()
             raise
 
-    # ---- processes ------------------------------------------------------------------------------
-    def _start_worker(self, w: int, base_seed, restarted: bool = False) -> None:
-        recv_conn, send_conn = self._ctx.Pipe(duplex=False)
-        ids = [int(i) for i in self._envs_of[w]]
-        p = self._ctx.Process(
-            target=_worker.worker_main,
-            args=(w, ids, self.factory, self._a, self._layout, base_seed, send_conn,
-                  os.getpid(), restarted),
-            name=f"gristmill-pool-{w}",
-            daemon=True,
-        )
-        p.start()
-        send_conn.close()
-        self._res.procs[w] = p
-        self._res.conns[w] = recv_conn
+    # ---- processes (supervision: samplers.supervision.WorkerProcesses) -------------------------
+    @property
+    def restarts(self) -> int:
+        """Replacement workers started so far."""
+        return self._workers.restarts
 
     def _await_ready(self, workers, timeout: float) -> None:
         waiting = set(workers)
@@ -356,7 +341,7 @@ class EnvPool:
                             f"raised", w, msg[2], msg[3])
             except (EOFError, OSError):
                 pass
-            if err is None and p.exitcode is not None:
+            if err is None and self._workers.failure(w) is not None:
                 p.join(0.2)
                 ids = [int(i) for i in self._envs_of[w]]
                 err = WorkerError(f"worker {w} (envs {ids[0]}..{ids[-1]}) died with exit code "
@@ -366,7 +351,7 @@ class EnvPool:
             if p.exitcode is None:
                 p.join(2.0)
             self.errors.append(err)
-            if self.on_error == "raise" or self.restarts >= self.max_restarts:
+            if self.on_error == "raise":
                 self.close()
                 raise err
             self._restart(w, err)
@@ -384,13 +369,37 @@ class EnvPool:
         sent, result not received) and from the slot book, never from the dead worker's
         progress counter: a worker killed after publishing a result but before advancing
         past its request leaves that request in the ring although its env has its result
-        (issue 21)."""
-        a = self._a
-        p = self._res.procs[w]
-        if p.is_alive():
-            p.kill()
-        p.join(1.0)
+        (issue 21). Past ``max_restarts``, closes the pool and raises ``err``."""
+        try:
+            self._workers.replace(w, self._rewrite_ring)
+        except RestartLimitError:
+            self.close()
+            raise err from None
+        while True:
+            warnings.warn(f"{err.args[0]}; restarting it (restart {self.restarts}/"
+                          f"{self.max_restarts}); envs {err.env_ids} restart their episodes",
+                          RuntimeWarning, stacklevel=3)
+            try:
+                self._await_ready([w], 120.0)
+                return
+            except WorkerError as e:
+                # the replacement died while making its envs (killed too, or the envs fail):
+                # it touched no request, so the rewritten ring stands for the next one
+                err = e
+                self.errors.append(err)
+                try:
+                    self._workers.replace(w, self._close_conn)
+                except RestartLimitError:
+                    self.close()
+                    raise err from None
+
+    def _close_conn(self, w: int) -> None:
         self._res.conns[w].close()
+
+    def _rewrite_ring(self, w: int) -> None:
+        """Reclaim dead worker ``w``'s requests for its successor (see :meth:`_restart`)."""
+        self._close_conn(w)
+        a = self._a
         B, R, cap = self.batch_size, self.num_blocks, self._cap
         tail, head = int(a["progress"][w, _worker.P_TAIL]), int(a["head"][w, 0])
         items = [tuple(int(x) for x in self._ring[w, t % cap]) for t in range(tail, head)]
@@ -428,28 +437,6 @@ class EnvPool:
         for k, item in enumerate(redo):
             self._ring[w, (tail + k) % cap] = item
         a["head"][w, 0] = tail + len(redo)
-        while True:
-            self.restarts += 1
-            warnings.warn(f"{err.args[0]}; restarting it (restart {self.restarts}/"
-                          f"{self.max_restarts}); envs {err.env_ids} restart their episodes",
-                          RuntimeWarning, stacklevel=3)
-            self._start_worker(w, base_seed=None, restarted=True)
-            try:
-                self._await_ready([w], 120.0)
-                return
-            except WorkerError as e:
-                # the replacement died while making its envs (killed too, or the envs fail):
-                # it touched no request, so the rewritten ring stands for the next one
-                err = e
-                self.errors.append(err)
-                p = self._res.procs[w]
-                if p.is_alive():
-                    p.kill()
-                p.join(1.0)
-                self._res.conns[w].close()
-                if self.restarts >= self.max_restarts:
-                    self.close()
-                    raise
 
     # ---- EnvPool API ----------------------------------------------------------------------------
     def _check_open(self) -> None:
@@ -732,6 +719,26 @@ class EnvPool:
         mode = f"async batch {self.batch_size}" if self.is_async else "sync"
         return (f"EnvPool({self.task_id!r}, num_envs={self.num_envs}, {mode}, "
                 f"num_workers={self.num_workers})")
+
+
+def _spawn_worker(ctx, factory, arrays, layout, envs_of, seed, conns, w: int,
+                  generation: int):
+    """Start env-pool worker ``w`` (its pipe's read end goes to ``conns[w]``); a generation
+    above 0 replaces a dead worker: its envs keep their seeding, and each one's first result
+    reports ``truncated``."""
+    recv_conn, send_conn = ctx.Pipe(duplex=False)
+    ids = [int(i) for i in envs_of[w]]
+    p = ctx.Process(
+        target=_worker.worker_main,
+        args=(w, ids, factory, arrays, layout, seed if generation == 0 else None, send_conn,
+              os.getpid(), generation > 0),
+        name=f"gristmill-pool-{w}",
+        daemon=True,
+    )
+    p.start()
+    send_conn.close()
+    conns[w] = recv_conn
+    return p
 
 
 def make(task_id, env_type: str = "gymnasium", num_envs: int = 1, batch_size: int | None = None,

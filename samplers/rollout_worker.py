@@ -22,7 +22,6 @@ import os
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from queue import Empty
 
@@ -38,7 +37,13 @@ from gristmill.samplers.rollout_protocol import (
     fill_id,
 )
 from gristmill.samplers.spaces import action_from_row
-from gristmill.samplers.supervision import die_with_parent
+from gristmill.samplers.supervision import (
+    RestartBudget,
+    WorkerProcesses,
+    crash_report,
+    die_with_parent,
+    stop_processes,
+)
 
 __all__ = [
     "RolloutWorkerPool",
@@ -154,12 +159,7 @@ class _Worker:
 
     def restart_env(self, i: int, exc: BaseException):
         index = self.first + i
-        self.report(
-            "env_error",
-            env=index,
-            error=f"{type(exc).__name__}: {exc}",
-            traceback=traceback.format_exc(limit=5),
-        )
+        self.report("env_error", env=index, **crash_report(exc, limit=5))
         try:
             self.envs[i].close()
         except Exception:  # noqa: BLE001 - the env is already broken
@@ -340,9 +340,7 @@ def run_rollout_worker(
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 0
     except BaseException as exc:  # noqa: BLE001 - reported, then the process exits non-zero
-        worker.report(
-            "worker_error", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc()
-        )
+        worker.report("worker_error", **crash_report(exc))
         code = 1
     finally:
         worker.close()
@@ -350,7 +348,8 @@ def run_rollout_worker(
 
 
 class RolloutWorkerPool:
-    """Starts, watches and restarts the rollout worker processes of one sampling system.
+    """Starts, watches and restarts the rollout worker processes of one sampling system
+    (supervision: :class:`~gristmill.samplers.supervision.WorkerProcesses`).
 
     Args:
       env_fn: picklable ``env_fn(env_index) -> env``.
@@ -363,6 +362,12 @@ class RolloutWorkerPool:
       env_report: optional :data:`EnvReport` hook (see the module docstring), e.g. the Doom
         trainer's, which learns each worker's game processes to clean up after a killed one.
       niceness: added to each worker's nice value (and so its envs' processes); 0 leaves it.
+      max_restarts_per_min: :meth:`restart` raises
+        :class:`~gristmill.samplers.errors.RestartLimitError` past this many restarts in any
+        60 s (a crash loop); None: no limit.
+
+    Attributes: ``procs``, ``generation`` (per worker; the inference server keeps this list
+    to drop requests of dead generations), ``restarts``, ``ledger``.
     """
 
     def __init__(
@@ -376,6 +381,7 @@ class RolloutWorkerPool:
         start_method: str | None = None,
         env_report: EnvReport | None = None,
         niceness: int = 0,
+        max_restarts_per_min: int | None = None,
     ):
         if niceness < 0:
             raise ValueError(f"niceness must be >= 0 (a lower priority), got {niceness}")
@@ -387,49 +393,48 @@ class RolloutWorkerPool:
         if start_method is None:
             start_method = "fork" if sys.platform.startswith("linux") else "spawn"
         self.ctx = mp.get_context(start_method)
-        n = channels.layout.num_workers
-        self.procs: list = [None] * n
-        self.generation = [0] * n
+        self.workers = WorkerProcesses(
+            channels.layout.num_workers,
+            self._spawn,
+            heartbeats=channels.arrays["worker_heartbeat"],
+            heartbeat_timeout=heartbeat_timeout,
+            budget=RestartBudget(per_minute=max_restarts_per_min),
+            grace=10.0,  # SIGTERM first: the worker closes its envs and their games
+            wait=5.0,
+        )
+        self.procs, self.generation = self.workers.procs, self.workers.generation
         self.ledger = SlotLedger(channels.arrays, channels.free_slots, channels.trajectories)
-        self.restarts = 0
+
+    @property
+    def restarts(self) -> int:
+        return self.workers.restarts
+
+    def _spawn(self, w: int, generation: int):
+        p = self.ctx.Process(
+            target=run_rollout_worker,
+            args=(
+                w,
+                generation,
+                self.env_fn,
+                self.ch,
+                self.seed,
+                self.reward_scale,
+                self.reward_clip,
+                self.env_report,
+                self.niceness,
+            ),
+            name=f"gristmill-rollout-{w}",
+            daemon=True,
+        )
+        p.start()
+        return p
 
     def start(self, worker_id: int | None = None) -> None:
-        ids = range(len(self.procs)) if worker_id is None else [worker_id]
-        for w in ids:
-            self.ch.arrays["worker_heartbeat"][w] = time.time()
-            p = self.ctx.Process(
-                target=run_rollout_worker,
-                args=(
-                    w,
-                    self.generation[w],
-                    self.env_fn,
-                    self.ch,
-                    self.seed,
-                    self.reward_scale,
-                    self.reward_clip,
-                    self.env_report,
-                    self.niceness,
-                ),
-                name=f"gristmill-rollout-{w}",
-                daemon=True,
-            )
-            p.start()
-            self.procs[w] = p
+        self.workers.start(worker_id)
 
     def check(self) -> list[tuple[int, str]]:
         """Workers that died or hung since the last check: ``[(worker, reason)]``."""
-        now = time.time()
-        bad = []
-        for w, p in enumerate(self.procs):
-            if p is None:
-                continue
-            if not p.is_alive():
-                bad.append((w, f"exited with code {p.exitcode}"))
-            elif now - self.ch.arrays["worker_heartbeat"][w] > self.heartbeat_timeout:
-                bad.append(
-                    (w, f"no heartbeat for {now - self.ch.arrays['worker_heartbeat'][w]:.0f} s")
-                )
-        return bad
+        return self.workers.failures()
 
     def env_indices(self, worker_id: int) -> list[int]:
         e = self.ch.layout.envs_per_worker
@@ -439,39 +444,23 @@ class RolloutWorkerPool:
         """Kill (if needed) and restart a worker; returns the unfinished slots it held, now
         free again (its finished ones are re-sent to the learner: see
         :meth:`~gristmill.samplers.rollout_protocol.SlotLedger.reclaim`). The caller keeps
-        inference from serving this worker's requests meanwhile."""
-        p = self.procs[worker_id]
-        if p is not None and p.is_alive():
-            p.terminate()
-            p.join(10)
-            if p.is_alive():
-                p.kill()
-                p.join(5)
+        inference from serving this worker's requests meanwhile. Raises
+        :class:`~gristmill.samplers.errors.RestartLimitError` (restarting nothing) past
+        ``max_restarts_per_min``."""
+        return self.workers.replace(worker_id, self._reclaim)
+
+    def _reclaim(self, worker_id: int) -> list[int]:
         # Answers the dead worker never read: its successor would ignore them, but they would
-        # fill its queue. The generation moves on first, so no new one is made for it.
-        self.generation[worker_id] += 1
+        # fill its queue. Its generation has moved on, so no new one is made for it.
         queue = self.ch.actions[worker_id]
         while True:
             try:
                 queue.get_many_nowait()
             except Empty:
                 break
-        lost = self.ledger.reclaim(worker_id)
-        self.restarts += 1
-        self.start(worker_id)
-        return lost
+        return self.ledger.reclaim(worker_id)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Set the stop flag, wait for workers to close their envs, then terminate/kill."""
         self.ch.arrays["stop"][0] = 1
-        deadline = time.time() + timeout
-        for p in self.procs:
-            if p is not None:
-                p.join(max(0.1, deadline - time.time()))
-        for p in self.procs:
-            if p is not None and p.is_alive():
-                p.terminate()
-                p.join(5)
-            if p is not None and p.is_alive():
-                p.kill()
-                p.join(5)
+        stop_processes(self.procs, timeout, grace=5.0, wait=5.0)

@@ -6,17 +6,17 @@ are handed back to the caller), and on each check restarts workers that died or 
 the inference server's lock (a restart frees the dead worker's slots), then ends the games it
 left and removes their VizDoom shared memory (:class:`~.games.WorkerGames`). A crash loop
 (more than ``max_worker_restarts_per_min`` failures in any minute) stops the run; faults
-spread over a long run do not.
+spread over a long run do not. Failure detection, restarts and their limit are samplers'
+(:mod:`gristmill.samplers.supervision`); this module adds the games and the console.
 """
 
 from __future__ import annotations
 
 import threading
-import time
-from collections import deque
 from queue import Empty
 
 from gristmill.apps.doom.games import WorkerGames, report_worker_games
+from gristmill.samplers.errors import RestartLimitError
 from gristmill.samplers.rollout import RolloutChannels
 from gristmill.samplers.rollout_worker import RolloutWorkerPool
 
@@ -39,10 +39,10 @@ class WorkerSupervisor:
             heartbeat_timeout=cfg.heartbeat_timeout,
             env_report=report_worker_games,
             niceness=cfg.sampler_nice,
+            max_restarts_per_min=cfg.max_worker_restarts_per_min,
         )
         self.channels = channels
         self.games = WorkerGames()  # each worker's VizDoom games, to clean up after it
-        self.restart_times: deque = deque(maxlen=cfg.max_worker_restarts_per_min + 1)
         self.stale_answers = 0  # answers workers ignored (see samplers.rollout_protocol)
 
     @property
@@ -93,18 +93,16 @@ class WorkerSupervisor:
                 f"[red]rollout worker {w} (envs {envs[0]}-{envs[-1]} of {cfg.env}) "
                 f"{reason}; restarting it[/red]"
             )
-            now = time.time()
-            self.restart_times.append(now)
-            recent = sum(now - t < 60.0 for t in self.restart_times)
-            if recent > cfg.max_worker_restarts_per_min:
-                raise RuntimeError(
-                    f"rollout workers failed {recent} times in the last minute "
-                    f"(--max_worker_restarts_per_min {cfg.max_worker_restarts_per_min}); stopping"
-                )
             # restart() kills a hung worker first; its games then re-parent to us, and the new
             # worker's games are its own children, so the cleanup touches only the old ones.
-            with self.lock:
-                pool.restart(w)
+            try:
+                with self.lock:
+                    pool.restart(w)
+            except RestartLimitError as e:
+                raise RuntimeError(
+                    f"rollout {e} (--max_worker_restarts_per_min "
+                    f"{cfg.max_worker_restarts_per_min}); stopping"
+                ) from None
             self.games.cleanup(w)
         return episodes
 
