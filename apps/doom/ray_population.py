@@ -471,6 +471,7 @@ class RayPopulation:
                 self._poll(now)
                 if frames0 is None and all(st is not None for st in self.status):
                     frames0 = sum(st["resumed_frames"] for st in self.status)
+                    self.ray_info["members_ready_s"] = now - t0  # actors up, trainers built
                     last["frames"] = self._frames()
                 if now - self.last_sync >= cfg.ray_sync_every_sec or None in self.synced_version:
                     self._sync_weights()
