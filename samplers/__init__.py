@@ -16,7 +16,7 @@
 """
 
 from .autotune import autotune
-from .errors import APIUsageError, WorkerError
+from .errors import APIUsageError, RestartLimitError, WorkerError
 from .perf_env import PerformanceEnv
 from .pool import EnvPool, make
 from .registry import register, register_provider
@@ -27,6 +27,7 @@ __all__ = [
     "APIUsageError",
     "EnvPool",
     "PerformanceEnv",
+    "RestartLimitError",
     "VectorEnvView",
     "WorkerError",
     "autotune",

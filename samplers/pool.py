@@ -370,12 +370,13 @@ class EnvPool:
         progress counter: a worker killed after publishing a result but before advancing
         past its request leaves that request in the ring although its env has its result
         (issue 21). Past ``max_restarts``, closes the pool and raises ``err``."""
-        try:
-            self._workers.replace(w, self._rewrite_ring)
-        except RestartLimitError:
-            self.close()
-            raise err from None
+        reclaim = self._rewrite_ring
         while True:
+            try:
+                self._workers.replace(w, reclaim)
+            except RestartLimitError:
+                self.close()
+                raise err from None
             warnings.warn(f"{err.args[0]}; restarting it (restart {self.restarts}/"
                           f"{self.max_restarts}); envs {err.env_ids} restart their episodes",
                           RuntimeWarning, stacklevel=3)
@@ -385,13 +386,8 @@ class EnvPool:
             except WorkerError as e:
                 # the replacement died while making its envs (killed too, or the envs fail):
                 # it touched no request, so the rewritten ring stands for the next one
-                err = e
+                err, reclaim = e, self._close_conn
                 self.errors.append(err)
-                try:
-                    self._workers.replace(w, self._close_conn)
-                except RestartLimitError:
-                    self.close()
-                    raise err from None
 
     def _close_conn(self, w: int) -> None:
         self._res.conns[w].close()
