@@ -173,7 +173,8 @@ def cmd_train(args) -> int:
                              truncation=args.truncation, maps=args.maps,
                              snapshot_threshold=args.snapshot_threshold,
                              snapshot_min_gap=args.snapshot_gap,
-                             snapshot_max_gap=args.snapshot_max_gap, seed=args.seed)
+                             snapshot_max_gap=args.snapshot_max_gap,
+                             exploiter_boards=args.exploiter_boards, seed=args.seed)
         sp = SelfPlay(policy, cfg, run, writer, _log)
         minutes = None if args.minutes is None else max(
             0.0, args.minutes - (time.perf_counter() - t0) / 60)
@@ -233,7 +234,8 @@ def cmd_eval(args) -> int:
                   file=sys.stderr)
             return 2
         base = Policy.load(finals[0])
-        snaps = sorted((run / "checkpoints" / "snapshots").glob("snap_*.pt"))
+        snaps = sorted(p for p in (run / "checkpoints" / "snapshots").glob("*.pt")
+                       if p.stem.startswith(("snap_", "exploit_")))
         for p in snaps[::max(1, args.every)]:
             weights = load_member_weights(str(run), p.stem)
             players[p.stem] = NetPlayer(base.with_weights(weights), p.stem)
@@ -331,6 +333,9 @@ def add_commands(sub) -> None:
     p.add_argument("--snapshot-gap", type=int, default=10, help="min updates between snapshots")
     p.add_argument("--snapshot-max-gap", type=int, default=40,
                    help="a snapshot joins at the latest this many updates after the last")
+    p.add_argument("--exploiter-boards", type=float, default=0.0,
+                   help="share of the boards for a main exploiter (AlphaStar's; reset to the "
+                   "BC weights each time it joins the league); 0: none")
     _net_args(p)
     p.set_defaults(fn=cmd_train)
 

@@ -18,6 +18,12 @@ value, CleanRL's loss), small entropy bonus; GAE from ``gristmill.kernels.advant
 are the engine's (``"shaped"``: win/lose + the paper's potential difference; ``"winlose"``).
 A game cut at ``truncation`` is a draw and terminal (the tick is in the observation).
 
+Main exploiter (AlphaStar's, optional): with ``exploiter_boards > 0`` that share of the boards
+trains a second policy ``p1`` against the current main agent only; once it wins
+``exploiter_threshold`` of its games since its last reset (or ``exploiter_max_gap`` updates have
+passed) it joins the league as ``exploit_<k>`` and is reset to the weights self-play started
+from (the BC policy), so the main agent meets, via PFSP, fresh specialists in its weaknesses.
+
 Before the first update the boards are played into evenly spread game ticks (``_spread``):
 games that run to the truncation all last exactly ``truncation`` ticks, so boards that start
 together would stay in step and every rollout would hold one stretch of game time.
@@ -47,7 +53,8 @@ from .agent import Policy
 
 __all__ = ["SelfPlay", "SelfPlayConfig"]
 
-LEARNER = "p0"  # the population's only learning policy
+LEARNER = "p0"  # the main agent
+EXPLOITER = "p1"  # the main exploiter, when there is one
 
 
 @dataclass
@@ -72,6 +79,9 @@ class SelfPlayConfig:
     snapshot_min_gap: int = 10
     snapshot_max_gap: int = 40
     snapshot_greedy: bool = False
+    exploiter_boards: float = 0.0
+    exploiter_threshold: float = 0.7
+    exploiter_max_gap: int = 80
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
@@ -83,6 +93,12 @@ class SelfPlayConfig:
                 raise ValueError(f"unknown bot {b!r}; choose from {BOTS}")
         if self.boards < 1 or self.rollout < 1 or self.minibatch < 1:
             raise ValueError("boards, rollout and minibatch must be >= 1")
+        if not 0 <= self.exploiter_boards < 1:
+            raise ValueError(f"exploiter_boards is a share of the boards in [0, 1), got "
+                             f"{self.exploiter_boards}")
+        if self.exploiter_boards and round(self.exploiter_boards * self.boards) in (0, self.boards):
+            raise ValueError(f"exploiter_boards={self.exploiter_boards} of {self.boards} boards "
+                             "leaves the main agent or the exploiter no board")
 
 
 class _LoopState:
@@ -91,16 +107,21 @@ class _LoopState:
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
         self.updates = self.agent_steps = self.games = self.last_snapshot = 0
-        self.seconds = 0.0
+        self.last_exploiter = self.exploiter_games = 0  # since the exploiter's last reset
+        self.exploiter_score = self.seconds = 0.0
 
     def state_dict(self) -> dict:
         return {"updates": self.updates, "agent_steps": self.agent_steps, "games": self.games,
                 "last_snapshot": self.last_snapshot, "seconds": self.seconds,
-                "rng": self.rng.bit_generator.state}
+                "last_exploiter": self.last_exploiter, "exploiter_games": self.exploiter_games,
+                "exploiter_score": self.exploiter_score, "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, st: dict) -> None:
         self.updates, self.agent_steps, self.games = st["updates"], st["agent_steps"], st["games"]
         self.last_snapshot, self.seconds = st["last_snapshot"], st["seconds"]
+        self.last_exploiter = st.get("last_exploiter", 0)
+        self.exploiter_games = st.get("exploiter_games", 0)
+        self.exploiter_score = st.get("exploiter_score", 0.0)
         self.rng.bit_generator.state = st["rng"]
 
 
@@ -121,16 +142,26 @@ class SelfPlay:
         self.features = AgentFeatures(n, S, policy.history)
         self.bots = {b: Bot(b, n, seed=cfg.seed + 7 + k) for k, b in enumerate(cfg.bots)}
         net_cfg = policy.net.cfg
+        k = round(cfg.exploiter_boards * n)
+        # learner seats: boards [0, n - k) train the main agent p0, [n - k, n) the exploiter p1
+        self.slices = [slice(0, n - k)] + ([slice(n - k, n)] if k else [])
+        self._reset_weights = {name: w.detach().clone() for name, w in
+                               policy.net.state_dict().items()}
         self.pop = Population(
-            str(self.run_dir), 1, make_model=lambda: GeneralsNet(net_cfg),
+            str(self.run_dir), len(self.slices), make_model=lambda: GeneralsNet(net_cfg),
             make_optimizer=lambda m, hp: torch.optim.Adam(m.parameters(),
                                                           lr=hp["learning_rate"], eps=1e-5),
             hyperparameters={"learning_rate": cfg.lr}, device=policy.device)
         self.learner = self.pop[0]
         self.learner.extra["config"] = asdict(cfg)
-        self.learner.model.load_state_dict(policy.net.state_dict())
+        for member in self.pop.policies:
+            member.model.load_state_dict(self._reset_weights)
         policy.net = self.learner.model  # the population's learner is the policy that trains
         self.opt = self.learner.optimizer
+        self.learners = [policy] + [Policy(m.model, policy.history, policy.device)
+                                    for m in self.pop.policies[1:]]
+        self.home = np.full(n, LEARNER, object)  # the learning policy of each board
+        self.home[n - k:] = EXPLOITER
         for b in cfg.bots:
             self.pop.add_fixed(b)
         self.pfsp = PFSP(cfg.pfsp, rng=np.random.default_rng(cfg.seed))
@@ -155,26 +186,48 @@ class SelfPlay:
 
     # -- league ------------------------------------------------------------------------------
     def members(self) -> list[str]:
-        return [m for m in self.pop.members if m != LEARNER]
+        """The league the main agent draws from: bots and snapshots (not the learners)."""
+        return [m for m in self.pop.members if self.pop.kind(m) != "policy"]
 
-    def _draw(self, boards: np.ndarray) -> None:
+    def _draw(self, boards) -> None:
         for b in boards:
             self.seat[b] = self.rng.integers(2)
-            self.opponent[b] = self.pfsp.sample(self.payoff, LEARNER, self.members())
+            self.opponent[b] = LEARNER if self.home[b] == EXPLOITER else \
+                self.pfsp.sample(self.payoff, LEARNER, self.members())
 
     def _sync_learner(self) -> None:
-        self.learner.version, self.learner.env_steps = self.updates, self.agent_steps
+        for m in self.pop.policies:
+            m.version, m.env_steps = self.updates, self.agent_steps
+
+    def _snapshot_name(self, prefix: str) -> str:
+        return f"{prefix}_{sum(s.startswith(prefix + '_') for s in self.snapshots):03d}"
 
     def add_snapshot(self) -> str:
         """Freeze the learner as a league member ``snap_<k>`` (the population writes it)."""
         self._sync_learner()
-        name = self.pop.add_snapshot(0, f"snap_{len(self.snapshots):03d}")
+        name = self.pop.add_snapshot(0, self._snapshot_name("snap"))
         self.state.last_snapshot = self.updates
         self.log(f"league: {name} joins at update {self.updates} "
                  f"({self.agent_steps:,} agent steps)")
         return name
 
+    def add_exploiter_snapshot(self) -> str:
+        """Freeze the exploiter as ``exploit_<k>`` and reset it to the starting weights."""
+        self._sync_learner()
+        st = self.state
+        name = self.pop.add_snapshot(1, self._snapshot_name("exploit"))
+        self.log(f"league: {name} joins at update {self.updates} (it scored "
+                 f"{st.exploiter_score / max(st.exploiter_games, 1):.2f} in "
+                 f"{st.exploiter_games} games vs {LEARNER}); the exploiter restarts")
+        p1 = self.pop[1]
+        p1.model.load_state_dict(self._reset_weights)
+        p1.optimizer.state.clear()  # Adam's moments belong to the weights just dropped
+        st.last_exploiter, st.exploiter_games, st.exploiter_score = self.updates, 0, 0.0
+        return name
+
     def _opponent(self, name: str) -> Policy:
+        if name == LEARNER:  # the exploiter's opponent: the main agent as it is now
+            return self.policy
         if name not in self._opponent_nets:
             self._opponent_nets[name] = Policy(self.pop.snapshot_model(name),
                                                self.policy.history, self.policy.device)
@@ -236,7 +289,10 @@ class SelfPlay:
         self.features.planes(boards, self.seat, planes)
         masks[:] = eng.masks[boards, self.seat]
         t0 = self._timed("features", t0)
-        idx, logp, value = pol.choose(planes, masks)
+        idx = np.empty(n, np.int64)
+        logp, value = np.empty(n, np.float32), np.empty(n, np.float32)
+        for learner, sl in zip(self.learners, self.slices):
+            idx[sl], logp[sl], value[sl] = learner.choose(planes[sl], masks[sl])
         self._timed("forward", t0)
         self._actions[boards, self.seat] = index_to_action(idx, pol.pad_to)
         self._opponents_act(self._actions)
@@ -249,8 +305,12 @@ class SelfPlay:
         for b in ended:
             w = int(eng.episode_winner[b])
             res = DRAW if w < 0 else (WIN if w == self.seat[b] else LOSS)
-            self.payoff.update(LEARNER, self.opponent[b], res)
-            self._results.append((self.opponent[b], res))
+            self.payoff.update(self.home[b], self.opponent[b], res)
+            if self.home[b] == EXPLOITER:
+                self.state.exploiter_games += 1
+                self.state.exploiter_score += res
+            else:
+                self._results.append((self.opponent[b], res))
         self.state.games += len(ended)
         self._draw(ended)
         self._timed("bookkeeping", t0)
@@ -297,22 +357,27 @@ class SelfPlay:
         self._observe()
         self.features.planes(np.arange(n), self.seat, planes[T])
         t0 = self._timed("features", t0)
-        values[T] = pol.choose(planes[T], eng.masks[np.arange(n), self.seat])[2]
+        m = eng.masks[np.arange(n), self.seat]
+        for learner, sl in zip(self.learners, self.slices):
+            values[T, sl] = learner.choose(planes[T, sl], m[sl])[2]
         t0 = self._timed("forward", t0)
         adv, ret = gae(rewards, values[:T], values[1:], done, np.zeros_like(done), cfg.gamma,
                        cfg.lam)
         self._timed("gae", t0)
         self.state.agent_steps += T * n
-        return {"planes": planes[:T].reshape(T * n, C, S, S),
-                "masks": masks[:T].reshape(T * n, S, S, 4), "idx": idx.ravel(),
-                "logp": logp.ravel(), "values": values[:T].ravel(), "adv": adv.ravel(),
-                "ret": ret.ravel(), "results": results}
+        return {"planes": planes[:T], "masks": masks[:T], "idx": idx, "logp": logp,
+                "values": values[:T], "adv": adv, "ret": ret, "results": results}
 
-    def _update(self, batch: dict) -> dict:
-        cfg, pol, dev = self.cfg, self.policy, self.policy.device
-        N = len(batch["idx"])
-        tens = {k: torch.from_numpy(np.ascontiguousarray(batch[k])).to(dev)
-                for k in ("planes", "masks", "idx", "logp", "values", "adv", "ret")}
+    def _update(self, batch: dict, k: int = 0) -> dict:
+        """PPO epochs for learner ``k`` on its boards' columns of the rollout ``[T, n, ...]``."""
+        cfg, dev, sl = self.cfg, self.policy.device, self.slices[k]
+        pol, opt = self.learners[k], self.pop[k].optimizer
+        tens = {}
+        for key in ("planes", "masks", "idx", "logp", "values", "adv", "ret"):
+            a = batch[key][:, sl]
+            tens[key] = torch.from_numpy(np.ascontiguousarray(a).reshape(-1, *a.shape[2:]))
+            tens[key] = tens[key].to(dev)
+        N = len(tens["idx"])
         stats: dict[str, list[float]] = defaultdict(list)
         for _ in range(cfg.epochs):
             perm = torch.from_numpy(self.rng.permutation(N))
@@ -324,10 +389,10 @@ class SelfPlay:
                                        tens["adv"][mb], d.entropy(), value, tens["values"][mb],
                                        tens["ret"][mb], clip_coef=cfg.clip, clip_vloss=True,
                                        ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef)
-                self.opt.zero_grad(set_to_none=True)
+                opt.zero_grad(set_to_none=True)
                 out["loss"].backward()
                 torch.nn.utils.clip_grad_norm_(pol.net.parameters(), cfg.grad_clip)
-                self.opt.step()
+                opt.step()
                 for k, v in out.items():
                     stats[k].append(v.item())
         return {k: float(np.mean(v)) for k, v in stats.items()}
@@ -358,6 +423,8 @@ class SelfPlay:
             batch = self._rollout()
             t1 = time.perf_counter()
             stats = self._update(batch)
+            if len(self.slices) > 1:
+                stats.update({f"exploiter_{k}": v for k, v in self._update(batch, 1).items()})
             self.timers["update"] += time.perf_counter() - t1
             self.state.updates += 1
             self.state.seconds += time.perf_counter() - t0
@@ -366,6 +433,13 @@ class SelfPlay:
             if (wr >= cfg.snapshot_threshold and gap >= cfg.snapshot_min_gap) or \
                     gap >= cfg.snapshot_max_gap:
                 self.add_snapshot()
+            if len(self.slices) > 1:
+                st = self.state
+                x = st.exploiter_score / max(st.exploiter_games, 1)
+                gap = self.updates - st.last_exploiter
+                if (x >= cfg.exploiter_threshold and gap >= cfg.snapshot_min_gap) or \
+                        gap >= cfg.exploiter_max_gap:
+                    self.add_exploiter_snapshot()
             sps = (self.agent_steps - start_steps) / (time.perf_counter() - start)
             last = {**stats, "league_win_rate": wr, "agent_steps_per_s": sps,
                     "ticks_per_s": sps, "games": self.games, "snapshots": len(self.snapshots)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from gristmill.apps.generals.agent import Policy
 from gristmill.apps.generals.selfplay import LEARNER, SelfPlay, SelfPlayConfig
@@ -74,3 +75,29 @@ def test_a_snapshot_joins_after_snapshot_max_gap_updates_even_below_the_threshol
     sp = SelfPlay(Policy.create(history=2, **TINY), cfg, tmp_path, log=lambda s: None)
     sp.run(agent_steps=5 * 2 * 4)
     assert sp.updates == 5 and list(sp.snapshots) == ["snap_000", "snap_001"]
+
+
+def test_main_exploiter_trains_against_the_main_agent_joins_the_league_and_restarts(tmp_path):
+    torch.manual_seed(0)
+    cfg = SelfPlayConfig(boards=4, rollout=6, epochs=1, minibatch=16, truncation=10,
+                         exploiter_boards=0.5, exploiter_max_gap=2, snapshot_threshold=2.0,
+                         seed=0)
+    policy = Policy.create(history=2, **TINY)
+    start = {k: v.clone() for k, v in policy.net.state_dict().items()}
+    sp = SelfPlay(policy, cfg, tmp_path, log=lambda s: None)
+    exploiter = sp.pop[1].model
+    sp.run(agent_steps=1 * 4 * 6)
+    # one update each: both learners moved, on their own boards
+    assert any(not torch.equal(v, start[k]) for k, v in policy.net.state_dict().items())
+    assert any(not torch.equal(v, start[k]) for k, v in exploiter.state_dict().items())
+    assert set(sp.opponent[2:]) == {LEARNER} and "p1" not in sp.opponent[:2]
+    assert "p1" not in sp.members()
+    sp.run(agent_steps=2 * 4 * 6)  # update 2: the gap is reached
+    assert "exploit_000" in sp.snapshots and sp.state.exploiter_games == 0
+    for k, v in exploiter.state_dict().items():  # back to the starting (BC) weights
+        assert torch.equal(v, start[k])
+    games = sp.payoff.record[sp.payoff.members.index("p1"),
+                             sp.payoff.members.index(LEARNER)].sum()
+    assert games >= 2  # every exploiter board finished a game, scored against the main agent
+    with pytest.raises(ValueError, match="exploiter_boards"):
+        SelfPlayConfig(boards=4, exploiter_boards=0.1)
