@@ -131,6 +131,12 @@ def _exp_overload(x):
     return None
 
 
+@njit(**_JIT)
+def address(a):
+    """The address of ``a``'s first element (``a.ctypes.data``, in ~0.8 µs)."""
+    return a.ctypes.data
+
+
 # --------------------------------------------------------------------------------------- GAE
 # ``mask`` is None (every step valid: numba compiles that case without it) or a bool array;
 # at a masked step the reward and value count as 0 and the trace carries A_{t+1} back

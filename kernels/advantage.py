@@ -60,6 +60,8 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 
@@ -92,6 +94,11 @@ _PAGE = 4096  # store-to-load false aliasing compares address bits 0-11
 _PLACE_MIN_BYTES = 1 << 18
 _pool: ThreadPoolExecutor | None = None
 _pool_size = 0
+# Result buffers kept for reuse (see _buffer): at most this many, of at most this many bytes.
+_KEEP_BUFFERS = 8
+_KEEP_BYTES = 64 << 20
+_buffers: list[tuple[np.ndarray, int]] = []  # (buffer, its address)
+_buffers_lock = threading.Lock()
 
 
 def _fast() -> ModuleType:
@@ -198,16 +205,45 @@ def _time_axis(time_axis, ndim: int) -> bool:
 
 
 def _address(a: np.ndarray) -> int:
-    return a.__array_interface__["data"][0]
+    # numba's a.ctypes.data: ~0.8 us, numpy's __array_interface__ builds a dict (~3 us)
+    return _fast().address(a)
+
+
+def _buffer(nbytes: int) -> tuple[np.ndarray, int]:
+    """A uint8 buffer of ``nbytes`` and its address: one kept from an earlier call that no
+    array uses any more (only this module refers to it), else a new one, kept if there is room.
+
+    Why: glibc serves a large allocation (from 128 KiB; its threshold rises to the last freed
+    mmapped size, and a request of that same size is still mmapped) with a fresh ``mmap``, so
+    each call's results were faulted in and zeroed anew: ~480 page faults per V-trace call at
+    float64 T 128 x B 1024, ~0.9 ms on top of the kernel's ~0.45 ms (issue 19). A buffer comes
+    back only when no result of an earlier call (nor a view, nor a tensor over it) is alive.
+    """
+    with _buffers_lock:
+        for kept in _buffers:
+            # referents of an idle buffer: its tuple, and getrefcount's argument
+            if kept[0].nbytes == nbytes and sys.getrefcount(kept[0]) == 2:
+                return kept
+        buf = np.empty(nbytes, np.uint8)
+        new = (buf, _address(buf))
+        idle = [k for k in _buffers if sys.getrefcount(k[0]) == 2]
+        while idle and (len(_buffers) >= _KEEP_BUFFERS
+                        or sum(k[0].nbytes for k in _buffers) + nbytes > _KEEP_BYTES):
+            _buffers.remove(idle.pop(0))  # the oldest idle one
+        if len(_buffers) < _KEEP_BUFFERS and sum(k[0].nbytes for k in _buffers) + nbytes <= (
+                _KEEP_BYTES):
+            _buffers.append(new)
+        return new
 
 
 def _placed_empty(shape: tuple[int, ...], dtype: np.dtype, loads: list[int]) -> np.ndarray:
     """A C-ordered empty array whose start, within a page, is far from every address in
     ``loads`` (mod 4 KiB): in the middle of the widest gap between them, so the kernel's stores
-    to it never falsely alias the loads of the other arrays' same rows."""
+    to it never falsely alias the loads of the other arrays' same rows. Its memory comes from
+    :func:`_buffer`."""
     nbytes = math.prod(shape) * dtype.itemsize
-    buf = np.empty(nbytes + _PAGE, np.uint8)
-    base = _address(buf) % _PAGE
+    buf, address = _buffer(nbytes + _PAGE)
+    base = address % _PAGE
     points = sorted(a % _PAGE for a in loads)
     if points:
         gaps = [((b - a) % _PAGE or _PAGE, a) for a, b in zip(points, points[1:] + points[:1])]

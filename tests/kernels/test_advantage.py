@@ -457,6 +457,28 @@ def test_results_start_away_from_the_inputs_within_a_page():
     )
 
 
+def test_large_results_reuse_memory_only_once_nothing_refers_to_it():
+    """Placed results come from kept buffers (no fresh mmap, page faults and zeroing per
+    call): a buffer is reused once its results are gone, never while one (or a view of it)
+    is alive."""
+    a, b = _batch(3, 64, 1024, np.float64), _batch(4, 64, 1024, np.float64)
+    first = adv.vtrace(*_pick(a, *VT_ARGS))
+    kept = first[0][::2].copy(), first[1][5:].copy()
+    view = first[1][5:]
+    del first
+    adv.vtrace(*_pick(b, *VT_ARGS))  # first[0]'s buffer is free, first[1]'s is not
+    np.testing.assert_array_equal(view, kept[1])
+    second = adv.vtrace(*_pick(b, *VT_ARGS))
+    third = adv.vtrace(*_pick(a, *VT_ARGS))
+    np.testing.assert_array_equal(third[0][::2], kept[0])
+    want = adv.vtrace(*_pick(b, *VT_ARGS), out=(np.empty((64, 1024)), np.empty((64, 1024))))
+    np.testing.assert_array_equal(second[1], want[1])
+    assert not any(np.shares_memory(x, y) for x in second for y in (*third, view))
+    del second, third
+    again = adv.vtrace(*_pick(a, *VT_ARGS))  # reuses what the dropped results held
+    assert not any(np.shares_memory(x, view) for x in again)
+
+
 # ----------------------------------------------------------------------------------- out=
 def test_out_buffers_are_filled_and_returned():
     batch = _batch(2, 10, 6, np.float32)
