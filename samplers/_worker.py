@@ -31,7 +31,6 @@ the GIL, from the ring item to the publish; resets and Python envs come back to
 from __future__ import annotations
 
 import os
-import signal
 import traceback
 
 import numpy as np
@@ -39,7 +38,7 @@ from gristmill.kernels.shmsignal import SignalSet
 
 from ._slots import Slots
 from ._worker_loop import StepLoop
-from .supervision import die_with_parent
+from .supervision import become_worker
 
 __all__ = ["CMD_CLOSE", "CMD_RESET", "CMD_RESET_TRUNC", "CMD_STEP", "worker_main"]
 
@@ -52,8 +51,7 @@ def worker_main(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid
                 restarted=False):
     """Entry point of worker ``w`` (fork or spawn). ``restarted``: it replaces a dead worker,
     so each env's first result reports ``truncated`` (its episode was lost)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process handles Ctrl-C
-    die_with_parent()
+    become_worker()
     try:
         _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, restarted)
     except BaseException:  # noqa: BLE001 - report everything, then die

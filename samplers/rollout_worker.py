@@ -40,8 +40,8 @@ from gristmill.samplers.spaces import action_from_row
 from gristmill.samplers.supervision import (
     RestartBudget,
     WorkerProcesses,
+    become_worker,
     crash_report,
-    die_with_parent,
     stop_processes,
 )
 
@@ -326,11 +326,10 @@ def run_rollout_worker(
     niceness=0,
 ):
     """Entry point of a rollout worker process (see the module docstring)."""
-    die_with_parent(signal.SIGTERM)
+    become_worker(signal.SIGTERM)
     if niceness > 0:
         os.nice(niceness)  # before any env exists: their simulator processes inherit it
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent coordinates Ctrl-C
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    signal.signal(signal.SIGTERM, _on_sigterm)  # exit through finally: the envs are closed
     worker = _Worker(
         worker_id, generation, env_fn, channels, seed, reward_scale, reward_clip, env_report
     )

@@ -10,6 +10,8 @@ One implementation of what a supervisor of worker processes does, used by
   :class:`RestartBudget` (so many restarts in all, so many in any minute: a crash loop).
 * :func:`end_process` -- SIGTERM with a grace period, then SIGKILL.
 * :func:`crash_report` -- how a worker describes an exception it reports (an env's or its own).
+* :func:`become_worker` -- what a worker process does first (leave Ctrl-C to its parent, die
+  with it).
 * From the OS (Linux ``prctl``; elsewhere no-ops returning False): a worker dies with its
   parent (:func:`die_with_parent`: no orphans after the parent is SIGKILLed), a supervisor
   adopts the orphaned grandchildren of a worker it lost (:func:`become_subreaper`: the
@@ -36,6 +38,7 @@ __all__ = [
     "RestartBudget",
     "WorkerProcesses",
     "become_subreaper",
+    "become_worker",
     "crash_report",
     "die_with_parent",
     "end_process",
@@ -63,6 +66,14 @@ def _prctl(option: int, value: int) -> bool:
 def die_with_parent(sig: int = signal.SIGTERM) -> bool:
     """Have the kernel send ``sig`` to this process when its parent dies."""
     return _prctl(_PR_SET_PDEATHSIG, int(sig))
+
+
+def become_worker(parent_death_signal: int = signal.SIGTERM) -> None:
+    """Start of every sampler worker process: Ctrl-C is its parent's to handle (the parent
+    stops the workers in order), and the kernel sends ``parent_death_signal`` when the
+    parent dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent(parent_death_signal)
 
 
 def become_subreaper() -> bool:
