@@ -446,22 +446,48 @@ class DoomEnv(gym.Env):
         return self._observation(self._image(state.screen_buffer if state else None), info), {}
 
     def step(self, action):
-        game = self.game
-        if game is None:
+        buttons = self.action_buttons(action)
+        if self.lockstep:
+            # One player driven alone; DoomMultiAgentEnv instead runs each tic for all its
+            # players together (advance_tic), which a match needs (see its step()).
+            reward, finished = 0.0, False
+            for tic in range(self.frame_skip):
+                r, finished = self.advance_tic(buttons, tic == self.frame_skip - 1)
+                reward += r
+                if finished:
+                    break
+        else:
+            try:
+                reward = self.game.make_action(buttons, self.frame_skip)
+                finished = self.game.is_episode_finished()
+            except vzd.ViZDoomUnexpectedExitException as exc:
+                raise DoomEnvError(f"{self._label()}: the game process exited: {exc}") from exc
+            except Exception as exc:
+                raise DoomEnvError(f"{self._label()}: step failed: {exc}") from exc
+        return self.complete_step(reward, finished)
+
+    def action_buttons(self, action) -> list:
+        """The VizDoom button vector of ``action`` (checked against the action space)."""
+        if self.game is None:
             raise DoomEnvError(f"{self._label()}: step() before reset()")
-        buttons = action_to_buttons(self.action_space, action)
+        return action_to_buttons(self.action_space, action)
+
+    def advance_tic(self, buttons, update_state: bool) -> tuple[float, bool]:
+        """Play one game tic with ``buttons`` held: ``(reward, episode finished)``."""
+        game = self.game
         try:
-            if self.lockstep:
-                reward = 0.0
-                for tic in range(self.frame_skip):
-                    game.set_action(buttons)
-                    game.advance_action(1, tic == self.frame_skip - 1)
-                    reward += game.get_last_reward()
-                    if game.is_episode_finished():
-                        break
-            else:
-                reward = game.make_action(buttons, self.frame_skip)
-            finished = game.is_episode_finished()
+            game.set_action(buttons)
+            game.advance_action(1, update_state)
+            return game.get_last_reward(), game.is_episode_finished()
+        except vzd.ViZDoomUnexpectedExitException as exc:
+            raise DoomEnvError(f"{self._label()}: the game process exited: {exc}") from exc
+        except Exception as exc:
+            raise DoomEnvError(f"{self._label()}: step failed: {exc}") from exc
+
+    def complete_step(self, reward: float, finished: bool):
+        """The Gymnasium step tuple after this step's tics summed to ``reward``."""
+        game = self.game
+        try:
             state = None if finished else game.get_state()
         except vzd.ViZDoomUnexpectedExitException as exc:
             raise DoomEnvError(f"{self._label()}: the game process exited: {exc}") from exc

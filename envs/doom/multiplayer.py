@@ -141,8 +141,23 @@ class DoomMultiAgentEnv:
             raise DoomEnvError(f"{self.spec_doom.name}: step() before reset()")
         if len(actions) != self.num_agents:
             raise ValueError(f"expected {self.num_agents} actions, got {len(actions)}")
-        futures = [self._pool.submit(env.step, a) for env, a in zip(self.envs, actions)]
-        results = [f.result() for f in futures]
+        envs = self.envs
+        buttons = [env.action_buttons(a) for env, a in zip(envs, actions)]
+        skip = envs[0].frame_skip
+        rewards = [0.0] * len(envs)
+        finished = [False] * len(envs)
+        # Frame skip tic by tic with every player at the same tic (Sample Factory's wrapper):
+        # a player let run its whole skip alone deadlocks the match at skip 4, its game
+        # waiting for a tic command that the others only send on their next tic.
+        for tic in range(skip):
+            last = tic == skip - 1
+            futures = [self._pool.submit(e.advance_tic, b, last) for e, b in zip(envs, buttons)]
+            for i, fut in enumerate(futures):
+                r, finished[i] = fut.result()
+                rewards[i] += r
+            if any(finished):
+                break
+        results = [env.complete_step(r, f) for env, r, f in zip(envs, rewards, finished)]
         return tuple(list(x) for x in zip(*results))
 
     def close(self) -> None:
