@@ -23,14 +23,16 @@ faults for the throughput ratio; every one ends with the books checked and a res
 ``doom-fire``: ``gristmill-doom train`` (doom_basic, 2 workers x 4 envs, a small
 ``--heartbeat_timeout``) with, every 5-20 s, one of: SIGKILL a rollout worker, SIGKILL a VizDoom
 game, SIGSTOP a worker (the supervisor must find it silent and replace it). The run must reach
-its frame budget (sized from the clean run's fps to last ``--minutes``) and its final summary's
-step books (``SlotLedger.books``) must balance.
+its frame budget (the clean run's frames/s x ``--budget_minutes``, ``--minutes`` by default;
+under fire it takes longer) and its final summary's step books (``SlotLedger.books``) must
+balance. ``--num_policies 2`` runs a population (``chaos_doom_fire_population.json``).
 
 ``pool-fire``: ``make(task, num_envs=16, batch_size=8, num_workers=2, on_error="restart")``
 stepped with random actions (EnvPool's async loop) while a pool worker is SIGKILLed every
 2-8 s. Every ``recv`` is checked (no env twice in a batch, only envs that were sent, shapes and
-dtypes, finite rewards, ``elapsed_step`` = previous + 1, or 0 after an episode end or a
-restart); the dead worker's envs must all come back (a result with ``elapsed_step`` 0) within
+dtypes, finite rewards, ``elapsed_step`` = previous + 1, or 0 after an episode end, or 0
+with reward 0 and ``truncated`` for an env a killed worker still owes: once per kill); the dead
+worker's envs must all come back (a result with ``elapsed_step`` 0) within
 60 s; ``recv`` runs under ``step_timeout`` (a hang fails). Books per env, counted by the
 client: results returned = steps requested (resets included) - still outstanding.
 
@@ -480,20 +482,22 @@ def doom_faults(trainer_pid: int, heartbeat: float, envs_per_worker: int = 4, wo
 def doom_fire(args) -> dict:
     residue = Residue()
     failures: list[str] = []
-    extra = ["--heartbeat_timeout", str(args.heartbeat_timeout), "--quiet", "--restart", "true"]
+    extra = ["--heartbeat_timeout", str(args.heartbeat_timeout), "--quiet", "--restart", "true",
+             "--num_policies", str(args.num_policies)]  # fmt: skip
+    stem = "doom-fire" + ("-population" if args.num_policies > 1 else "")
     with tempfile.TemporaryDirectory(prefix="gristmill_chaos_") as train_dir:
         clean, _, err = doom_train(
             doom_cmd(train_dir, "clean", args.seed, 10**12,
-                     extra + ["--train_for_seconds", str(args.baseline_minutes * 60)]),
+                     extra + ["--train_for_seconds", str(args.baseline_minutes * 60)], args.env),
             timeout=args.baseline_minutes * 60 + 300,
         )  # fmt: skip
         if clean is None:
             failures.append(f"the run without faults failed: {err}")
-            return finish("doom-fire", {"scenario": "doom-fire"}, failures)
-        frames = int(clean["fps"] * args.minutes * 60)
+            return finish("doom-fire", {"scenario": "doom-fire"}, failures, stem=stem)
+        frames = int(clean["fps"] * (args.budget_minutes or args.minutes) * 60)
         t0 = time.time()
         fire, log, err = doom_train(
-            doom_cmd(train_dir, "fire", args.seed, frames, extra),
+            doom_cmd(train_dir, "fire", args.seed, frames, extra, args.env),
             timeout=args.minutes * 60 * 4 + 300,
             fault_fn=lambda pid: doom_faults(pid, args.heartbeat_timeout),
             seed=args.seed, every=args.every, start=args.start,
@@ -503,7 +507,8 @@ def doom_fire(args) -> dict:
     for _, f in log:
         if f["ok"] is False:
             failures.append(f"not recovered from {f}")
-    result = {"scenario": "doom-fire", "frames_budget": frames, "wall_s": round(wall, 1),
+    result = {"scenario": "doom-fire", "env": args.env, "num_policies": args.num_policies,
+              "frames_budget": frames, "wall_s": round(wall, 1),
               "heartbeat_timeout": args.heartbeat_timeout, "clean": clean, "faults": stats,
               "log": log}  # fmt: skip
     if fire is None:
@@ -519,7 +524,7 @@ def doom_fire(args) -> dict:
         result["fps_ratio_under_fire"] = round(fire["fps"] / clean["fps"], 3)
     result["residue"] = residue.check()
     failures += residue.failures(result["residue"])
-    return finish("doom-fire", result, failures)
+    return finish("doom-fire", result, failures, stem=stem)
 
 
 _RESUMED = re.compile(r"resumed from (\S+?):? .*?([\d,]+) frames")
@@ -573,9 +578,11 @@ def driver_kills(args) -> dict:
             frames = int(_CKPT.search(newest).group(2))
             try:
                 cyc["loads"] = isinstance(load_checkpoint(newest), dict)
+                why = "it holds no dict"
             except Exception as exc:  # noqa: BLE001 - the check is that nothing is raised
-                cyc["loads"] = False
-                failures.append(f"cycle {i}: newest checkpoint {newest} does not load: {exc!r}")
+                cyc["loads"], why = False, repr(exc)
+            if not cyc["loads"]:
+                failures.append(f"cycle {i}: newest checkpoint {newest} does not load: {why}")
             if frames < last_frames:
                 failures.append(f"cycle {i}: checkpoint frames went back {last_frames} -> {frames}")
             cyc["checkpoint_frames"] = last_frames = frames
@@ -591,6 +598,8 @@ def driver_kills(args) -> dict:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         reader = _Lines(proc.stdout, (_RESUMED.pattern, r"^training doom_basic"))
         reader.start()
+        # this driver's own temporary files (".tmp<pid>"): a killed one's may still lie there
+        ours = lambda pid=proc.pid: any(Path(ckpt_dir).rglob(f"*.tmp{pid}"))  # noqa: E731
         if final:
             try:
                 proc.wait(timeout=900)
@@ -601,11 +610,11 @@ def driver_kills(args) -> dict:
         else:
             if rng.random() < args.during_save:
                 cyc["aim"] = "checkpoint write"
-                _wait_until(lambda: any(Path(ckpt_dir).rglob("*.tmp*")), 120, every=0.005)
+                _wait_until(ours, 120, every=0.005)
             else:
                 cyc["aim"] = "random"
                 time.sleep(rng.uniform(*args.every))
-            writing = any(Path(ckpt_dir).rglob("*.tmp*"))
+            writing = ours()
             if proc.poll() is not None:
                 failures.append(f"cycle {i}: the driver exited by itself ({proc.returncode}) "
                                 f"before the kill: {reader.lines[-15:]}")  # fmt: skip
@@ -716,7 +725,7 @@ def pool_run(task: str, seconds: float, seed: int, every, start: float, faults: 
     outstanding = np.zeros(num_envs, bool)
     last_elapsed = np.full(num_envs, -1, np.int64)
     ended = np.ones(num_envs, bool)
-    restarts_at = np.zeros(num_envs, np.int64)
+    cuts = 0  # episodes a restart cut short
     pending: list[dict] = []
     lock = threading.Lock()
     bad: list[str] = []
@@ -772,12 +781,20 @@ def pool_run(task: str, seconds: float, seed: int, every, start: float, faults: 
                 bad.append(f"recv {recvs}: obs {obs.shape} {obs.dtype}")
             if len(rew) != n or not np.isfinite(rew).all() or len(term) != n or len(trunc) != n:
                 bad.append(f"recv {recvs}: malformed reward/flags")
-            r_now = pool.restarts
+            with lock:
+                # envs a killed worker still owes: each comes back once as a restart (the
+                # pool's contract: elapsed_step 0, reward 0, truncated), maybe only after the
+                # dead worker's published results -- the pool's restart count can rise first
+                owed = {i for f in pending for i in f["envs"] - set(f["back"])}
             for k, (e, i) in enumerate(zip(el.tolist(), ids.tolist())):
-                fresh = e == 0 and (ended[i] or restarts_at[i] != r_now)
+                cut = i in owed and bool(trunc[k]) and rew[k] == 0
+                fresh = e == 0 and (ended[i] or cut)
                 if not (e == last_elapsed[i] + 1 or fresh):
-                    bad.append(f"recv {recvs}: env {i} elapsed_step {last_elapsed[i]} -> {e}")
-                last_elapsed[i], ended[i], restarts_at[i] = e, term[k] or trunc[k], r_now
+                    bad.append(f"recv {recvs}: env {i} elapsed_step {last_elapsed[i]} -> {e} "
+                               f"(truncated {bool(trunc[k])}, reward {rew[k]}, "
+                               f"owed by a killed worker: {i in owed})")  # fmt: skip
+                cuts += e == 0 and not ended[i]
+                last_elapsed[i], ended[i] = e, term[k] or trunc[k]
             with lock:
                 for f in pending:
                     for i in ids[el == 0].tolist():
@@ -821,6 +838,7 @@ def pool_run(task: str, seconds: float, seed: int, every, start: float, faults: 
         "steps_per_s": round(results / wall, 1), "restarts": restarts,
         "requested": int(requested.sum()), "returned": int(returned.sum()),
         "outstanding_at_stop": int(outstanding.sum()), "lost": len(unbalanced),
+        "episodes_cut_by_restarts": cuts,
         "faults": fault_stats(log), "log": log, "failures": bad,
     }  # fmt: skip
 
@@ -1122,6 +1140,11 @@ def main(argv=None) -> int:
 
     f = scenario("doom-fire", "Doom training under worker/game kills and SIGSTOPs", 10, (5, 20), 20)
     f.add_argument("--heartbeat_timeout", type=float, default=10.0)
+    f.add_argument("--budget_minutes", type=float, default=0.0,
+                   help="frame budget = the clean run's frames/s x this (0: --minutes); under "
+                   "fire the run lasts longer by 1 / its throughput ratio")
+    f.add_argument("--num_policies", type=int, default=1, help="a population run if >= 2")
+    f.add_argument("--env", default="doom_basic")
     pf = scenario("pool-fire", "the env pool under worker kills", 5, (5, 20), 5)
     pf.add_argument("--tasks", nargs="+", default=["Pong-v5", "CartPole-v1"])
     scenario("queue-fire", "shmqueue producers/consumers SIGKILLed", 10, (0.2, 1.0), 1)
