@@ -226,10 +226,10 @@ def _buffer(nbytes: int) -> tuple[np.ndarray, int]:
                 return kept
         buf = np.empty(nbytes, np.uint8)
         new = (buf, _address(buf))
-        idle = [k for k in _buffers if sys.getrefcount(k[0]) == 2]
+        idle = [i for i, k in enumerate(_buffers) if sys.getrefcount(k[0]) == 2]
         while idle and (len(_buffers) >= _KEEP_BUFFERS
                         or sum(k[0].nbytes for k in _buffers) + nbytes > _KEEP_BYTES):
-            _buffers.remove(idle.pop(0))  # the oldest idle one
+            del _buffers[idle.pop()]  # idle ones from the newest back (indices stay valid)
         if len(_buffers) < _KEEP_BUFFERS and sum(k[0].nbytes for k in _buffers) + nbytes <= (
                 _KEEP_BYTES):
             _buffers.append(new)

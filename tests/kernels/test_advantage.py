@@ -477,6 +477,13 @@ def test_large_results_reuse_memory_only_once_nothing_refers_to_it():
     del second, third
     again = adv.vtrace(*_pick(a, *VT_ARGS))  # reuses what the dropped results held
     assert not any(np.shares_memory(x, view) for x in again)
+    # many sizes, some results kept: buffers beyond the cap are dropped, never reused live
+    live = [adv.gae(*_pick(_batch(5, 64, n, np.float32), *GAE_ARGS)) for n in range(1024, 1424, 16)]
+    for n, res in zip(range(1024, 1424, 16), live, strict=True):
+        want = adv.gae(*_pick(_batch(5, 64, n, np.float32), *GAE_ARGS), out=(
+            np.empty((64, n), np.float32), np.empty((64, n), np.float32)))
+        np.testing.assert_array_equal(res[0], want[0])
+    assert len(adv._buffers) <= adv._KEEP_BUFFERS
 
 
 # ----------------------------------------------------------------------------------- out=
