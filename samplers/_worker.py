@@ -20,7 +20,8 @@ rewritten: the dead worker's unfinished items as ``CMD_RESET_TRUNC`` (into the s
 claimed, if any), its published ones dropped. Every env's first result from a new worker
 is a reset reporting ``truncated`` (its episode was lost).
 
-No pickling, no pipes on the hot path: the pipe only carries "ready" and error reports.
+No pickling, no pipes on the hot path: the pipe only carries "ready" and crash reports
+(:func:`~gristmill.samplers.supervision.crash_report`, as the rollout workers send them).
 
 The loop itself is compiled (:class:`~gristmill.samplers._worker_loop.StepLoop`): a step of
 an env with a native step (``env.native_step()``, e.g. the MuJoCo tasks) runs in C without
@@ -31,14 +32,13 @@ the GIL, from the ring item to the publish; resets and Python envs come back to
 from __future__ import annotations
 
 import os
-import traceback
 
 import numpy as np
 from gristmill.kernels.shmsignal import SignalSet
 
 from ._slots import Slots
 from ._worker_loop import StepLoop
-from .supervision import become_worker
+from .supervision import become_worker, crash_report
 
 __all__ = ["CMD_CLOSE", "CMD_RESET", "CMD_RESET_TRUNC", "CMD_STEP", "worker_main"]
 
@@ -54,9 +54,10 @@ def worker_main(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid
     become_worker()
     try:
         _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, restarted)
-    except BaseException:  # noqa: BLE001 - report everything, then die
+    except BaseException as exc:  # noqa: BLE001 - report everything, then die
         try:
-            conn.send(("error", w, list(env_ids), traceback.format_exc()))
+            conn.send({"kind": "worker_error", "worker": w, "env_ids": list(env_ids),
+                       **crash_report(exc)})
         except (OSError, ValueError):
             pass
         os._exit(1)
@@ -91,7 +92,7 @@ def _run(w, env_ids, factory, arrays, layout, base_seed, conn, parent_pid, resta
     first_reset = [True] * len(envs)
     sem_w = w
     blk0 = n_workers
-    conn.send(("ready", w))
+    conn.send({"kind": "ready", "worker": w})
 
     # Per-slot obs views and per-block info rows, built once: the hot path indexes lists.
     obs_v = [[arrays["obs"][b, p, ...] for p in range(batch)] for b in range(n_blocks)]

@@ -301,24 +301,31 @@ class EnvPool:
         """Replacement workers started so far."""
         return self._workers.restarts
 
+    def _report(self, w: int, timeout: float = 0.0) -> dict:
+        """Worker ``w``'s next pipe report: ``{"kind": "ready"}`` or a ``worker_error`` crash
+        report (``env_ids``, ``error``, ``traceback``: as the rollout workers'); ``{}``: none
+        within ``timeout`` seconds (or the pipe is gone)."""
+        conn = self._res.conns[w]
+        try:
+            if conn.poll(timeout):
+                return conn.recv()
+        except (EOFError, OSError):
+            pass
+        return {}
+
     def _await_ready(self, workers, timeout: float) -> None:
         waiting = set(workers)
         deadline = time.monotonic() + timeout
         while waiting:
             for w in list(waiting):
-                conn, p = self._res.conns[w], self._res.procs[w]
-                if conn.poll(0.02):
-                    try:
-                        msg = conn.recv()
-                    except EOFError:
-                        msg = None
-                    if msg and msg[0] == "ready":
-                        waiting.discard(w)
-                        continue
-                    if msg and msg[0] == "error":
-                        raise WorkerError(
-                            f"worker {w} failed while creating envs {msg[2]} of "
-                            f"{self.task_id!r}", w, msg[2], msg[3])
+                p, msg = self._res.procs[w], self._report(w, 0.02)
+                if msg.get("kind") == "ready":
+                    waiting.discard(w)
+                    continue
+                if msg.get("kind") == "worker_error":
+                    raise WorkerError(
+                        f"worker {w} failed while creating envs {msg['env_ids']} of "
+                        f"{self.task_id!r}", w, msg["env_ids"], msg["traceback"])
                 if p.exitcode is not None:
                     raise WorkerError(f"worker {w} exited with code {p.exitcode} during "
                                       f"startup", w, list(self._envs_of[w]))
@@ -330,17 +337,11 @@ class EnvPool:
         restarted one."""
         restarted = False
         for w in range(self.num_workers):
-            p, conn = self._res.procs[w], self._res.conns[w]
-            err = None
-            try:
-                if conn.poll():
-                    msg = conn.recv()
-                    if msg and msg[0] == "error":
-                        err = WorkerError(
-                            f"worker {w} (envs {msg[2][0]}..{msg[2][-1]}) of {self.task_id!r} "
-                            f"raised", w, msg[2], msg[3])
-            except (EOFError, OSError):
-                pass
+            p, msg, err = self._res.procs[w], self._report(w), None
+            if msg.get("kind") == "worker_error":
+                ids = msg["env_ids"]
+                err = WorkerError(f"worker {w} (envs {ids[0]}..{ids[-1]}) of {self.task_id!r} "
+                                  f"raised", w, ids, msg["traceback"])
             if err is None and self._workers.failure(w) is not None:
                 p.join(0.2)
                 ids = [int(i) for i in self._envs_of[w]]
