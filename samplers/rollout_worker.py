@@ -99,7 +99,7 @@ class _Worker:
         self.t = [0] * lay.num_splits
         self.ep_return = np.zeros((lay.envs_per_worker, self.agents))
         self.ep_len = np.zeros((lay.envs_per_worker, self.agents), dtype=np.int64)
-        self.restarts = [0] * lay.envs_per_worker
+        self.env_restarts = [0] * lay.envs_per_worker  # re-creations of each env
 
     # -------------------------------------------------------------- helpers
     def stopping(self) -> bool:
@@ -147,7 +147,7 @@ class _Worker:
         index = self.first + i
         env = self.env_fn(index)
         self.envs[i] = env
-        obs, _ = env.reset(seed=self.seed + index + 1000 * self.restarts[i])
+        obs, _ = env.reset(seed=self.seed + index + 1000 * self.env_restarts[i])
         if self.env_report is not None:
             # Sent before the env is stepped, so the supervisor knows it even if we die next.
             extra = self.env_report(env) or {}
@@ -164,9 +164,11 @@ class _Worker:
             self.envs[i].close()
         except Exception:  # noqa: BLE001 - the env is already broken
             pass
-        self.restarts[i] += 1
-        if self.restarts[i] > MAX_ENV_RESTARTS:
-            raise RuntimeError(f"env {index} crashed {self.restarts[i]} times; giving up") from exc
+        self.env_restarts[i] += 1
+        if self.env_restarts[i] > MAX_ENV_RESTARTS:
+            raise RuntimeError(
+                f"env {index} crashed {self.env_restarts[i]} times; giving up"
+            ) from exc
         return self.make_env(i)
 
     def split_range(self, split: int) -> slice:
