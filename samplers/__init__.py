@@ -12,7 +12,9 @@
   measured; :class:`PerformanceEnv` (:mod:`gristmill.samplers.perf_env`) -- a known CPU cost
   per step, the pool's test load.
 - The rollout protocol for asynchronous training (:mod:`.rollout`, :mod:`.rollout_protocol`,
-  :mod:`.rollout_worker`, :mod:`.inference_server`, :mod:`.spaces`, :mod:`.supervision`).
+  :mod:`.rollout_worker`, :mod:`.inference_server`, :mod:`.spaces`).
+- :mod:`.supervision` -- the worker supervision that the env pool and the rollout workers
+  share: failures (exit, heartbeat), restart by generation, restart budget, crash reports.
 """
 
 from .autotune import autotune
