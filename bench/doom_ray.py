@@ -10,9 +10,10 @@ Subcommands (run each under ``flock /tmp/gristmill-bench.lock``):
   weights (the driver owns the ref), ``--receivers`` other actors take that ref and load it
   into a model -- timed end to end (median of ``--repeats``).
 - ``throughput``: the same 2-policy ``gristmill-doom train`` run in one process and with
-  ``--ray local`` (each policy an actor), alternating, ``--repeats`` each; frames/s is the
-  rate between the first status line with trained frames and the last (start-up excluded the
-  same way for both), and the ratio of medians.
+  ``--ray local`` (each policy an actor), alternating, ``--repeats`` each, ``--seconds`` of
+  training; frames/s is the rate from 20 % to 90 % of that time after the first trained
+  frame (start-up and the members' staggered ends left out the same way for both), and the
+  ratio of medians.
 
 Results print as JSON lines (and go to bench/results/doom_ray.json); BENCHMARKS.md quotes
 them with the command.
@@ -162,25 +163,33 @@ def broadcast(args) -> dict:
 _STATUS = re.compile(r"\[\s*([\d.]+)s\] frames\s+([\d,]+)")
 
 
-def _rate(stderr: str) -> float:
+def _rate(stderr: str, seconds: float) -> float:
+    """Frames/s in the window where every policy trains: from 20 % to 90 % of
+    ``seconds`` after the first trained frame (members of a Ray run start a few seconds
+    apart and stop on their own clocks: the ends of a run are left out for both kinds)."""
     points = [(float(t), int(f.replace(",", ""))) for t, f in _STATUS.findall(stderr)]
     points = [p for p in points if p[1] > 0]
-    if len(points) < 2 or points[-1][0] <= points[0][0]:
-        raise RuntimeError(f"too few status lines to time the run:\n{stderr[-2000:]}")
-    (t0, f0), (t1, f1) = points[0], points[-1]
+    if not points:
+        raise RuntimeError(f"no status line with trained frames:\n{stderr[-2000:]}")
+    t_first = points[0][0]
+    window = [p for p in points if t_first + 0.2 * seconds <= p[0] <= t_first + 0.9 * seconds]
+    if len(window) < 2:
+        raise RuntimeError(f"too few status lines in the window:\n{stderr[-2000:]}")
+    (t0, f0), (t1, f1) = window[0], window[-1]
     return (f1 - f0) / (t1 - t0)
 
 
 def _train(extra: list[str], args, exp: str) -> float:
     cmd = [sys.executable, "-m", "gristmill.apps.doom", "train", "--env", args.env,
            "--num_policies", "2", "--pbt_mix_policies_in_one_env", "false",
-           "--train_for_env_steps", str(args.frames), "--stats_every_sec", "5",
+           "--train_for_env_steps", "100000000", "--train_for_seconds", str(args.seconds),
+           "--stats_every_sec", "5",
            "--train_dir", args.train_dir, "--experiment", exp, "--restart", "true",
            *extra]  # fmt: skip
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
     if run.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{run.stderr[-3000:]}")
-    return _rate(run.stderr)
+    return _rate(run.stderr, args.seconds)
 
 
 def throughput(args) -> dict:
@@ -197,7 +206,7 @@ def throughput(args) -> dict:
     return _emit({
         "bench": "throughput",
         "env": args.env,
-        "frames_per_policy": args.frames,
+        "seconds": args.seconds,
         "envs": 2 * n,
         "fps": rates,
         "median_fps": med,
@@ -217,7 +226,7 @@ def main() -> None:
     b.add_argument("--receivers", type=int, default=3)
     t = sub.add_parser("throughput")
     t.add_argument("--env", default="doom_basic")
-    t.add_argument("--frames", type=int, default=100_000, help="per policy")
+    t.add_argument("--seconds", type=float, default=90.0, help="each run's training time")
     t.add_argument("--envs_per_policy", type=int, default=4)
     t.add_argument("--repeats", type=int, default=2)
     t.add_argument("--timeout", type=float, default=900)
