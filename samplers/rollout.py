@@ -26,7 +26,16 @@ policy_id           [S, T] int16          inference (the policy that acted)
 rewards             [S, T] float32        worker (scaled and clipped)
 dones, time_outs    [S, T] uint8          worker (episode ended / was truncated after t)
 valids              [S, T] uint8          worker (0 for a step lost to an env crash)
+policy_params       [P, K] float64        the policies' owner (optional: K > 0); read by
+                                          the workers at each agent's episode start
 ==================  ====================  =================================================
+
+Per-policy env parameters (optional, ``param_rows`` P x ``param_width`` K): row ``k`` holds
+what the env should use for an agent that policy ``k`` drives, e.g. the reward-shaping
+coefficients that Sample Factory's PBT mutates per policy. Whenever an agent's policy takes
+effect (its env made, an episode ended) the worker calls ``env.set_agent_params(agent, row)``
+with a copy of its policy's row; an env must then have that method. Policy ids without a row
+(past ``P``, e.g. frozen opponents that never train) leave the env's parameters as they were.
 
 Messages: a worker asks for actions with ``(worker, generation, split, t, slots)`` on the
 request queue and waits for ``split`` on its own action queue; a finished slot goes on the
@@ -61,6 +70,8 @@ class RolloutLayout:
         :mod:`gristmill.samplers.spaces` for the codecs of the env spaces).
       agents_per_env: policy-driven agents in each env (multi-agent envs such as a Doom duel
         return per-agent lists); every agent has its own trajectory slot.
+      param_rows, param_width: the per-policy env parameter table (see the module docstring);
+        ``param_width`` 0: none.
     """
 
     num_workers: int
@@ -73,12 +84,21 @@ class RolloutLayout:
     state_size: int = 1
     num_splits: int = 2
     agents_per_env: int = 1
+    param_rows: int = 0
+    param_width: int = 0
 
     def __post_init__(self):
         if self.envs_per_worker % self.num_splits:
             raise ValueError(
                 f"envs_per_worker ({self.envs_per_worker}) must be divisible by num_splits "
                 f"({self.num_splits})"
+            )
+        if self.param_width < 0 or self.param_rows < 0 or (self.param_width > 0) != (
+            self.param_rows > 0
+        ):
+            raise ValueError(
+                f"param_rows ({self.param_rows}) and param_width ({self.param_width}) must both "
+                "be > 0 (a per-policy parameter table) or both 0"
             )
         if self.num_slots < self.num_agents + 1:
             raise ValueError(f"num_slots {self.num_slots} < agents {self.num_agents} + 1")
@@ -121,6 +141,8 @@ class RolloutLayout:
             worker_heartbeat=((self.num_workers,), np.float64),
             stop=((1,), np.uint8),
         )
+        if self.param_width:
+            spec["policy_params"] = ((self.param_rows, self.param_width), np.float64)
         return spec
 
 

@@ -3,8 +3,10 @@
 Run by :class:`RolloutWorkerPool`. While inference computes actions for one split, the worker
 steps the other (double buffering). An env that raises is reported (worker, env index,
 error), closed and re-created; the lost step is marked invalid and ends the episode, so the
-run goes on. The worker exits when the stop flag is set, when its parent dies (Linux
-``PR_SET_PDEATHSIG``) or on SIGTERM, always closing its envs (and so their game processes).
+run goes on. With a per-policy parameter table in the layout, each agent's env gets its
+policy's row (``env.set_agent_params``) whenever that policy takes effect for it. The
+worker exits when the stop flag is set, when its parent dies (Linux ``PR_SET_PDEATHSIG``)
+or on SIGTERM, always closing its envs (and so their game processes).
 With ``niceness`` > 0 the worker lowers its own scheduling priority first, so its envs' own
 processes (VizDoom games) inherit it: a learner that shares the cores then keeps its share.
 
@@ -147,12 +149,27 @@ class _Worker:
         index = self.first + i
         env = self.env_fn(index)
         self.envs[i] = env
+        if self.layout.param_width and not callable(getattr(env, "set_agent_params", None)):
+            raise TypeError(
+                f"env {index} ({type(env).__name__}) has no set_agent_params(agent, values), "
+                "but the rollout layout has a per-policy parameter table"
+            )
+        self.apply_params(i)
         obs, _ = env.reset(seed=self.seed + index + 1000 * self.env_restarts[i])
         if self.env_report is not None:
             # Sent before the env is stepped, so the supervisor knows it even if we die next.
             extra = self.env_report(env) or {}
             self.report("env_started", env=index, generation=self.gen, pid=os.getpid(), **extra)
         return self._agents(obs)
+
+    def apply_params(self, i: int) -> None:
+        """Env ``i``'s agents take the parameter rows of the policies that now drive them."""
+        if not self.layout.param_width:
+            return
+        table = self.a["policy_params"]
+        for j, k in enumerate(self.a["agent_policy"][self.agent_ids[i]]):
+            if 0 <= k < len(table):
+                self.envs[i].set_agent_params(j, table[k].copy())
 
     def _agents(self, value) -> list:
         return list(value) if self.agents > 1 else [value]
@@ -232,6 +249,7 @@ class _Worker:
                 # the match-maker's choice for the next episode takes effect now
                 agents = self.agent_ids[i]
                 a["agent_policy"][agents] = a["next_policy"][agents]
+                self.apply_params(i)
             for j, slot in enumerate(slots):
                 self.ep_return[i, j] += reward[j]
                 self.ep_len[i, j] += 1

@@ -23,8 +23,13 @@ save atomic across policies), and runs the league's side of the sampling protoco
   donor's weights and optimizer and its version jumps by ``max_policy_lag + 1`` (its samples in
   flight are masked as too stale); every event goes to ``pbt.jsonl``.
 
-Reward-shaping mutation (Sample Factory mutates Doom's shaping per policy) is not applied:
-shaping runs inside the envs, which do not know the acting policy yet.
+- **reward shaping per policy**: as in Sample Factory, each policy has its own copy of the
+  env's shaping coefficients (:func:`~gristmill.envs.doom.shaping.default_scheme`), perturbed
+  at the start and mutated by PBT with the same rules as the hyperparameters (the categories
+  ``delta`` and ``selected_weapon``), copied with the weights on exploit, saved with the
+  policy. :meth:`DoomLeague.write_params` puts them in the rollout channels' per-policy table,
+  and each worker hands an agent's env its policy's row when that policy takes effect
+  (:mod:`gristmill.samplers.rollout`), so every player shapes with its own policy's values.
 """
 
 from __future__ import annotations
@@ -35,12 +40,15 @@ from collections import deque
 
 import numpy as np
 import torch
+from gristmill.envs.doom import doom_spec
+from gristmill.envs.doom.shaping import default_scheme, scheme_vector
 from gristmill.learners import APPOLearner
 from gristmill.learners.league import (
     DRAW,
     LOSS,
     PBT,
     PFSP,
+    REWARD_CATEGORIES_TO_TUNE,
     WIN,
     AgentPolicyMapping,
     PBTConfig,
@@ -80,8 +88,20 @@ class DoomLeague:
         rng = np.random.default_rng(cfg.seed)
         pcfg = pbt_config(cfg)
         defaults = {k: getattr(base, k) for k in tuned_hyperparameters(pcfg)}
-        self.pbt = PBT(pcfg, defaults, rng=rng, log_path=os.path.join(exp_dir, "pbt.jsonl"))
-        hps = self.pbt.initial()[0] if cfg.with_pbt else [dict(defaults)] * n
+        # the env's shaping coefficients (None: nothing to shape with), one copy per policy
+        self.default_shaping = default_scheme(doom_spec(cfg.env).shaping)
+        self.pbt = PBT(
+            pcfg,
+            defaults,
+            self.default_shaping,
+            REWARD_CATEGORIES_TO_TUNE,  # Sample Factory's categories for its "doom_" envs
+            rng=rng,
+            log_path=os.path.join(exp_dir, "pbt.jsonl"),
+        )
+        if cfg.with_pbt:
+            hps, shapings = self.pbt.initial()
+        else:
+            hps, shapings = [dict(defaults)] * n, self.default_shaping
 
         def make_optimizer(model, hp):
             return torch.optim.Adam(
@@ -92,7 +112,14 @@ class DoomLeague:
             )
 
         self.population = Population(
-            exp_dir, n, make_model, make_optimizer, hps, keep=cfg.keep_checkpoints, device=device
+            exp_dir,
+            n,
+            make_model,
+            make_optimizer,
+            hps,
+            reward_shaping=shapings,
+            keep=cfg.keep_checkpoints,
+            device=device,
         )
         self.learners = []
         for p in self.population.policies:
@@ -124,12 +151,27 @@ class DoomLeague:
 
     # ------------------------------------------------------------------ match-making
     def assign_initial(self, arrays) -> None:
-        """Every agent's first policy, before the workers start."""
+        """Every agent's first policy and every policy's shaping, before the workers start."""
+        self.write_params(arrays)
         for env in range(len(arrays["agent_policy"]) // self.agents_per_env):
             for j in range(self.agents_per_env):
                 k = self.mapping.policy_for_agent(j, env, env)
                 arrays["agent_policy"][env * self.agents_per_env + j] = k
                 arrays["next_policy"][env * self.agents_per_env + j] = k
+
+    @property
+    def param_width(self) -> int:
+        """Values per row of the per-policy env parameter table (0: the env has no shaping
+        coefficients)."""
+        return 0 if self.default_shaping is None else len(scheme_vector(self.default_shaping))
+
+    def write_params(self, arrays, policies=None) -> None:
+        """Put the shaping coefficients of ``policies`` (default: all) in the channels'
+        ``policy_params`` table: their agents' envs take them at their next episode."""
+        if not self.param_width:
+            return
+        for k in range(self.n) if policies is None else policies:
+            arrays["policy_params"][k] = scheme_vector(self.population[k].reward_shaping)
 
     def member(self, policy_id: int) -> str:
         """The league name of a policy id: ``p<k>`` or a snapshot's name."""
@@ -179,8 +221,9 @@ class DoomLeague:
     def env_steps(self) -> list[int]:
         return [lr.env_steps for lr in self.learners]
 
-    def maybe_pbt(self, lock) -> list[int]:
-        """Run PBT if due; returns the policies whose weights changed (to publish)."""
+    def maybe_pbt(self, lock, arrays=None) -> list[int]:
+        """Run PBT if due; returns the policies whose weights changed (to publish). The new
+        shaping coefficients of every updated policy go into ``arrays`` (the channels)."""
         if not self.cfg.with_pbt or self.n < 2:
             return []
         pols = self.population.policies
@@ -200,6 +243,8 @@ class DoomLeague:
                 self.events.append(d)
                 if d.donor is not None:
                     changed.append(d.policy)
+        if arrays is not None:
+            self.write_params(arrays, [d.policy for d in decisions])
         return changed
 
     # ------------------------------------------------------------------ snapshots
@@ -248,6 +293,8 @@ class DoomLeague:
             return False
         self.population.load()
         for p, lr in zip(self.population.policies, self.learners):
+            if p.reward_shaping is None and self.default_shaping is not None:
+                p.reward_shaping = dict(self.default_shaping)  # saved before shaping was kept
             lr.train_step, lr.env_steps = p.version, p.env_steps
             lr.cfg = self._learner_cfg(p)
         return True

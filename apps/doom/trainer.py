@@ -87,6 +87,7 @@ class DoomTrainer:
         try:
             self.obs_space, self.action_space = probe.observation_space, probe.action_space
             agents = int(getattr(probe, "num_agents", 1))
+            env_params = tuple(getattr(probe, "agent_param_names", ()))
         finally:
             probe.close()
         self.device = select_device(cfg.device)
@@ -100,6 +101,11 @@ class DoomTrainer:
             num_envs,
             agents,
         )
+        if len(env_params) != self.league.param_width:
+            raise ValueError(
+                f"{cfg.env} takes {len(env_params)} per-policy parameters, the league has "
+                f"{self.league.param_width}"
+            )
         self.policies = PolicySet(self.league.learners, self.device)
         model = self.league.learners[0].model
 
@@ -120,6 +126,9 @@ class DoomTrainer:
             num_logits=model.action_spec.num_logits,
             state_size=model.state_size,
             agents_per_env=agents,
+            # each policy's reward-shaping coefficients, read by the workers (DoomLeague)
+            param_rows=cfg.num_policies if env_params else 0,
+            param_width=len(env_params),
         )
         # One split of every worker: what a full inference round can batch together.
         self.min_inference_batch = self.layout.num_agents // self.layout.num_splits
@@ -228,7 +237,7 @@ class DoomTrainer:
     def _housekeeping(self) -> None:
         self._episodes(self.supervisor.drain_reports())
         self._episodes(self.supervisor.check())
-        for k in self.league.maybe_pbt(self.learner_loop.lock):
+        for k in self.league.maybe_pbt(self.learner_loop.lock, self.channels.arrays):
             self.policies.publish(k)
         for name in self.league.maybe_snapshot(self.learner_loop.lock, self.policies):
             self.console.print(f"snapshot {name} joins the league")

@@ -263,6 +263,8 @@ class DoomEnv(gym.Env):
 
         self.game: vzd.DoomGame | None = None
         self._shaping = dshaping.make_shaping(spec.shaping)
+        # the coefficients a population run may set per policy (set_agent_params)
+        self._scheme = dshaping.default_scheme(spec.shaping)
         self._var_names: list[str] = []
         self._last_episode_vars: dict[str, float] | None = None
         self._prev_info: dict = {}
@@ -414,6 +416,23 @@ class DoomEnv(gym.Env):
         if not self.use_measurements:
             return image
         return {"obs": image, "measurements": dshaping.measurements(info)}
+
+    # ------------------------------------------------------------------ per-policy shaping
+    @property
+    def agent_param_names(self) -> tuple[str, ...]:
+        """The reward-shaping coefficients :meth:`set_agent_params` takes, in order (see
+        :func:`~gristmill.envs.doom.shaping.scheme_param_names`); empty without a scheme."""
+        return () if self._scheme is None else dshaping.scheme_param_names(self._scheme)
+
+    def set_agent_params(self, agent: int, values) -> None:
+        """Shape this player's rewards with ``values`` (``float[len(agent_param_names)]``)
+        from its next step on: the rollout worker's per-agent hook, called with the
+        coefficients of the policy that acts for the agent (PBT mutates them per policy)."""
+        if agent != 0:
+            raise ValueError(f"{self._label()} has one agent (0), not agent {agent}")
+        if self._scheme is None:
+            raise ValueError(f"{self.spec_doom.name} has no reward-shaping coefficients to set")
+        self._shaping.set_scheme(dshaping.scheme_from_vector(self._scheme, values))
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):

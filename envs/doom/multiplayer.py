@@ -13,6 +13,7 @@ import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 from gristmill.envs.doom.game import DoomEnv, DoomEnvError, _game_args
 from gristmill.envs.doom.specs import DoomSpec, doom_spec
 
@@ -88,6 +89,23 @@ class DoomMultiAgentEnv:
         self.port: int | None = None
         self.action_space = self._make(0, 0).action_space
         self.observation_space = self._probe.observation_space
+        self._agent_params: dict[int, np.ndarray] = {}  # set before the match starts
+
+    @property
+    def agent_param_names(self) -> tuple[str, ...]:
+        """Each player's reward-shaping coefficients (:meth:`DoomEnv.agent_param_names`)."""
+        return self._probe.agent_param_names
+
+    def set_agent_params(self, agent: int, values) -> None:
+        """Player ``agent`` shapes its rewards with ``values`` from its next step on (the
+        coefficients of the policy acting for it); kept for a match not started yet."""
+        if not 0 <= agent < self.num_agents:
+            raise ValueError(f"agent {agent} of a {self.num_agents}-player match")
+        values = np.array(values, dtype=np.float64)
+        self._probe.set_agent_params(0, values)  # checks the values before anything changes
+        self._agent_params[agent] = values
+        if self.envs:
+            self.envs[agent].set_agent_params(0, values)
 
     def _make(self, player: int, port: int) -> DoomEnv:
         env = DoomEnv(
@@ -116,6 +134,8 @@ class DoomMultiAgentEnv:
                     failed.append(f"player {env.player_id}: {exc}")
             if not failed:
                 self.envs, self.port = envs, port
+                for agent, values in self._agent_params.items():
+                    envs[agent].set_agent_params(0, values)
                 return
             for env in envs:
                 env.close()

@@ -5,6 +5,9 @@
 - :class:`DeltaShaping`: ``+ sum coeff(+/-) * |delta game variable|`` with Sample Factory's
   ``REWARD_SHAPING_DEATHMATCH_V0`` (vs bots), ``_V1`` (self-play) and battle schemes, skipped on
   respawn and on the final step; DAMAGECOUNT deltas capped at 200 and HITCOUNT at 5.
+- :func:`default_scheme`, :func:`scheme_vector`, :func:`scheme_from_vector`: a scheme as a flat
+  float vector (the per-policy coefficients a population run sends to its envs: PBT mutates
+  them per policy, as Sample Factory does, and each player shapes with its own policy's).
 - :func:`measurements`: the 23-float vector of ``DoomAdditionalInput``.
 - :func:`objective_frags`, :func:`objective_win`: ``true_objective`` of the multiplayer envs.
 """
@@ -24,6 +27,10 @@ __all__ = [
     "GatheringShaping",
     "DeltaShaping",
     "make_shaping",
+    "default_scheme",
+    "scheme_param_names",
+    "scheme_vector",
+    "scheme_from_vector",
     "measurements",
     "NUM_MEASUREMENTS",
     "objective_frags",
@@ -99,7 +106,7 @@ class DeltaShaping:
     """
 
     def __init__(self, scheme: dict):
-        self.scheme = scheme
+        self.scheme = scheme  # replaced whole by set_scheme (e.g. another policy's), never edited
         self.prev: dict[str, float] = {}
         self.prev_dead = True
         self.selected = deque(maxlen=5)
@@ -108,6 +115,15 @@ class DeltaShaping:
         self.prev = {}
         self.prev_dead = True
         self.selected.clear()
+
+    def set_scheme(self, scheme: dict) -> None:
+        """Shape with ``scheme`` from the next step on (same variables: the deltas go on)."""
+        if scheme["delta"].keys() != self.scheme["delta"].keys():
+            raise ValueError(
+                f"a shaping scheme with other variables: {sorted(scheme['delta'])} "
+                f"for {sorted(self.scheme['delta'])}"
+            )
+        self.scheme = scheme
 
     def _delta_reward(self, info: dict) -> float:
         reward = 0.0
@@ -140,20 +156,64 @@ class DeltaShaping:
         return reward
 
 
+_SCHEMES = {
+    "deathmatch_v0": SCHEME_DEATHMATCH_V0,
+    "deathmatch_v1": SCHEME_DEATHMATCH_V1,
+    "battle": SCHEME_BATTLE,
+}
+
+
 def make_shaping(kind: str | None):
     """Shaping callable for a :class:`~gristmill.envs.doom.specs.DoomSpec` ``shaping`` name."""
     if kind is None:
         return None
     if kind == "gathering":
         return GatheringShaping()
-    schemes = {
-        "deathmatch_v0": SCHEME_DEATHMATCH_V0,
-        "deathmatch_v1": SCHEME_DEATHMATCH_V1,
-        "battle": SCHEME_BATTLE,
+    return DeltaShaping(default_scheme(kind))
+
+
+def default_scheme(kind: str | None) -> dict | None:
+    """A copy of the coefficient scheme of a ``shaping`` name (Sample Factory's
+    ``reward_shaping_scheme``); None for no shaping and for ``gathering`` (no coefficients)."""
+    if kind is None or kind == "gathering":
+        return None
+    if kind not in _SCHEMES:
+        known = ["gathering", *_SCHEMES]
+        raise ValueError(f"unknown Doom reward shaping {kind!r}; known: {known}")
+    return copy.deepcopy(_SCHEMES[kind])
+
+
+def _leaves(scheme: dict):
+    """``(name, value)`` of every coefficient, in a fixed order: ``delta/<VAR>/up|down``, then
+    ``selected_weapon/<SELECTEDw>``."""
+    for var, (up, down) in scheme["delta"].items():
+        yield f"delta/{var}/up", up
+        yield f"delta/{var}/down", down
+    for key, value in scheme["selected_weapon"].items():
+        yield f"selected_weapon/{key}", value
+
+
+def scheme_param_names(scheme: dict) -> tuple[str, ...]:
+    """Names of the entries of :func:`scheme_vector` (``delta/FRAGCOUNT/up``, ...)."""
+    return tuple(name for name, _ in _leaves(scheme))
+
+
+def scheme_vector(scheme: dict) -> np.ndarray:
+    """The coefficients of ``scheme`` as ``float64[len(scheme_param_names(scheme))]``."""
+    return np.array([float(v) for _, v in _leaves(scheme)], dtype=np.float64)
+
+
+def scheme_from_vector(template: dict, values) -> dict:
+    """The scheme shaped like ``template`` holding ``values`` (inverse of :func:`scheme_vector`)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    n = 2 * len(template["delta"]) + len(template["selected_weapon"])
+    if values.shape != (n,):
+        raise ValueError(f"a shaping vector of {values.shape[0]} values for a scheme of {n}")
+    it = iter(values.tolist())
+    return {
+        "delta": {var: (next(it), next(it)) for var in template["delta"]},
+        "selected_weapon": {key: next(it) for key in template["selected_weapon"]},
     }
-    if kind not in schemes:
-        raise ValueError(f"unknown Doom reward shaping {kind!r}; known: gathering, {list(schemes)}")
-    return DeltaShaping(schemes[kind])
 
 
 NUM_MEASUREMENTS = 7 + 2 * NUM_WEAPONS

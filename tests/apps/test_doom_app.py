@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gristmill.envs.doom import game_instances, game_processes
 from gristmill.kernels import procfs
@@ -472,3 +473,64 @@ def test_self_play_duel_between_two_policies_is_scored(tmp_path, no_new_games):
     assert [r["vs_bots"]["games"] for r in result["rows"]] == [1, 1]
     assert result["draws"] + sum(r["duel"]["wins"] for r in result["rows"]) == 1
     assert "| player | duel wins |" in out.stderr and video.stat().st_size > 1000
+
+
+def _scalars(run_dir, tag: str) -> list[float]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    values = []
+    for f in sorted((Path(run_dir) / "tb").glob("events.out.tfevents*")):
+        acc = EventAccumulator(str(f), size_guidance={"scalars": 0})
+        acc.Reload()
+        if tag in acc.Tags()["scalars"]:
+            values += [e.value for e in acc.Scalars(tag)]
+    return values
+
+
+def test_pbt_shapes_rewards_per_policy_and_resume_restores_the_coefficients(tmp_path, no_new_games):
+    """Sample Factory's PBT perturbs the duel's shaping coefficients per policy (here every one
+    of policy 1's, mutation rate 1): pbt.jsonl logs each value before and after, per-policy
+    TensorBoard shows them, the checkpoint keeps them, and resuming (with another seed, whose
+    fresh draws would differ) restores them into the table the workers read."""
+    import torch
+    from gristmill.apps.doom.config import TrainConfig
+    from gristmill.apps.doom.trainer import DoomTrainer
+    from gristmill.envs.doom.shaping import scheme_vector
+    from gristmill.samplers.rollout import RolloutChannels
+
+    args = ["--env", "doom_duel", "--env_frameskip", "2", "--timelimit", "0.05",
+            "--num_policies", "2", "--with_pbt", "true", "--pbt_mutation_rate", "1",
+            "--train_dir", str(tmp_path), "--experiment", "shape"]  # fmt: skip
+    run_train(*args, "--train_for_env_steps", "200")
+    exp = tmp_path / "shape"
+    log = (exp / "pbt.jsonl").read_text().splitlines()
+    init = {e["policy"]: e for e in map(json.loads, log)}
+    assert init[0]["mutations"] == []  # policy 0 keeps the defaults
+    shaped = [m for m in init[1]["mutations"] if m["path"][0] in ("delta", "selected_weapon")]
+    assert len(shaped) == len(scheme_vector(init[0]["reward_shaping"]))
+    assert all(m["before"] != m["after"] for m in shaped if m["before"] != 0)
+    frag_up = init[1]["reward_shaping"]["delta"]["FRAGCOUNT"][0]
+    assert frag_up != 1.0
+    tag = "{}/pbt/zz_pbt/rew_FRAGCOUNT_0"
+    p1 = _scalars(exp, tag.format("p1"))
+    assert p1 and p1 == pytest.approx([frag_up] * len(p1))  # TensorBoard stores float32
+    assert set(_scalars(exp, tag.format("p0"))) == {1.0}
+
+    manifest = json.loads((exp / "population.json").read_text())
+    saved = torch.load(exp / manifest["policies"][1]["checkpoint"], weights_only=False)
+    assert saved["reward_shaping"]["delta"]["FRAGCOUNT"][0] == pytest.approx(frag_up)
+
+    # a resumed run (in-process up to its start): each policy's row of the channels' table
+    cfg = TrainConfig(**{**json.loads((exp / "config.json").read_text()), "seed": 9})
+    trainer = DoomTrainer(cfg)
+    trainer._resume()
+    channels = RolloutChannels(trainer.layout)
+    try:
+        trainer.league.assign_initial(channels.arrays)
+        for k in (0, 1):
+            expect = scheme_vector(trainer.league.population[k].reward_shaping)
+            assert np.array_equal(channels.arrays["policy_params"][k], expect)
+        expect1 = scheme_vector(json.loads(json.dumps(saved["reward_shaping"])))
+        np.testing.assert_allclose(channels.arrays["policy_params"][1], expect1)
+    finally:
+        channels.close()

@@ -15,6 +15,7 @@ from gristmill.envs.doom import (
     game_processes,
     make_doom,
 )
+from gristmill.envs.doom.shaping import default_scheme, make_shaping, scheme_vector
 
 TINY = (32, 24)
 
@@ -285,3 +286,48 @@ def test_closing_an_env_whose_game_was_killed_removes_vizdooms_shm():
         env.close()
         other.close()
     assert _vizdoom_shm(theirs) == []
+
+
+@pytest.mark.timeout(240)
+def test_each_duel_player_shapes_with_its_own_coefficients():
+    """set_agent_params (the coefficients of the policy acting for a player, which PBT mutates
+    per policy) changes that player's shaped reward only: replaying Sample Factory's shaping
+    on each player's own game variables, player 1 gets none with every coefficient 0, then
+    (set between matches) exactly 3x the default shaping with every coefficient x3, while
+    player 0 keeps the default's."""
+    env = make_doom("doom_duel", resolution=TINY, frame_skip=2, timelimit=0.05)
+    kind = doom_spec("doom_duel").shaping
+    default = scheme_vector(default_scheme(kind))
+    assert len(env.agent_param_names) == len(default) > 0
+    noop = tuple(0 for _ in env.action_space.sample())  # both stand still: few events
+
+    def match():
+        """Each step's rewards and what the default scheme pays on each player's variables."""
+        env.reset(seed=0)
+        replay = [make_shaping(kind), make_shaping(kind)]
+        rewards, expected = [], []
+        while True:
+            _, r, term, trunc, infos = env.step([noop, noop])
+            done = term[0] or trunc[0]
+            rewards.append(r)
+            expected.append([f(i, done) * env.envs[0].reward_scale for f, i in zip(replay, infos)])
+            if done:
+                return np.array(rewards), np.array(expected)
+
+    try:
+        env.set_agent_params(1, np.zeros_like(default))  # before the match starts: kept
+        r, default_pays = match()
+        assert default_pays[:, 0].sum() > 0  # e.g. the bonus for holding a loaded weapon
+        np.testing.assert_allclose(r[:, 0], default_pays[:, 0], rtol=1e-6)
+        assert np.all(r[:, 1] == 0), r
+        env.set_agent_params(1, 3 * default)
+        r, default_pays = match()
+        np.testing.assert_allclose(r[:, 0], default_pays[:, 0], rtol=1e-6)
+        np.testing.assert_allclose(r[:, 1], 3 * default_pays[:, 1], rtol=1e-6)
+        assert r[:, 1].sum() > 0
+        with pytest.raises(ValueError, match="shaping vector of 3 values"):
+            env.set_agent_params(0, [1.0, 2.0, 3.0])
+        with pytest.raises(ValueError, match="agent 2 of a 2-player match"):
+            env.set_agent_params(2, default)
+    finally:
+        env.close()

@@ -5,7 +5,9 @@ A plain module beside the sampler tests (``tests/samplers/conftest.py`` puts thi
 
 :class:`EchoEnv` observes ``[env_index, step, last_action]`` (float32), pays the action as the
 reward, truncates after ``episode_length`` steps and can raise once at a given step, so a test
-can verify that every action landed where it should and that a crash is survived.
+can verify that every action landed where it should and that a crash is survived. Its one
+per-agent parameter (``set_agent_params``, the rollout layout's per-policy table) multiplies
+the reward.
 """
 
 from __future__ import annotations
@@ -36,6 +38,13 @@ class EchoEnv(gym.Env):
         self.action_space = spaces.Discrete(num_actions)
         self.steps = 0
         self.total_steps = 0
+        self.reward_scale = 1.0
+
+    agent_param_names = ("reward_scale",)
+
+    def set_agent_params(self, agent: int, values) -> None:
+        assert agent == 0, agent
+        (self.reward_scale,) = (float(v) for v in values)
 
     def _obs(self, action: float) -> np.ndarray:
         return np.array([self.env_index, self.steps, action], dtype=np.float32)
@@ -52,7 +61,7 @@ class EchoEnv(gym.Env):
             raise RuntimeError(f"EchoEnv {self.env_index} crashed on purpose")
         self.steps += 1
         truncated = self.steps >= self.episode_length
-        return self._obs(float(action)), float(action), False, truncated, {}
+        return self._obs(float(action)), self.reward_scale * float(action), False, truncated, {}
 
 
 class MultiEchoEnv:
@@ -68,6 +77,9 @@ class MultiEchoEnv:
     def reset(self, *, seed=None):
         out = [a.reset(seed=seed) for a in self.agents]
         return [o for o, _ in out], [i for _, i in out]
+
+    def set_agent_params(self, agent: int, values) -> None:
+        self.agents[agent].set_agent_params(0, values)
 
     def step(self, actions):
         out = [a.step(x) for a, x in zip(self.agents, actions)]

@@ -28,8 +28,10 @@ pytestmark = pytest.mark.usefixtures("shm_clean")  # tests/conftest.py
 
 
 def make(num_workers=2, envs=4, slots=None, agents=1, env_report=None, niceness=0,
-         start_method=None, **factory):
+         start_method=None, param_rows=0, **factory):
     layout = RolloutLayout(
+        param_rows=param_rows,
+        param_width=1 if param_rows else 0,
         num_workers=num_workers,
         envs_per_worker=envs,
         rollout=T,
@@ -376,6 +378,53 @@ def test_policy_ids_run_end_to_end():
             reports += ch.reports.get_many(timeout=5)
         episodes = [r for r in reports if r["kind"] == "episode" and r["env"] == 1]
         assert episodes[0]["policy_id"] == 0 and all(r["policy_id"] == 1 for r in episodes[1:])
+    finally:
+        pool.stop()
+        ch.close()
+
+
+def test_each_agent_gets_its_policys_env_params_at_its_next_episode():
+    """The per-policy parameter table (here the echo env's reward factor): an agent's env
+    takes the row of the policy that drives it when that policy takes effect, so policy 1's
+    factor scales only the rewards of the agent it drives, and a row changed mid-episode
+    applies from the agent's next episode."""
+    layout, ch, pool = make(num_workers=1, envs=2, agents=2, param_rows=2)
+    a = ch.arrays
+    a["policy_params"][:, 0] = [1.0, 10.0]
+    a["agent_policy"][:] = a["next_policy"][:] = [0, 1, 0, 0]  # env 0: p0 vs p1; env 1: p0, p0
+    server = InferenceServer(ch, pool.generation, numpy_policy(np.random.default_rng(0)))
+    try:
+        pool.start()
+        trajs, deadline = [], time.time() + 60
+        changed = False
+        while len(trajs) < 24:
+            assert time.time() < deadline
+            server.serve(0.5)
+            try:
+                slots = pool.ledger.accept(ch.trajectories.get_many_nowait())
+            except Empty:
+                continue
+            for s in slots:
+                trajs.append({k: a[k][s].copy() for k in ("obs_obs", "rewards", "dones")})
+            pool.ledger.consume(slots)
+            if not changed and len(trajs) >= 4:
+                a["policy_params"][0, 0] = 3.0  # e.g. PBT mutated policy 0
+                changed = True
+        by_agent = {}
+        for tr in trajs:
+            agent = int(tr["obs_obs"][0, 0])  # 10 * env + agent
+            # reward = factor * action; the action is echoed in the next observation
+            acts = np.where(tr["dones"] == 1, np.nan, tr["obs_obs"][1:, 2])
+            ok = acts > 0
+            by_agent.setdefault(agent, []).append(np.round(tr["rewards"][ok] / acts[ok], 3))
+        factors = {agent: set(np.concatenate(v).tolist()) for agent, v in by_agent.items()}
+        assert factors[1] == {10.0}, factors  # only the agent policy 1 drives
+        for agent in (0, 10, 11):
+            assert factors[agent] <= {1.0, 3.0} and 3.0 in factors[agent], factors
+            # the new factor starts at an episode boundary: never 1.0 after a 3.0
+            seq = np.concatenate(by_agent[agent])
+            first3 = int(np.argmax(seq == 3.0))
+            assert np.all(seq[first3:] == 3.0), seq
     finally:
         pool.stop()
         ch.close()
