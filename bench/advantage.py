@@ -33,6 +33,7 @@ sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.getcwd()) != _HERE
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
+import resource  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -99,8 +100,10 @@ def rollout(T: int, B: int, dtype: str = "float32", seed: int = 0) -> dict:
     )
 
 
-def timeit(fn, repeat: int, min_time: float) -> tuple[float, float]:
-    """Best-of-``repeat`` (wall µs, CPU µs) per call; each round lasts about ``min_time`` s."""
+def timeit(fn, repeat: int, min_time: float) -> tuple[float, float, float]:
+    """Best-of-``repeat`` (wall µs, CPU µs) per call, each round lasting about ``min_time``
+    s, and the minor page faults per call over all rounds (fresh memory for results costs
+    a fault per 4 KiB page touched, and its zeroing)."""
     fn()  # warm-up (and compile)
     n, t0 = 0, time.perf_counter()
     while (elapsed := time.perf_counter() - t0) < min_time / 4:
@@ -108,13 +111,15 @@ def timeit(fn, repeat: int, min_time: float) -> tuple[float, float]:
         n += 1
     calls = max(1, int(n * min_time / elapsed))
     best_wall = best_cpu = float("inf")
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(repeat):
         w0, c0 = time.perf_counter(), time.process_time()
         for _ in range(calls):
             fn()
         best_wall = min(best_wall, (time.perf_counter() - w0) / calls)
         best_cpu = min(best_cpu, (time.process_time() - c0) / calls)
-    return best_wall * 1e6, best_cpu * 1e6
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (repeat * calls)
+    return best_wall * 1e6, best_cpu * 1e6, faults
 
 
 def implementations(data: dict, torch_data: dict) -> dict:
@@ -211,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                 for kernel, fns in impls.items():
                     row = {"run": run, "dtype": dtype, "kernel": kernel, "T": T, "B": B}
                     for name, fn in fns.items():
-                        wall, cpu = timeit(fn, repeat, min_time)
+                        wall, cpu, faults = timeit(fn, repeat, min_time)
                         row[f"{name}_wall_us"], row[f"{name}_cpu_us"] = wall, cpu
+                        row[f"{name}_faults"] = faults
                     row["x_torch"] = row["torch_cpu_us"] / row["numba_cpu_us"]
                     row["x_numpy"] = row["numpy_cpu_us"] / row["numba_cpu_us"]
                     row["x_torch_wall"] = row["torch_wall_us"] / row["numba_wall_us"]
@@ -221,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"run {run} {dtype} {kernel:6s} T={T:<4d} B={B:<5d} numba "
                         f"{row['numba_cpu_us']:9.1f} µs  torch {row['torch_cpu_us']:9.1f} µs  "
-                        f"x{row['x_torch']:.1f}",
+                        f"x{row['x_torch']:.1f}  page faults per call: numba "
+                        f"{row['numba_faults']:.1f}, torch {row['torch_faults']:.1f}",
                         file=sys.stderr,
                         flush=True,
                     )
