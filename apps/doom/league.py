@@ -56,6 +56,7 @@ from gristmill.learners.league import (
     pbt_scalars,
     tuned_hyperparameters,
 )
+from gristmill.learners.league.population import MANIFEST
 
 __all__ = ["DoomLeague", "pbt_config"]
 
@@ -98,7 +99,10 @@ class DoomLeague:
             rng=rng,
             log_path=os.path.join(exp_dir, "pbt.jsonl"),
         )
-        if cfg.with_pbt:
+        # a resumed run takes its values from its checkpoint: only a fresh one draws (and logs)
+        # perturbed starting values
+        fresh = cfg.restart or not os.path.exists(os.path.join(exp_dir, MANIFEST))
+        if cfg.with_pbt and fresh:
             hps, shapings = self.pbt.initial()
         else:
             hps, shapings = [dict(defaults)] * n, self.default_shaping

@@ -524,6 +524,7 @@ def test_pbt_shapes_rewards_per_policy_and_resume_restores_the_coefficients(tmp_
     cfg = TrainConfig(**{**json.loads((exp / "config.json").read_text()), "seed": 9})
     trainer = DoomTrainer(cfg)
     trainer._resume()
+    assert (exp / "pbt.jsonl").read_text().splitlines() == log  # no fresh starting values
     channels = RolloutChannels(trainer.layout)
     try:
         trainer.league.assign_initial(channels.arrays)
