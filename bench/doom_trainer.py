@@ -426,17 +426,21 @@ def components(args) -> dict:
 
 def population(args) -> dict:
     """Population overhead (issue 14): the same run with 1 and with ``--policies`` policies
-    (Sample Factory's mixed match-making), alternating, ``--repeat`` pairs; steady frames/s."""
+    (Sample Factory's mixed match-making), alternating, ``--repeat`` pairs; steady frames/s,
+    and frames per CPU-second of the run's process tree (what a loaded box still measures)."""
     base = list(args.extra)
     fps: dict[int, list[float]] = {1: [], args.policies: []}
+    eff: dict[int, list[float]] = {1: [], args.policies: []}
     for _ in range(args.repeat):
         for n in (1, args.policies):
             args.extra = [*base, "--num_policies", str(n)]
             r = run_gristmill(args)
             print(json.dumps({"num_policies": n, **r}), flush=True)
             fps[n].append(r["steady_fps"] or 0.0)
+            eff[n].append(r["frames_per_cpu_s"] or 0.0)
     args.extra = base
     mean = {n: sum(v) / len(v) for n, v in fps.items()}
+    mean_eff = {n: sum(v) / len(v) for n, v in eff.items()}
     return {
         "system": "population",
         "env": args.env,
@@ -444,6 +448,8 @@ def population(args) -> dict:
         "envs": args.envs,
         "fps": fps,
         "ratio": mean[args.policies] / max(mean[1], 1e-9),
+        "frames_per_cpu_s": eff,
+        "cpu_ratio": mean_eff[args.policies] / max(mean_eff[1], 1e-9),
     }
 
 
