@@ -1009,7 +1009,7 @@ def queue_run(seconds: float, seed: int, every, start: float, faults: bool,
             pr.join()
             phase = int(board["phase"][slot])
             who = "consumer" if slot >= producers else "producer" if slot else "pausing producer"
-            f = {"kind": f"{who} in {PHASES[phase]}",
+            f = {"kind": f"{who} in {PHASES[phase]}", "producer": slot < producers,
                  "id": i, "t": t0, "phase": phase, "ok": True, "recover_s": None,
                  "held": int(board["held"][slot]) if phase == HOLDING else 0}  # fmt: skip
             if slot < producers:
@@ -1066,8 +1066,10 @@ def queue_run(seconds: float, seed: int, every, start: float, faults: bool,
     if dups:
         bad.append(f"{dups} duplicate deliveries")
     held = sum(f["held"] for f in killed)
-    in_get = sum(f["phase"] in (GET, GET_MANY) for f in killed if f["kind"].startswith("consumer"))
-    killed_p = {f["id"]: f for f in killed if f["kind"].startswith("producer")}
+    in_get = sum(f["phase"] in (GET, GET_MANY) for f in killed if not f["producer"])
+    # by role, not by name: "pausing producer ..." is a producer too (its interrupted puts
+    # were counted as phantom messages when this matched names starting with "producer")
+    killed_p = {f["id"]: f for f in killed if f["producer"]}
     missing = phantom = partial = sent = interrupted_delivered = interrupted_dropped = 0
 
     def count(lo: int, hi: int) -> int:  # received keys in [lo, hi): uniq is sorted
