@@ -46,7 +46,8 @@ exactly once, uncorrupted, in per-producer order within each consumer -- except 
 interrupted put: all of its messages or none (never part of a ``put_many``), and (b) messages
 a killed consumer was holding: it had dequeued them (``get`` returned) but not logged them; a
 kill there counts exactly the batch it held, and a kill inside ``get`` may lose at most the
-batch being taken (it should lose none: the ring state is committed last).
+batch being taken (it is taken under the lock and decoded after it: a kill between the
+two loses it, as in any queue without acknowledgements).
 
 ``driver-kills``: the trainer SIGKILLed ``--kills`` times in a row at random moments (about a
 third of them the moment a checkpoint's temporary file appears), each time resumed in the same
