@@ -128,9 +128,11 @@ class _LoopState:
 class SelfPlay:
     """The self-play phase. ``run(budget)`` trains until ``budget`` agent steps (learner moves)
     or ``minutes`` or ``should_stop()``. The league is a ``learners.league.Population`` in
-    ``run_dir`` (``population.json``, ``checkpoints/p0/``, ``checkpoints/snapshots/``): one
-    learning policy ``p0``, the bots as fixed members, snapshots ``snap_<k>``; it resumes from
-    there when present."""
+    ``run_dir`` (``population.json``, ``checkpoints/p0/``, ``checkpoints/snapshots/``): the
+    learning policy ``p0`` (and the exploiter ``p1`` with ``exploiter_boards``), the bots as
+    fixed members, snapshots ``snap_<k>`` (and ``exploit_<k>``); it resumes from there when
+    present. The exploiter restarts from the weights of ``policy`` as passed here (the BC
+    policy, also on resume)."""
 
     def __init__(self, policy: Policy, cfg: SelfPlayConfig, run_dir: str | Path, writer=None,
                  log: Callable[[str], None] = print):
