@@ -120,3 +120,28 @@ def test_parallel_bots_act_like_serial_ones(name):
         a = serial.act(e.obs, e.masks, e.scalars)
         np.testing.assert_array_equal(a, par.act(e.obs, e.masks, e.scalars))
         e.step(a)
+
+
+def test_a_player_that_is_not_a_bot_is_seated_and_scored_like_the_bot_itself():
+    # the path the trained net takes through play_match (its own seats only, both seats
+    # alternating, the winner mapped back to A) must not change a bot's result
+    class Wrapped:
+        name = "wrapped"
+
+        def spawn(self, num_boards, seed=None):
+            bot = G.Bot("general", num_boards, seed=seed)
+
+            class Seated:
+                def act(self, obs, masks, scalars, seats, out):
+                    tmp = out.copy()
+                    bot.act(obs, masks, scalars, (True, True), tmp)
+                    out[seats] = tmp[seats]
+                    return out
+
+            return Seated()
+
+    direct = play_match("general", "random", games=24, truncation=300, seed=3)
+    wrapped = play_match(Wrapped(), "random", games=24, truncation=300, seed=3)
+    assert (wrapped.wins_a, wrapped.draws, wrapped.wins_b) == \
+        (direct.wins_a, direct.draws, direct.wins_b)
+    assert direct.wins_a > direct.wins_b  # the games are decided, not all draws
