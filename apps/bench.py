@@ -71,6 +71,11 @@ SECTIONS = [
         f"{PY} bench/doom_trainer.py curves --env doom_defend_the_center --workers 2 --envs 8 "
         "--frames 1500000 --seeds 3 --extend --rerun gristmill",
     ), needs="the stored Sample Factory curves in bench/results/ (or its venv, without --rerun)"),
+    Section("doom-ray", "populations-on-ray", "~12 min", (
+        f"{PY} bench/doom_ray.py startup --repeats 3",
+        f"{PY} bench/doom_ray.py broadcast --repeats 10 --receivers 3",
+        f"{PY} bench/doom_ray.py throughput --seconds 90 --repeats 2",
+    ), needs="ray (the ray extra)"),
     Section("pong", "atari-ppo-pong", "~2.2 h", (
         f"{PY} -m gristmill.apps.atari train --env Pong-v5 --train_dir runs/bench --seed 1 "
         "--save_every_sec 60 --stats_every_sec 30",
