@@ -231,7 +231,9 @@ class Residue:
     their environment, so orphans re-parented away still count), no new ``/dev/shm`` entry
     (segments, semaphores, VizDoom's) that no other live process holds, no new file
     descriptor in this process. A thread notes every tagged pid it sees, so a
-    ``gristmill_<pid>_*`` entry of one of ours that died counts as ours."""
+    ``gristmill_<pid>_*`` entry of one of ours that died counts as ours, and every VizDoom
+    game's instance id, so a ``ViZDoom*<id>`` entry counts as ours only if one of our games
+    made it (other runs on a shared box leave theirs)."""
 
     def __init__(self):
         self.tag = uuid.uuid4().hex
@@ -240,6 +242,7 @@ class Residue:
         gc.collect()
         self.fds = procfs.fd_targets(os.getpid())
         self.ours: set[int] = set()
+        self.games: set[str] = set()  # our VizDoom games' instance ids (in their shm names)
         self.halt = threading.Event()
         self.watch = threading.Thread(target=self._watch, daemon=True)
         self.watch.start()
@@ -253,7 +256,11 @@ class Residue:
 
     def _watch(self) -> None:
         while not self.halt.wait(0.5):
-            self.ours.update(self.tagged())
+            for p in set(self.tagged()) - self.ours:
+                self.ours.add(p)
+                cmd = procfs.cmdline(p)
+                if b"+viz_instance_id" in cmd:
+                    self.games.add(cmd[cmd.index(b"+viz_instance_id") + 1].decode())
 
     def check(self, wait: float = 20.0) -> dict:
         deadline = time.time() + wait
@@ -266,6 +273,8 @@ class Residue:
             m = re.search(r"gristmill_(\d+)_", name)
             if m and int(m.group(1)) not in self.ours | set(left):
                 continue  # another run's gristmill segment
+            if name.startswith("ViZDoom") and not any(name.endswith(g) for g in self.games):
+                continue  # another run's VizDoom game (the box is shared)
             leaked.append(name)
         gc.collect()
         new_fds = {
