@@ -343,6 +343,7 @@ class DoomMember:
             "masked_batches": t.masked_batches[0],
             "lag": stats.get("version_diff_avg"),
             "hyperparameters": dict(t.league.population[0].hyperparameters),
+            "agents_per_env": t.league.agents_per_env,  # 1: no opponents to send it
             "running": self.thread.is_alive(),
             "done": not self.thread.is_alive(),
             "error": self.error,

@@ -337,9 +337,11 @@ class RayPopulation:
 
     def _sync_weights(self) -> None:
         """Each member whose version moved sends its weights (a ref the driver owns) to the
-        others' opponent slots."""
+        others' opponent slots (multi-agent scenarios only)."""
         for k, st in enumerate(self.status):
             if st is None or st["version"] == self.synced_version[k] or st["version"] == 0:
+                continue
+            if st["agents_per_env"] < 2:  # single-player scenarios have no opponents
                 continue
             ref = self.members[k].weights.remote()
             for j, m in enumerate(self.members):
