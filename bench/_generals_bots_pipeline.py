@@ -88,6 +88,16 @@ def make_env(seed):
     return f
 
 
+def process_cpu_s(pids):
+    """User + system CPU seconds the processes ``pids`` have used so far (``/proc``)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return total / tick
+
+
 def decode(idx, S):
     a = np.zeros((len(idx), 5), np.int64)
     a[:, 0] = idx == 0
@@ -120,6 +130,8 @@ def main():
     for it in range(args["updates"] + 1):  # the first update is warm-up (untimed)
         if it == 1:
             start, c0 = time.perf_counter(), time.process_time()
+            workers = [w.pid for w in envs.processes]
+            e0 = process_cpu_s(workers)
             timers = dict.fromkeys(timers, 0.0)
         P, M = [], []
         I, L, V, R, D = [], [], [], [], []
@@ -183,10 +195,11 @@ def main():
         if it >= 1:
             steps += N
     wall = time.perf_counter() - start
+    env_cpu = process_cpu_s(workers) - e0
     envs.close()
     print(json.dumps({"pipeline": "generals-bots AsyncVectorEnv + NumPy memory", "boards": n,
                       "agent_steps": steps, "wall_s": wall,
-                      "main_cpu_s": time.process_time() - c0,
+                      "main_cpu_s": time.process_time() - c0, "env_cpu_s": env_cpu,
                       "agent_steps_per_s": steps / wall,
                       "shares": {k: v / wall for k, v in timers.items()}}))
 

@@ -84,13 +84,22 @@ def cmd_throughput(a):
     for boards in a.boards:
         g = gristmill_throughput(boards, a.rollout, a.updates, a.threads, a.size)
         p = paper_throughput(boards, a.rollout, a.updates, a.threads, a.size)
+        # per CPU-second of every process (the paper-style env workers included): on a
+        # shared box the wall-clock ratio moves with whatever else runs
+        g["agent_steps_per_cpu_s"] = g["agent_steps"] / g["main_cpu_s"]
+        p["agent_steps_per_cpu_s"] = p["agent_steps"] / (p["main_cpu_s"] + p["env_cpu_s"])
         rows.append({"boards": boards, "gristmill": g, "paper_style": p,
-                     "speedup": g["agent_steps_per_s"] / p["agent_steps_per_s"]})
+                     "speedup": g["agent_steps_per_s"] / p["agent_steps_per_s"],
+                     "speedup_per_cpu_s": g["agent_steps_per_cpu_s"]
+                     / p["agent_steps_per_cpu_s"]})
         net_share = g["shares"].get("forward", 0) + g["shares"].get("update", 0) + \
             g["shares"].get("forward_opponents", 0)
         print(f"boards={boards}: gristmill {g['agent_steps_per_s']:.0f} agent steps/s "
               f"(network {100 * net_share:.1f} % of the loop), paper-style "
-              f"{p['agent_steps_per_s']:.0f} -> {rows[-1]['speedup']:.2f}x", flush=True)
+              f"{p['agent_steps_per_s']:.0f} -> {rows[-1]['speedup']:.2f}x; per CPU-second "
+              f"{g['agent_steps_per_cpu_s']:.0f} vs {p['agent_steps_per_cpu_s']:.0f} "
+              f"(main {p['main_cpu_s']:.1f} + env workers {p['env_cpu_s']:.1f} s) -> "
+              f"{rows[-1]['speedup_per_cpu_s']:.2f}x", flush=True)
         print("  gristmill shares: " + ", ".join(f"{k} {100 * v:.1f} %"
                                                 for k, v in g["shares"].items()))
         print("  paper-style shares of wall time: " + ", ".join(
