@@ -71,6 +71,10 @@ SECTIONS = [
         f"{PY} bench/doom_trainer.py curves --env doom_defend_the_center --workers 2 --envs 8 "
         "--frames 1500000 --seeds 3 --extend --rerun gristmill",
     ), needs="the stored Sample Factory curves in bench/results/ (or its venv, without --rerun)"),
+    Section("doom-population", "populations-doom-self-play", "~6 min", (
+        f"{PY} bench/doom_trainer.py population --env doom_duel --workers 2 --envs 4 "
+        "--seconds 150 --repeat 1",
+    )),
     Section("doom-ray", "populations-on-ray", "~12 min", (
         f"{PY} bench/doom_ray.py startup --repeats 3",
         f"{PY} bench/doom_ray.py broadcast --repeats 10 --receivers 3",
