@@ -133,7 +133,9 @@ def _wait_for(what: str, check, timeout: float, proc: subprocess.Popen):
         if got:
             return got
         time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    proc.kill()  # what the driver said, for the report
+    err = proc.communicate()[1][-3000:]
+    raise AssertionError(f"timed out waiting for {what}; the driver said:\n{err}")
 
 
 def _read_json(path: Path):
