@@ -227,6 +227,10 @@ def test_a_member_on_a_killed_node_restarts_from_its_checkpoint_and_the_league_k
                 p.kill()
                 p.communicate()
         cluster.shutdown()
+        # a failed run's driver was killed: end the games its members' deaths left behind
+        from gristmill.apps.doom.ray_member import reap_games_of_dead_members  # noqa: PLC0415
+
+        reap_games_of_dead_members(str(tmp_path / "duel" / "members"))
     assert refused.returncode != 0 and "refused this driver's token" in refused_err, refused_err
     assert proc.returncode == 130, err[-3000:]  # interrupted, and said so
     summary = last_json(out)
