@@ -807,7 +807,10 @@ def pool_run(task: str, seconds: float, seed: int, every, start: float, faults: 
                 last_elapsed[i], ended[i] = e, term[k] or trunc[k]
             with lock:
                 for f in pending:
-                    for i in ids[el == 0].tolist():
+                    # back = its restart result (elapsed 0, truncated); an elapsed-0 result
+                    # without the flag is an episode's ordinary reset that the dead worker
+                    # had published before it died
+                    for i in ids[(el == 0) & np.asarray(trunc, bool)].tolist():
                         if i in f["envs"] and i not in f["back"]:
                             f["back"][i] = now - f["t"]
                     if len(f["back"]) == len(f["envs"]):
