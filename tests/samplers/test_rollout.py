@@ -105,6 +105,22 @@ def collect(ch, pool, count, timeout=60, free=True):
     return done
 
 
+def serve_trajectories(server, pool, ch, n: int, keys) -> list[dict]:
+    """Serve inference until at least ``n`` finished trajectories are accepted (60 s budget);
+    copies of ``keys`` of each, in arrival order."""
+    trajs, deadline = [], time.time() + 60
+    while len(trajs) < n:
+        assert time.time() < deadline
+        server.serve(0.5)
+        try:
+            slots = pool.ledger.accept(ch.trajectories.get_many_nowait())
+        except Empty:
+            continue
+        trajs += [{k: ch.arrays[k][s].copy() for k in keys} for s in slots]
+        pool.ledger.consume(slots)
+    return trajs
+
+
 def test_spaces_to_specs_and_rows():
     t = spaces.Tuple((spaces.Discrete(3), spaces.Discrete(2), spaces.Box(-1, 1, (2,))))
     assert action_spec_of(t) == ((3, 2), 2)
@@ -351,17 +367,7 @@ def test_policy_ids_run_end_to_end():
     server = InferenceServer(ch, pool.generation, policy_fn)
     try:
         pool.start()
-        trajs, deadline = [], time.time() + 60
-        while len(trajs) < 8:
-            assert time.time() < deadline
-            server.serve(0.5)
-            try:
-                slots = pool.ledger.accept(ch.trajectories.get_many_nowait())
-            except Empty:
-                continue
-            for s in slots:
-                trajs.append({k: a[k][s].copy() for k in ("obs_obs", "policy_id", "dones")})
-            pool.ledger.consume(slots)
+        trajs = serve_trajectories(server, pool, ch, 8, ("obs_obs", "policy_id", "dones"))
         for tr in trajs:
             env = int(tr["obs_obs"][0, 0])
             echoed = tr["obs_obs"][1:, 2]
@@ -395,21 +401,10 @@ def test_each_agent_gets_its_policys_env_params_at_its_next_episode():
     server = InferenceServer(ch, pool.generation, numpy_policy(np.random.default_rng(0)))
     try:
         pool.start()
-        trajs, deadline = [], time.time() + 60
-        changed = False
-        while len(trajs) < 24:
-            assert time.time() < deadline
-            server.serve(0.5)
-            try:
-                slots = pool.ledger.accept(ch.trajectories.get_many_nowait())
-            except Empty:
-                continue
-            for s in slots:
-                trajs.append({k: a[k][s].copy() for k in ("obs_obs", "rewards", "dones")})
-            pool.ledger.consume(slots)
-            if not changed and len(trajs) >= 4:
-                a["policy_params"][0, 0] = 3.0  # e.g. PBT mutated policy 0
-                changed = True
+        keys = ("obs_obs", "rewards", "dones")
+        trajs = serve_trajectories(server, pool, ch, 4, keys)
+        a["policy_params"][0, 0] = 3.0  # e.g. PBT mutated policy 0
+        trajs += serve_trajectories(server, pool, ch, 24 - len(trajs), keys)
         by_agent = {}
         for tr in trajs:
             agent = int(tr["obs_obs"][0, 0])  # 10 * env + agent
