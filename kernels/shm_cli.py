@@ -6,8 +6,9 @@ shows each gristmill entry with its owner's pid and whether that process is aliv
 ``gristmill-shm clean`` removes the entries of dead owners (``--all`` also those of live ones:
 only use it when no gristmill process is running).
 
-Liveness is checked with ``kill(pid, 0)`` in this pid namespace: run the command in the same
-container as the processes that made the segments.
+Liveness is read from ``/proc`` in this pid namespace (a zombie counts as dead: an owner killed
+with its node may wait long for a reaper): run the command in the same container as the
+processes that made the segments.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import sys
 from dataclasses import dataclass
 
+from gristmill.kernels import procfs
 from gristmill.kernels.shm import parse_owner_pid
 
 __all__ = ["Entry", "clean", "list_entries", "main"]
@@ -34,18 +36,6 @@ class Entry:
     alive: bool
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, belongs to someone else
-    return True
-
-
 def list_entries(shm_dir: str = SHM_DIR) -> list[Entry]:
     """Every gristmill segment/semaphore in ``shm_dir``, sorted by name."""
     out = []
@@ -61,7 +51,7 @@ def list_entries(shm_dir: str = SHM_DIR) -> list[Entry]:
             size = os.stat(os.path.join(shm_dir, name)).st_size
         except FileNotFoundError:
             continue  # unlinked meanwhile
-        out.append(Entry(name, pid, size, _pid_alive(pid)))
+        out.append(Entry(name, pid, size, procfs.alive(pid)))
     return out
 
 

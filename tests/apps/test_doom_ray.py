@@ -233,6 +233,9 @@ def test_a_member_on_a_killed_node_restarts_from_its_checkpoint_and_the_league_k
 
         reap_games_of_dead_members(str(tmp_path / "duel" / "members"))
         members = {r["pid"] for k in (0, 1) for r in _members_log(tmp_path / "duel", k)}
+        deadline = time.monotonic() + 60  # a killed node's workers may take a while to go
+        while any(procfs.alive(p) for p in members) and time.monotonic() < deadline:
+            time.sleep(0.2)
         for e in list_entries():  # and the shared memory of the members that died with it
             if e.pid in members and not e.alive:
                 Path("/dev/shm", e.name).unlink(missing_ok=True)

@@ -14,11 +14,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from gristmill.kernels import shm_cli
+from gristmill.kernels import procfs, shm_cli
 from gristmill.kernels.shm import PREFIX, SharedArray, SharedArrays, parse_owner_pid
 
 HERE = Path(__file__).resolve().parent
@@ -318,6 +319,30 @@ def test_sigkilled_owner_leftover_is_listed_and_cleaned(capsys):
     res = subprocess.run(cmd + ["clean"], capture_output=True, text=True, check=True)
     assert name in res.stdout
     assert not _exists(name)
+
+
+def test_a_killed_owner_not_yet_reaped_counts_as_dead_and_its_leftover_is_cleaned():
+    """A zombie owner (killed, its parent has not waited for it: a worker whose Ray node was
+    killed waits for a reaper) can never unlink its segment again."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_OWNER), "wait"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    name = proc.stdout.readline().split()[0]
+    try:
+        os.kill(proc.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while procfs.stat(proc.pid).state != "Z" and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert procfs.stat(proc.pid).state == "Z"  # not reaped: kill(pid, 0) still succeeds
+        entry = {e.name: e for e in shm_cli.list_entries()}[name]
+        assert not entry.alive
+        assert name in [e.name for e in shm_cli.clean()] and not _exists(name)
+    finally:
+        proc.kill()
+        proc.communicate(timeout=60)
 
 
 def test_parse_owner_pid():
