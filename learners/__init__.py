@@ -5,6 +5,7 @@
 - :mod:`.losses` -- APPO (Sample Factory) and CleanRL PPO loss terms as plain functions.
 - :mod:`.advantages` -- Sample Factory's GAE / V-trace over gristmill's kernels.
 - :mod:`.normalize` -- running mean/std for observations and returns.
+- :mod:`.policy_stack` -- several policies of one architecture acting in one forward pass.
 - :mod:`.appo`, :mod:`.ppo` -- the learner classes.
 - :mod:`.host_memory` -- keep freed host memory mapped (CPU training without page faults).
 - :mod:`.generals_net` -- the Generals agent's residual CNN / U-Net with a masked move policy.
@@ -28,6 +29,7 @@ from gristmill.learners.league import (
 )
 from gristmill.learners.models import ActorCritic, ModelConfig
 from gristmill.learners.normalize import RunningMeanStd, RunningMeanStdDict
+from gristmill.learners.policy_stack import PolicyStack
 from gristmill.learners.ppo import PPOConfig, PPOLearner, cleanrl_atari_model_config
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "ModelConfig",
     "PPOConfig",
     "PPOLearner",
+    "PolicyStack",
     "RunningMeanStd",
     "RunningMeanStdDict",
     "GeneralsNet",

@@ -141,11 +141,14 @@ class Encoder(nn.Module):
             size += vector_layers[-1] if vector_layers else dim
         self.out_size = size
 
+    def conv_features(self, obs: dict[str, Tensor]) -> Tensor:
+        """The convolutions' flattened output ``[N, F]`` for the image key."""
+        return self.conv(obs[self.image_key].contiguous(memory_format=torch.channels_last))
+
     def forward(self, obs: dict[str, Tensor]) -> Tensor:
         parts = []
         if self.image_key is not None:
-            x = obs[self.image_key].contiguous(memory_format=torch.channels_last)
-            parts.append(self.conv_mlp(self.conv(x)))
+            parts.append(self.conv_mlp(self.conv_features(obs)))
         for key in self.vector_keys:
             parts.append(self.vector_mlps[key](obs[key]))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)

@@ -3,10 +3,11 @@
 The inference side of the rollout protocol (:mod:`gristmill.samplers.rollout_protocol`):
 take every pending :class:`ActionRequest`, drop those of dead worker generations or of slots
 that no longer hold the fill they name, gather the observations and recurrent states by
-``(slot, t)``, call ``policy_fn`` once per policy present, scatter its outputs back into the
-slots, stamp each served step in ``acted`` and wake each worker with :class:`ActionsReady`.
-The caller supplies the model as ``policy_fn``, so this module needs only NumPy; the Doom
-trainer runs it on a thread of its own.
+``(slot, t)`` into one group per policy present, hand the groups to ``policies_fn`` (one call
+for all: a population can serve them in one forward pass) or else to ``policy_fn`` one by one,
+scatter the outputs back into the slots, stamp each served step in ``acted`` and wake each
+worker with :class:`ActionsReady`. The caller supplies the model, so this module needs only
+NumPy; the Doom trainer runs it on a thread of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from gristmill.samplers.rollout import RolloutChannels
 from gristmill.samplers.rollout_protocol import ActionRequest, ActionsReady
 
-__all__ = ["InferenceServer", "PolicyFn"]
+__all__ = ["InferenceServer", "PoliciesFn", "PolicyFn"]
 
 PolicyFn = Callable[[int, Mapping[str, np.ndarray], np.ndarray], Mapping]
 """``policy_fn(policy_id, obs, state) -> outputs``: ``obs`` maps each observation key to
@@ -29,6 +30,11 @@ PolicyFn = Callable[[int, Mapping[str, np.ndarray], np.ndarray], Mapping]
 slot arrays they fill: ``actions`` ``[N, A]``, ``log_prob_actions`` ``[N]``, ``action_logits``
 ``[N, L]``, ``values`` ``[N]``, ``rnn_states`` ``[N, state_size]`` (after the step), and the
 int ``version`` of the weights that acted."""
+
+PoliciesFn = Callable[[list[tuple[int, Mapping[str, np.ndarray], np.ndarray]]], Sequence[Mapping]]
+"""``policies_fn(groups) -> outputs``: ``groups`` is ``[(policy_id, obs, state), ...]``, one
+per policy present in the batch (the arguments of :data:`PolicyFn`); ``outputs[i]`` is group
+``i``'s :data:`PolicyFn` outputs."""
 
 _OUTPUTS = ("actions", "log_prob_actions", "action_logits", "values")
 
@@ -40,6 +46,8 @@ class InferenceServer:
       channels: the :class:`~gristmill.samplers.rollout.RolloutChannels`.
       generations: each worker's live generation (the supervisor's list, read at each call).
       policy_fn: see :data:`PolicyFn`.
+      policies_fn: see :data:`PoliciesFn`; when given, it serves every batch (one call per
+        batch, whatever the policies in it) and ``policy_fn`` is not called.
       wait_s: after the first request, wait up to this long for more, until ``min_batch``
         samples are pending (bigger batches amortise a forward pass's fixed cost).
       min_batch: the batch the wait aims for (e.g. one split of every worker).
@@ -55,12 +63,17 @@ class InferenceServer:
         wait_s: float = 0.0,
         min_batch: int = 1,
         lock: threading.Lock | None = None,
+        policies_fn: PoliciesFn | None = None,
     ):
         self.ch, self.generations, self.policy_fn = channels, generations, policy_fn
+        self.policies_fn = policies_fn or self._each_policy
         self.wait_s, self.min_batch = wait_s, min_batch
         self.lock = lock or threading.Lock()
         self.served_steps = 0
         self.counters: Counter = Counter()
+
+    def _each_policy(self, groups: list) -> list[Mapping]:
+        return [self.policy_fn(*group) for group in groups]
 
     def _pending(self, timeout: float) -> list[ActionRequest]:
         requests = self.ch.requests
@@ -112,6 +125,7 @@ class InferenceServer:
         ts = np.concatenate([np.full(len(m.slots), m.t, dtype=np.int64) for m in msgs])
         fills = np.concatenate([np.asarray(m.fills, dtype=np.int64) for m in msgs])
         policies = a["policy_id"][slots, ts]
+        groups, where = [], []
         for pid in np.unique(policies):
             rows = np.flatnonzero(policies == pid)
             s, t = slots[rows], ts[rows]
@@ -120,7 +134,12 @@ class InferenceServer:
             # the one writer of rnn_states[t + 1] is this server: an episode that ended at
             # t - 1 is reset here, on read (a slot's step 0 comes reset from its worker)
             state[(t > 0) & (a["dones"][s, np.maximum(t - 1, 0)] != 0)] = 0.0
-            out = self.policy_fn(int(pid), obs, state)
+            groups.append((int(pid), obs, state))
+            where.append((s, t))
+        outs = self.policies_fn(groups)
+        if len(outs) != len(groups):
+            raise ValueError(f"policies_fn returned {len(outs)} outputs for {len(groups)} groups")
+        for (s, t), out in zip(where, outs):
             for key in _OUTPUTS:
                 a[key][s, t] = out[key]
             a["rnn_states"][s, t + 1] = out["rnn_states"]

@@ -197,10 +197,7 @@ class MemberTrainer(DoomTrainer):
         local = name + LIVE
         weights = _to_torch(model_state)
         if local in self.opponents:
-            pid = self.opponents[local]
-            with self.policies.lock:
-                self.policies.infer[pid].load_state_dict(weights)
-                self.policies.versions[pid] = version
+            self.policies.load(self.opponents[local], weights, version)
             return
         model = build_model(self.cfg, self.obs_space, self.action_space)
         model.load_state_dict(weights)

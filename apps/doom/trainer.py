@@ -12,8 +12,9 @@ Layout (chosen by measurement on a 2-core box, see BENCHMARKS.md "Doom trainer")
 - the main thread watches the workers, collects episode reports, logs and checkpoints.
 
 With ``--num_policies N`` the run trains a population (Sample Factory's multi-policy training,
-self-play and PBT): inference batches by policy, each trajectory trains the policy that acted,
-and the league (:mod:`.league`) assigns policies to agents, scores matches and runs PBT.
+self-play and PBT): inference runs the policies of a batch in one pass over their stacked
+weights, each trajectory trains the policy that acted, and the league (:mod:`.league`) assigns
+policies to agents, scores matches and runs PBT.
 
 The parts, one job each: :class:`~gristmill.samplers.inference_server.InferenceServer`
 (inference), :class:`.learner_loop.LearnerLoop` (training), :class:`.supervisor.WorkerSupervisor`
@@ -356,6 +357,7 @@ class DoomTrainer:
             wait_s=cfg.inference_wait_ms / 1000.0,
             min_batch=self.min_inference_batch,
             lock=self.sampler_lock,
+            policies_fn=self.policies.policies_fn,  # a population: one pass per batch
         )
         self.learner_loop = LearnerLoop(
             self.channels,

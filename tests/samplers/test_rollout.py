@@ -348,14 +348,16 @@ def test_lower_thread_priority_changes_only_the_calling_thread():
     assert os.getpriority(os.PRIO_PROCESS, 0) == base
 
 
-def test_policy_ids_run_end_to_end():
+@pytest.mark.parametrize("fused", [False, True], ids=["policy_fn", "policies_fn"])
+def test_policy_ids_run_end_to_end(fused):
     """The match-maker's next_policy takes effect at the agent's next episode: inference calls
-    that policy (one call per policy in a batch), the steps, the trajectory and the episode
-    report carry its id."""
+    that policy (one policy_fn call per policy in a batch, or one policies_fn call with a group
+    per policy), each group's outputs land in its own agents' slots, and the steps, the
+    trajectory and the episode report carry its id."""
     layout, ch, pool = make(num_workers=1, envs=2)
     a = ch.arrays
     a["next_policy"][:] = [0, 1]  # env 1 switches to policy 1 after its first episode
-    calls = []
+    calls, batches = [], []
 
     def policy_fn(policy_id, obs, state):
         calls.append((policy_id, len(state)))
@@ -364,7 +366,12 @@ def test_policy_ids_run_end_to_end():
         out["actions"] = np.full((n, 1), 100 * policy_id + 1, np.float32)
         return out
 
-    server = InferenceServer(ch, pool.generation, policy_fn)
+    def policies_fn(groups):
+        batches.append([pid for pid, _, _ in groups])
+        return [policy_fn(*g) for g in groups]
+
+    server = InferenceServer(ch, pool.generation, policy_fn,
+                             policies_fn=policies_fn if fused else None)
     try:
         pool.start()
         trajs = serve_trajectories(server, pool, ch, 8, ("obs_obs", "policy_id", "dones"))
@@ -379,6 +386,9 @@ def test_policy_ids_run_end_to_end():
         first_end = 5  # episodes of 5 steps: steps 0-4 under policy 0, then policy 1
         assert np.all(env1[:first_end] == 0) and np.all(env1[first_end:] == 1), env1
         assert {p for p, _ in calls} == {0, 1}
+        if fused:  # one call per batch, a group per policy: both policies in one call
+            assert all(len(set(b)) == len(b) for b in batches), batches
+            assert [0, 1] in batches, batches
         reports = []
         while len([r for r in reports if r["kind"] == "episode"]) < 3:
             reports += ch.reports.get_many(timeout=5)
