@@ -69,10 +69,10 @@ class PolicyStack:
             for name, m in self.template.named_modules()
             if isinstance(m, _STACKED) and not name.startswith("encoder.conv.")
         ]
-        self.models: list[ActorCritic] = []
-        self.params: dict[str, Tensor] = {}
-        for model in models:
-            self.append(model)
+        # [capacity, ...] per parameter; slots past len(self) are unused (appends double it)
+        slots = [self._slots(model) for model in models]
+        self.params = {key: torch.stack([sl[key] for sl in slots]) for key in slots[0]}
+        self.models: list[ActorCritic] = list(models)
 
     def __len__(self) -> int:
         return len(self.models)
@@ -92,12 +92,17 @@ class PolicyStack:
 
     @torch.no_grad()
     def append(self, model: ActorCritic) -> int:
-        """Stack one more policy; returns its index."""
+        """Stack one more policy (e.g. a league snapshot); returns its index."""
+        k = len(self.models)
         for key, p in self._slots(model).items():
-            new = p.unsqueeze(0).contiguous()
-            self.params[key] = torch.cat([self.params[key], new]) if key in self.params else new
+            stack = self.params[key]
+            if k == len(stack):  # full: double, so n appends copy O(n) slots, not O(n^2)
+                grown = stack.new_empty((2 * k, *stack.shape[1:]))
+                grown[:k] = stack
+                self.params[key] = stack = grown
+            stack[k].copy_(p)
         self.models.append(model)
-        return len(self.models) - 1
+        return k
 
     @torch.no_grad()
     def refresh(self, k: int) -> None:

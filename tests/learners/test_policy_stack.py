@@ -1,7 +1,5 @@
 """PolicyStack: several ActorCritics in one forward pass compute what each one's ``act`` does."""
 
-import copy
-
 import pytest
 import torch
 from gristmill.learners import ActionSpec, ActorCritic, ModelConfig, PolicyStack
@@ -100,8 +98,13 @@ def test_bad_groups_and_models_are_named():
     assert len(stack) == 2
 
 
-def test_one_model_stack_equals_act():
-    """A stack of one (a run with one learner and no snapshot yet) still matches."""
-    models = population("lstm", n=1)
-    assert_matches_each_act(PolicyStack([copy.deepcopy(models[0])]), models,
-                            groups_of(models, {0: 3}))
+def test_a_stack_of_one_grows_by_appends():
+    """A stack of one (one learner, no snapshot yet) matches act, and keeps matching as
+    snapshots are appended past its capacity (1 -> 2 -> 4 -> 8 slots)."""
+    models = population("lstm", n=5)
+    stack = PolicyStack(models[:1])
+    assert_matches_each_act(stack, models, groups_of(models, {0: 3}))
+    for k in range(1, 5):
+        assert stack.append(models[k]) == k
+    assert len(stack) == 5
+    assert_matches_each_act(stack, models, groups_of(models, {4: 1, 0: 2, 2: 2}))
