@@ -578,6 +578,7 @@ def driver_kills(args) -> dict:
     ckpt_dir = os.path.join(train_dir, "driver", "checkpoints")
     extra = ["--save_every_sec", str(args.save_every), "--heartbeat_timeout", "60"]
     last_frames, last_resumed, t_start = -1, 0, time.time()
+    name_unit = 4  # frames per unit of a checkpoint name (learned from the resumes)
     for i in range(args.kills + 1):
         # the last cycle trains to its budget; so does an earlier one once time is short
         final = i == args.kills or bool(
@@ -600,7 +601,8 @@ def driver_kills(args) -> dict:
         cyc["temp_files"] = len(temps)
         if os.path.exists(os.path.join(train_dir, "driver", "summary.json")):
             failures.append(f"cycle {i}: a killed run left a summary.json claiming its frames")
-        budget = (max(last_frames, 0) + args.final_frames) if final else 10**12
+        # --train_for_env_steps counts frames; a checkpoint's name may count agent steps
+        budget = (max(last_frames, 0) * name_unit + args.final_frames) if final else 10**12
         cmd = doom_cmd(train_dir, "driver", args.seed, budget, extra)
         t0 = time.time()
         shm_before = set(os.listdir("/dev/shm"))
@@ -663,6 +665,8 @@ def driver_kills(args) -> dict:
                 # the checkpoint before the newest file (killed between the two writes)
                 exact = r in (last_frames, 4 * last_frames)
                 cyc["resumed_newest"] = exact
+                if exact and last_frames > 0:
+                    name_unit = r // last_frames  # frames per unit of the checkpoint's name
                 if r > 4 * last_frames or (not exact and r > last_frames) or r < last_resumed:
                     failures.append(f"cycle {i}: resumed at {r} frames ({m.group(0)}); newest "
                                     f"checkpoint {newest}, previous resume {last_resumed}")
@@ -682,6 +686,8 @@ def driver_kills(args) -> dict:
                 books, bad = books_failures(summary)
                 cyc["books"] = books
                 failures += bad
+                if not books or not books.get("served"):
+                    failures.append(f"the final run sampled nothing (budget {budget} frames)")
         cycles.append(cyc)
         print(f"cycle {i}: {json.dumps({k: v for k, v in cyc.items() if k != 'summary'})}",
               flush=True)  # fmt: skip
