@@ -70,6 +70,24 @@ def test_seeded_resets_are_reproducible_and_noops_vary():
     assert len(frames) > 1  # different seeds, different noop counts
 
 
+def test_a_seeded_first_reset_does_not_reseed_later_unseeded_ones():
+    """The pool's pattern: built with seed s, first ``reset(seed=s)``, then unseeded resets.
+    Those continue the seeded game (ALE's frame count since the ROM load keeps growing: no
+    reload) and start the same episodes as an env whose first reset named no seed."""
+    a, b = AtariEnv("Pong-v5", seed=4), AtariEnv("Pong-v5", seed=4)
+    starts_a, starts_b = [a.reset(seed=4)[0]], [b.reset()[0]]
+    for _ in range(4):
+        for env in (a, b):
+            env.step(1)
+        frames = a.ale.getFrameNumber()
+        starts_a.append(a.reset()[0])
+        starts_b.append(b.reset()[0])
+        assert a.ale.getFrameNumber() > frames  # a ROM load restarts the count
+    for oa, ob in zip(starts_a, starts_b, strict=True):
+        np.testing.assert_array_equal(oa, ob)
+    assert len({o.tobytes() for o in starts_a}) > 1  # episodes start differently
+
+
 def test_reward_clip_and_raw_reward_in_info():
     env = AtariEnv("Pong-v5", reward_clip=True)
     env.reset(seed=0)
