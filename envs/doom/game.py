@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 
 import cv2
@@ -99,12 +100,18 @@ def game_instances(parent: int | None = None) -> dict[int, str]:
     return {pid: iid for pid, iid in found.items() if iid is not None}
 
 
-def unlink_game_shm(instance_ids) -> list[str]:
+def unlink_game_shm(instance_ids, wait: float = 0.0) -> list[str]:
     """Remove VizDoom's /dev/shm entries of games that no longer run; returns what was removed.
 
-    An instance whose game process is still alive is left alone.
+    An instance whose game process is still alive after ``wait`` seconds (a closed game may
+    take a moment to exit) is left alone.
     """
+    instance_ids = set(instance_ids)
+    deadline = time.monotonic() + wait
     live = set(game_instances().values())
+    while live & instance_ids and time.monotonic() < deadline:
+        time.sleep(0.02)
+        live = set(game_instances().values())
     removed = []
     for iid in instance_ids:
         if iid in live:
@@ -351,13 +358,17 @@ class DoomEnv(gym.Env):
         try:
             with _game_cwd(self.workdir):
                 game.init()
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: a worker told to stop mid-start
             self.game = None
+            # read before closing: a game that has exited no longer shows its instance id
+            started = set(game_instances(os.getpid()).values()) - set(before.values())
             try:
                 game.close()
             except Exception:  # noqa: BLE001 - the init error is the one to report
                 pass
-            unlink_game_shm(set(game_instances(os.getpid()).values()) - set(before.values()))
+            unlink_game_shm(started, wait=3.0)
+            if not isinstance(exc, Exception):
+                raise
             raise DoomEnvError(f"{self._label()}: VizDoom failed to start: {exc}") from exc
         # Candidates only: envs in other threads may have started games meanwhile; close()
         # removes an instance's entries only once its process is gone.
@@ -379,7 +390,7 @@ class DoomEnv(gym.Env):
                 game.close()
             except Exception:  # noqa: BLE001 - closing a dead game must not raise
                 pass
-            unlink_game_shm(getattr(self, "_instances", ()))
+            unlink_game_shm(getattr(self, "_instances", ()), wait=3.0)
 
     def __del__(self):
         try:
