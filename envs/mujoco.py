@@ -36,6 +36,7 @@ InvertedDoublePendulum, Pusher, Reacher, Swimmer, Walker2d (ids ``<Task>-v5``).
 from __future__ import annotations
 
 import ctypes
+import math
 import numbers
 import threading
 from pathlib import Path
@@ -159,6 +160,10 @@ class MujocoEnv(gym.Env):
             if not hasattr(self, k) or k.startswith("_"):
                 raise TypeError(f"{type(self).__name__} has no parameter {k!r}")
             setattr(self, k, _param(k, v, getattr(type(self), k)))
+        s = self.reset_noise_scale
+        if not (math.isfinite(s) and s >= 0):
+            raise ValueError(f"reset_noise_scale must be a finite number >= 0, got {s!r}")
+        self.reset_noise_scale = float(s) + 0.0  # -0.0 -> 0.0: numpy's uniform refuses high -0.0
         if max_episode_steps is not None:
             self.max_episode_steps = whole("max_episode_steps", max_episode_steps, 1)
         if frame_skip is not None:
