@@ -216,15 +216,18 @@ class MemberTrainer(DoomTrainer):
             p.optimizer.load_state_dict(state["optimizer"])
             lr.train_step += int(jump)  # its samples in flight are now too stale: masked
             self._set_hyperparameters(hyperparameters)
-        self.policies.publish(0)
+            # read before the learner's next step changes them (as it may at once)
+            received = weights_checksum(_to_numpy(lr.model.state_dict()))
+            version = lr.train_step
+            self.policies.publish(0)
         self.transfers.append(
             {
                 "donor": donor,
                 "donor_version": int(state["version"]),
                 "checksum": weights_checksum(state["model"]),
-                "received": weights_checksum(_to_numpy(lr.model.state_dict())),
+                "received": received,
                 "version_before": before,
-                "version": lr.train_step,
+                "version": version,
             }
         )
         self.save()  # a restart must not undo the copy
