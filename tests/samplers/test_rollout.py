@@ -386,9 +386,11 @@ def test_policy_ids_run_end_to_end(fused):
         first_end = 5  # episodes of 5 steps: steps 0-4 under policy 0, then policy 1
         assert np.all(env1[:first_end] == 0) and np.all(env1[first_end:] == 1), env1
         assert {p for p, _ in calls} == {0, 1}
-        if fused:  # one call per batch, a group per policy: both policies in one call
+        if fused:  # one call per batch, a group per policy (whether both policies share a
+            # batch depends on when the requests arrive: a loaded box may serve them apart)
             assert all(len(set(b)) == len(b) for b in batches), batches
-            assert [0, 1] in batches, batches
+            assert any(0 in b for b in batches) and any(1 in b for b in batches), batches
+            assert sum(len(b) for b in batches) == len(calls)  # every group went through it
         reports = []
         while len([r for r in reports if r["kind"] == "episode"]) < 3:
             reports += ch.reports.get_many(timeout=5)
