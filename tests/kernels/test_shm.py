@@ -254,15 +254,20 @@ def test_owner_exit_and_uncaught_exception_unlink(mode):
     assert not _exists(name)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_owner_ctrl_c_and_sigterm_unlink(sig):
+def _start_owner() -> tuple[subprocess.Popen, str]:
+    """A process that creates a segment, prints its name and waits: (process, name)."""
     proc = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(_OWNER), "wait"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    name = proc.stdout.readline().split()[0]
+    return proc, proc.stdout.readline().split()[0]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_owner_ctrl_c_and_sigterm_unlink(sig):
+    proc, name = _start_owner()
     assert _exists(name)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
@@ -290,13 +295,7 @@ def test_sigkilled_attached_child_leaves_nothing(workers):
 
 
 def test_sigkilled_owner_leftover_is_listed_and_cleaned(capsys):
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(_OWNER), "wait"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    name = proc.stdout.readline().split()[0]
+    proc, name = _start_owner()
     try:
         # While the owner lives, its segment is listed as alive and `clean` keeps it.
         entry = {e.name: e for e in shm_cli.list_entries()}[name]
@@ -324,13 +323,7 @@ def test_sigkilled_owner_leftover_is_listed_and_cleaned(capsys):
 def test_a_killed_owner_not_yet_reaped_counts_as_dead_and_its_leftover_is_cleaned():
     """A zombie owner (killed, its parent has not waited for it: a worker whose Ray node was
     killed waits for a reaper) can never unlink its segment again."""
-    proc = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(_OWNER), "wait"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    name = proc.stdout.readline().split()[0]
+    proc, name = _start_owner()
     try:
         os.kill(proc.pid, signal.SIGKILL)
         deadline = time.monotonic() + 60
