@@ -48,6 +48,9 @@ cdef extern from "shmqueue_core.h" nogil:
     int GQ_NOMEM
     int GQ_ERROR
     int GQ_BAD_BLOCK
+    int GQ_NOT_REGISTERED
+    int GQ_GETTERS
+    int GQ_PUTTERS
     unsigned int GQ_HEADER_SIZE
 
     ctypedef struct gq_msg:
@@ -68,11 +71,14 @@ cdef extern from "shmqueue_core.h" nogil:
     int gq_init(void *mem, uint64_t total, uint64_t maxsize)
     int gq_validate(const void *mem, uint64_t total)
     int gq_put_try(void *mem, const gq_msg *msgs, size_t n)
-    int gq_put_wait(void *mem, const gq_msg *msgs, size_t n, int64_t deadline_ns)
+    int gq_put_wait(void *mem, const gq_msg *msgs, size_t n, int64_t deadline_ns, int *reg)
     int gq_get_try(void *mem, uint64_t max_msgs, uint64_t max_bytes, uint64_t max_fast_bytes,
                    char **out, uint64_t *out_bytes, uint64_t *out_n)
     int gq_get_wait(void *mem, uint64_t max_msgs, uint64_t max_bytes, int64_t deadline_ns,
-                    char **out, uint64_t *out_bytes, uint64_t *out_n)
+                    char **out, uint64_t *out_bytes, uint64_t *out_n, int *reg)
+    void gq_settle_try(void *mem, int side, int *reg)
+    uint64_t gq_capacity_of(void *mem)
+    uint64_t gq_maxsize_of(void *mem)
     int gq_stats(void *mem, gq_stats_t *out)
     int32_t gq_debug_holder(void *mem)
     int gq_hold_try(void *mem, uint64_t *head, uint64_t *tail)
@@ -312,13 +318,17 @@ cdef class QueueCore:
             st = gq_put_try(self.mem, msgs, n)
             if st == GQ_OK:
                 return 0
+        cdef int reg = GQ_NOT_REGISTERED
         if st == GQ_BUSY or (st == GQ_FULL and deadline != 0):
-            while True:
-                with nogil:
-                    st = gq_put_wait(self.mem, msgs, n, deadline)
-                if st != GQ_AGAIN:
-                    break
-                PyErr_CheckSignals()
+            try:
+                while True:
+                    with nogil:
+                        st = gq_put_wait(self.mem, msgs, n, deadline, &reg)
+                    if st != GQ_AGAIN:
+                        break
+                    PyErr_CheckSignals()
+            finally:
+                gq_settle_try(self.mem, GQ_PUTTERS, &reg)
         if st == GQ_OK:
             return 0
         if st == GQ_FULL:
@@ -331,7 +341,7 @@ cdef class QueueCore:
         cdef gq_stats_t s
         cdef uint64_t need = 0
         cdef size_t i
-        gq_stats(self.mem, &s)
+        self._read_stats(&s)
         for i in range(n):
             need += 8 + ((msgs[i].alen + msgs[i].blen + 7) & ~(<uint64_t>7))
         if s.maxsize and n > s.maxsize:
@@ -356,14 +366,18 @@ cdef class QueueCore:
                                  out_bytes, out_n)
         if st == GQ_OK:
             return 0
+        cdef int reg = GQ_NOT_REGISTERED
         if st == GQ_BUSY or (st == GQ_EMPTY and deadline != 0):
-            while True:
-                with nogil:
-                    st = gq_get_wait(self.mem, max_msgs, max_bytes, deadline, out, out_bytes,
-                                     out_n)
-                if st != GQ_AGAIN:
-                    break
-                PyErr_CheckSignals()
+            try:
+                while True:
+                    with nogil:
+                        st = gq_get_wait(self.mem, max_msgs, max_bytes, deadline, out,
+                                         out_bytes, out_n, &reg)
+                    if st != GQ_AGAIN:
+                        break
+                    PyErr_CheckSignals()
+            finally:
+                gq_settle_try(self.mem, GQ_GETTERS, &reg)
         if st == GQ_OK:
             return 0
         if st == GQ_EMPTY:
@@ -577,12 +591,24 @@ cdef class QueueCore:
         return self.get_many(False, None, max_messages, None, max_bytes)
 
     # -- inspection -----------------------------------------------------------------------
+    cdef int _read_stats(self, gq_stats_t *s) except -1:
+        """Fill ``s`` under the lock, waiting in slices (signals checked between them) while
+        another process holds it."""
+        cdef int st
+        while True:
+            with nogil:
+                st = gq_stats(self.mem, s)
+            if st == GQ_OK:
+                return 0
+            if st != GQ_AGAIN:
+                raise OSError(f"shared queue: lock failure (status {st})")
+            PyErr_CheckSignals()
+
     def _stats(self):
         cdef gq_stats_t s
         if self.mem == NULL:
             raise ValueError("queue handle is not bound")
-        if gq_stats(self.mem, &s) != GQ_OK:
-            raise OSError("shared queue: lock failure")
+        self._read_stats(&s)
         return {
             "count": s.count, "used_bytes": s.used_bytes, "capacity": s.capacity,
             "maxsize": s.maxsize, "recoveries": s.recoveries, "total_put": s.total_put,
@@ -594,14 +620,14 @@ cdef class QueueCore:
         """Number of messages in the queue (approximate, as in the stdlib)."""
         cdef gq_stats_t s
         self._check()
-        gq_stats(self.mem, &s)
+        self._read_stats(&s)
         return s.count
 
     def data_size(self):
         """Bytes of the ring in use (records incl. their 8-byte headers and padding)."""
         cdef gq_stats_t s
         self._check()
-        gq_stats(self.mem, &s)
+        self._read_stats(&s)
         return s.used_bytes
 
     def empty(self):
@@ -611,7 +637,7 @@ cdef class QueueCore:
         """True if not even an empty message would fit right now."""
         cdef gq_stats_t s
         self._check()
-        gq_stats(self.mem, &s)
+        self._read_stats(&s)
         if s.maxsize and s.count >= s.maxsize:
             return True
         return s.capacity - s.used_bytes < 8
@@ -619,15 +645,13 @@ cdef class QueueCore:
     @property
     def capacity(self):
         """Ring size in bytes; a message of n bytes takes 8 + n rounded up to 8."""
-        cdef gq_stats_t s
-        gq_stats(self.mem, &s)
-        return s.capacity
+        self._check()
+        return gq_capacity_of(self.mem)
 
     @property
     def maxsize(self):
-        cdef gq_stats_t s
-        gq_stats(self.mem, &s)
-        return s.maxsize
+        self._check()
+        return gq_maxsize_of(self.mem)
 
     def _debug_holder(self):
         """Test hook: pid paused inside put's critical section, or 0."""

@@ -147,13 +147,32 @@ static inline void gq_recovered(gq_header *h) {
     pthread_mutex_consistent(&h->mutex);
 }
 
-static inline int gq_lock(gq_header *h) {
-    int r = pthread_mutex_lock(&h->mutex);
+/*
+ * Lock, waiting at most one slice: 0 = locked, GQ_AGAIN = still held after GQ_WAIT_SLICE_NS,
+ * GQ_ERROR. A holder that died hands the lock over (EOWNERDEAD); one that is alive but not
+ * running (SIGSTOPped, a debugger, a frozen cgroup) would otherwise block every other process
+ * for as long as it stays stopped, past any timeout and deaf to signals.
+ */
+static inline int gq_lock_slice(gq_header *h) {
+    int r = pthread_mutex_trylock(&h->mutex);
+    if (r == EBUSY) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t ns = (int64_t)ts.tv_nsec + GQ_WAIT_SLICE_NS;
+        ts.tv_sec += (time_t)(ns / 1000000000LL);
+        ts.tv_nsec = (long)(ns % 1000000000LL);
+        r = pthread_mutex_clocklock(&h->mutex, CLOCK_MONOTONIC, &ts);
+    }
+    if (r == 0) return 0;
     if (r == EOWNERDEAD) {
         gq_recovered(h);
         return 0;
     }
-    return r;
+    return r == ETIMEDOUT ? GQ_AGAIN : GQ_ERROR;
+}
+
+static inline int gq_past(int64_t deadline_ns) {
+    return deadline_ns >= 0 && gq_now_ns() >= deadline_ns;
 }
 
 /* 0 = locked, GQ_BUSY = held by someone, other = error */
@@ -202,6 +221,24 @@ static inline void gq_unregister(gq_header *h, int side, int slot) {
     else if (side == GQ_PUTTERS && h->untracked_putters)
         h->untracked_putters--;
     if (*w) (*w)--;
+}
+
+#define GQ_NOT_REGISTERED (-2)
+
+/* Drop the registration a wait left when it could not re-take the lock (mutex held). */
+static inline void gq_settle(gq_header *h, int side, int *reg) {
+    if (*reg == GQ_NOT_REGISTERED) return;
+    gq_unregister(h, side, *reg);
+    *reg = GQ_NOT_REGISTERED;
+}
+
+/* The same for a caller that gives up (deadline, signal), without waiting for the lock: a
+ * registration still left costs spurious wake-ups only, like a killed sleeper's. */
+static inline void gq_settle_try(void *mem, int side, int *reg) {
+    gq_header *h = (gq_header *)mem;
+    if (*reg == GQ_NOT_REGISTERED || gq_trylock(h)) return;
+    gq_settle(h, side, reg);
+    gq_unlock(h);
 }
 
 /* Whether some sleeping putter's batch fits in state s (mutex held). */
@@ -410,13 +447,21 @@ static inline int gq_put_try(void *mem, const gq_msg *msgs, size_t n) {
 /*
  * Blocking put until `deadline_ns` (CLOCK_MONOTONIC; < 0 = no deadline, 0 = do not wait).
  * Returns GQ_OK, GQ_FULL (deadline passed), GQ_AGAIN (a slice passed: call again) or errors.
+ * `*reg` (GQ_NOT_REGISTERED before the first call) carries a sleeper registration from a
+ * call that could not re-take the lock to the next call, which drops it; a caller that gives
+ * up calls gq_settle_try. A lock held past a slice gives up only after the deadline, so
+ * even a non-blocking put waits one slice for a holder that is slow, not stopped.
  */
-static inline int gq_put_wait(void *mem, const gq_msg *msgs, size_t n, int64_t deadline_ns) {
+static inline int gq_put_wait(void *mem, const gq_msg *msgs, size_t n, int64_t deadline_ns,
+                              int *reg) {
     gq_header *h = (gq_header *)mem;
     uint64_t need;
     int r = gq_put_check(h, msgs, n, &need);
     if (r) return r;
-    if (gq_lock(h)) return GQ_ERROR;
+    r = gq_lock_slice(h);
+    if (r == GQ_AGAIN) return gq_past(deadline_ns) ? GQ_FULL : GQ_AGAIN;
+    if (r) return r;
+    gq_settle(h, GQ_PUTTERS, reg);
     if (!gq_fits(h, &h->state[h->cur], need, n)) {
         int64_t wait = GQ_WAIT_SLICE_NS;
         if (deadline_ns >= 0) {
@@ -428,11 +473,13 @@ static inline int gq_put_wait(void *mem, const gq_msg *msgs, size_t n, int64_t d
             if (left < wait) wait = left;
         }
         uint32_t seq = __atomic_load_n(&h->seq_not_full, __ATOMIC_ACQUIRE);
-        int slot = gq_register(h, GQ_PUTTERS, need, n);
+        *reg = gq_register(h, GQ_PUTTERS, need, n);
         gq_unlock(h);
         gq_futex_wait(&h->seq_not_full, seq, wait);
-        if (gq_lock(h)) return GQ_ERROR;
-        gq_unregister(h, GQ_PUTTERS, slot);
+        r = gq_lock_slice(h);
+        if (r == GQ_AGAIN) return gq_past(deadline_ns) ? GQ_FULL : GQ_AGAIN;
+        if (r) return r;
+        gq_settle(h, GQ_PUTTERS, reg);
         if (!gq_fits(h, &h->state[h->cur], need, n)) {
             gq_unlock(h);
             return GQ_AGAIN;
@@ -557,11 +604,13 @@ static inline int gq_get_try(void *mem, uint64_t max_msgs, uint64_t max_bytes,
 
 static inline int gq_get_wait(void *mem, uint64_t max_msgs, uint64_t max_bytes,
                               int64_t deadline_ns, char **out, uint64_t *out_bytes,
-                              uint64_t *out_n) {
+                              uint64_t *out_n, int *reg) {
     gq_header *h = (gq_header *)mem;
     uint32_t wp, wg;
-    int r;
-    if (gq_lock(h)) return GQ_ERROR;
+    int r = gq_lock_slice(h);
+    if (r == GQ_AGAIN) return gq_past(deadline_ns) ? GQ_EMPTY : GQ_AGAIN;
+    if (r) return r;
+    gq_settle(h, GQ_GETTERS, reg);
     if (h->state[h->cur].count == 0) {
         int64_t wait = GQ_WAIT_SLICE_NS;
         if (deadline_ns >= 0) {
@@ -573,16 +622,18 @@ static inline int gq_get_wait(void *mem, uint64_t max_msgs, uint64_t max_bytes,
             if (left < wait) wait = left;
         }
         uint32_t seq = __atomic_load_n(&h->seq_not_empty, __ATOMIC_ACQUIRE);
-        int slot = gq_register(h, GQ_GETTERS, 0, 0);
+        *reg = gq_register(h, GQ_GETTERS, 0, 0);
         gq_unlock(h);
         int fr = gq_futex_wait(&h->seq_not_empty, seq, wait);
         int ferr = errno;
-        if (gq_lock(h)) return GQ_ERROR;
-        gq_unregister(h, GQ_GETTERS, slot);
         if (fr == 0)
             gq_pending_sub(h, 1); /* our wake-up has arrived */
         else if (ferr == ETIMEDOUT)
             __atomic_store_n(&h->wakes_pending, 0, __ATOMIC_RELAXED); /* heal a stale count */
+        r = gq_lock_slice(h);
+        if (r == GQ_AGAIN) return gq_past(deadline_ns) ? GQ_EMPTY : GQ_AGAIN;
+        if (r) return r;
+        gq_settle(h, GQ_GETTERS, reg);
         if (h->state[h->cur].count == 0) {
             gq_unlock(h);
             return GQ_AGAIN;
@@ -654,9 +705,11 @@ typedef struct {
     int32_t debug_holder;
 } gq_stats_t;
 
+/* GQ_OK, GQ_AGAIN (the lock was held for a slice: check signals, call again) or GQ_ERROR. */
 static inline int gq_stats(void *mem, gq_stats_t *out) {
     gq_header *h = (gq_header *)mem;
-    if (gq_lock(h)) return GQ_ERROR;
+    int r = gq_lock_slice(h);
+    if (r) return r;
     gq_state s = h->state[h->cur];
     out->count = s.count;
     out->used_bytes = s.tail - s.head;
@@ -672,6 +725,10 @@ static inline int gq_stats(void *mem, gq_stats_t *out) {
     out->debug_holder = __atomic_load_n(&h->debug_holder, __ATOMIC_SEQ_CST);
     return GQ_OK;
 }
+
+/* Fixed at creation: read without the lock. */
+static inline uint64_t gq_capacity_of(void *mem) { return ((gq_header *)mem)->capacity; }
+static inline uint64_t gq_maxsize_of(void *mem) { return ((gq_header *)mem)->maxsize; }
 
 /* Lock-free peek at the pid paused by the test hook (the mutex is held by it). */
 static inline int32_t gq_debug_holder(void *mem) {

@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from queue import Empty
+from queue import Empty, Full
 
 import numpy as np
 from gristmill.samplers.rollout import RolloutChannels
@@ -71,6 +71,10 @@ class InferenceServer:
         self.lock = lock or threading.Lock()
         self.served_steps = 0
         self.counters: Counter = Counter()
+        # answers a worker's queue did not take (its lock held by a stopped worker): retried,
+        # never dropped while that worker generation lives
+        self._undelivered: list[tuple[int, ActionsReady]] = []
+        self._retry_at = 0.0
 
     def _each_policy(self, groups: list) -> list[Mapping]:
         return [self.policy_fn(*group) for group in groups]
@@ -111,10 +115,36 @@ class InferenceServer:
         """Serve what is pending (waiting up to ``timeout`` for a first request); returns the
         number of agent-steps served."""
         msgs = self._pending(timeout)
+        if self._undelivered and time.monotonic() >= self._retry_at:
+            with self.lock:
+                self._deliver([])
         if not msgs:
             return 0
         with self.lock:
             return self._serve(msgs)
+
+    def _deliver(self, answers: list[tuple[int, ActionsReady]]) -> None:
+        """Put each answer on its worker's queue, the ones left over from before first.
+
+        A put waits at most one lock slice (~0.1 s): a worker stopped (not dead) while it
+        held its queue's lock would otherwise block this thread, and with it every worker's
+        inference and the supervisor that must kill the stopped one. What is not taken is
+        retried about once a second until the worker takes it or its generation ends."""
+        pending, self._undelivered = self._undelivered + answers, []
+        blocked: set[int] = set()
+        for w, answer in pending:
+            if answer.generation != self.generations[w]:
+                self.counters["answers_dropped/dead_worker"] += 1
+                continue
+            if w not in blocked:
+                try:
+                    self.ch.actions[w].put_nowait(answer)
+                    continue
+                except Full:
+                    blocked.add(w)  # its later answers wait too: a worker reads them in order
+            self.counters["answers_delayed/queue_blocked"] += 1
+            self._undelivered.append((w, answer))
+        self._retry_at = time.monotonic() + 1.0
 
     def _serve(self, msgs: list) -> int:
         a, layout = self.ch.arrays, self.ch.layout
@@ -145,7 +175,6 @@ class InferenceServer:
             a["rnn_states"][s, t + 1] = out["rnn_states"]
             a["policy_version"][s, t] = out["version"]
         a["acted"][slots, ts] = fills  # last: the stamp says every output above is in place
-        for m in msgs:
-            self.ch.actions[m.worker].put(ActionsReady(m.generation, m.split, m.t))
+        self._deliver([(m.worker, ActionsReady(m.generation, m.split, m.t)) for m in msgs])
         self.served_steps += len(slots)
         return len(slots)

@@ -538,6 +538,70 @@ def test_process_killed_while_holding_the_lock_does_not_wedge_the_queue(workers)
         assert q.get().tolist() == [0, 1, 2, 3]
 
 
+def _returns(call, *args, **kwargs):
+    """Run ``call`` on a thread; its exception (or None), or fail if it never returns."""
+    out = []
+
+    def run():
+        try:
+            call(*args, **kwargs)
+            out.append(None)
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            out.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(WAIT)
+    assert not t.is_alive(), f"{call.__name__} hung on a lock held by a stopped process"
+    return out[0]
+
+
+def test_a_stopped_lock_holder_cannot_make_timed_calls_hang_or_block_signals(workers):
+    """A process SIGSTOPped inside put keeps the lock without dying, so the robust mutex
+    never recovers it: timed and non-blocking calls still return on time (Full/Empty), and
+    an untimed one still hears signals. Killing the holder then frees the queue as before."""
+    ctx = mp.get_context("fork")
+    with Queue(4096) as q:
+        q.put(b"before")
+        p = ctx.Process(target=workers.pause_inside_put, args=(q,))
+        p.start()
+        deadline = time.monotonic() + WAIT
+        while q._debug_holder() != p.pid:
+            assert time.monotonic() < deadline and p.is_alive(), "child never paused in put"
+            time.sleep(0.01)
+        os.kill(p.pid, signal.SIGSTOP)
+        try:
+            assert isinstance(_returns(q.put, b"x", timeout=0.3), Full)
+            assert isinstance(_returns(q.put_nowait, b"x"), Full)
+            assert isinstance(_returns(q.put_many, [b"x", b"y"], timeout=0.3), Full)
+            assert isinstance(_returns(q.get, timeout=0.3), Empty)
+            assert isinstance(_returns(q.get_nowait), Empty)
+            assert isinstance(_returns(q.get_many, timeout=0.3), Empty)
+            assert q.capacity > 0 and q.maxsize == 0  # fixed at creation: no lock needed
+
+            def interrupt(signum, frame):
+                raise TimeoutError("interrupted")
+
+            old = signal.signal(signal.SIGALRM, interrupt)
+            try:
+                for call in (q.get, lambda: q.put(b"z"), q.qsize):
+                    signal.setitimer(signal.ITIMER_REAL, 0.3)
+                    with pytest.raises(TimeoutError, match="interrupted"):
+                        call()
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, old)
+        finally:
+            os.kill(p.pid, signal.SIGKILL)
+            os.kill(p.pid, signal.SIGCONT)
+            p.join(WAIT)
+        q.put(b"after", timeout=WAIT)
+        assert q.get_many(timeout=WAIT) == [b"before", b"after"]
+        stats = q._stats()
+        assert stats["recoveries"] == 1
+        assert stats["waiting_getters"] == 0 and stats["waiting_putters"] == 0
+
+
 def test_processes_killed_at_random_points_in_put_and_get(workers):
     """Kill churning children at random moments many times; the queue stays sound.
 

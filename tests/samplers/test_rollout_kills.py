@@ -25,6 +25,7 @@ from gristmill.samplers.rollout_protocol import (
     FILLING,
     FINISHED,
     FREE,
+    ActionRequest,
     ActionsReady,
     TrajectoryReady,
 )
@@ -318,3 +319,62 @@ def drain_games(ch, games):
         for r in reports:
             if r.get("kind") == "env_started":
                 games.record(r)
+
+
+def _hold_lock_in_put(q):
+    """Hold ``q``'s lock (inside put, mid-message) until killed: a worker stopped there."""
+    from gristmill.kernels._shmqueue import set_debug_put_pause
+
+    set_debug_put_pause(600.0)
+    q.put(b"never committed")
+
+
+def test_a_worker_stopped_holding_its_answer_queue_lock_delays_only_its_own_answers(shm_clean):
+    """A worker SIGSTOPped while it held the lock of its answer queue: the server answers the
+    other workers at once, keeps the stopped one's answer (no put blocks the serving thread,
+    which would stall every worker and the supervisor that must kill the stopped one), and
+    delivers it once the queue is free again; an answer to a generation that ended is dropped."""
+    import multiprocessing as mp
+    import threading
+
+    ch, pool = make(EchoEnvFactory(episode_length=1000), num_workers=2, envs=2)
+    rec = Recorder(ch, pool)
+    server, a = rec.server, ch.arrays
+    a["slot_fill"][:2] = [5, 6]
+    requests = [ActionRequest(w, 0, 0, 0, (w,), (5 + w,)) for w in (0, 1)]
+    holder = mp.get_context("fork").Process(target=_hold_lock_in_put, args=(ch.actions[0],))
+    try:
+        holder.start()
+        deadline = time.monotonic() + 60
+        while ch.actions[0]._debug_holder() != holder.pid:
+            assert time.monotonic() < deadline and holder.is_alive(), "holder never paused"
+            time.sleep(0.01)
+        os.kill(holder.pid, signal.SIGSTOP)
+        t = threading.Thread(target=server._serve, args=(requests,), daemon=True)
+        t.start()
+        t.join(60)
+        assert not t.is_alive(), "serving blocked on the stopped worker's queue"
+        assert ch.actions[1].get(timeout=10) == ActionsReady(0, 0, 0)
+        assert server.counters["answers_delayed/queue_blocked"] == 1
+        assert list(a["acted"][[0, 1], 0]) == [5, 6]  # both served
+        os.kill(holder.pid, signal.SIGKILL)
+        os.kill(holder.pid, signal.SIGCONT)
+        holder.join(60)
+        server._retry_at = 0.0
+        server.serve(0.01)
+        assert ch.actions[0].get(timeout=10) == ActionsReady(0, 0, 0)
+        assert not server._undelivered
+        # an answer held back past its worker's restart is dropped, not delivered
+        server._undelivered.append((1, ActionsReady(0, 0, 1)))
+        pool.generation[1] += 1
+        server._retry_at = 0.0
+        server.serve(0.01)
+        assert server.counters["answers_dropped/dead_worker"] == 1
+        with pytest.raises(Empty):
+            ch.actions[1].get(timeout=0.2)
+    finally:
+        if holder.is_alive():
+            os.kill(holder.pid, signal.SIGKILL)
+            os.kill(holder.pid, signal.SIGCONT)
+            holder.join(60)
+        ch.close()
