@@ -496,8 +496,9 @@ cdef class QueueCore:
     def put(self, obj, bint block=True, timeout=None):
         """Put ``obj``; block (up to ``timeout`` s; None = forever) while the queue is full.
 
-        Raises ``queue.Full`` when it stays full, ``ValueError`` at once if the message can
-        never fit.
+        Raises ``queue.Full`` when it stays full (or its lock stays held by a stopped
+        process: non-blocking calls wait one 0.1 s slice for a busy lock), ``ValueError`` at
+        once if the message can never fit.
         """
         cdef gq_msg m
         self._check()

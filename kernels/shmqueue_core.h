@@ -16,7 +16,10 @@
  * is always consistent because it is committed last and atomically: the (head, tail, count)
  * triple lives in two slots and a commit writes the inactive slot, then flips `cur` with one
  * aligned 32-bit store. A half-written message or a half-done get is thereby discarded
- * (the message stays queued for another consumer).
+ * (the message stays queued for another consumer). A holder that is stopped, not dead
+ * (SIGSTOP, a debugger), keeps the lock: lockers wait for it in slices (gq_lock_slice), so a
+ * timed or non-blocking call still gives up at its deadline (at least one slice after it
+ * began) and an untimed one still runs signal handlers.
  *
  * Waiting: Linux futexes on two sequence counters (not-empty / not-full), bumped on every
  * commit. Waiters sleep in slices (GQ_WAIT_SLICE_NS) so that a wake-up lost to a waiter that
