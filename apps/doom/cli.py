@@ -71,8 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--policy", type=int, default=0, help="which policy of a population run")
     ma = sub.add_parser("match", help="two policies in duels and against the bots: a result "
                         "table (wins, frags, deaths) and a video")
-    ma.add_argument("a", help="RUN_DIR[:policy] or a checkpoint file")
-    ma.add_argument("b", help="RUN_DIR[:policy] or a checkpoint file")
+    ma.add_argument("a", help="RUN_DIR[:policy], a checkpoint file, or 'random'")
+    ma.add_argument("b", help="RUN_DIR[:policy], a checkpoint file, or 'random' (the "
+                    "uniformly random baseline)")
     ma.add_argument("--episodes", type=int, default=10, help="duels between A and B")
     ma.add_argument("--bot_episodes", type=int, default=5, help="games of each vs one bot")
     ma.add_argument("--timelimit", type=float, default=4.0, help="match minutes")

@@ -1,7 +1,8 @@
 """``gristmill-doom match A B``: two trained policies in a duel, and each against the bots.
 
 ``A`` and ``B`` are members (``RUN[:policy]`` or a checkpoint file, see
-:func:`~.player.resolve_checkpoint`). They play ``episodes`` duels (``doom_duel``, Sample
+:func:`~.player.resolve_checkpoint`), or ``random`` (:class:`~.player.RandomPlayer`, the
+uniformly random baseline; the other member then sets the observations). They play ``episodes`` duels (``doom_duel``, Sample
 Factory's self-play scenario: one map, two players, the match's time limit) and each plays
 ``bot_episodes`` games of ``doom_duel_bots`` (one built-in bot). The result table counts wins
 (an outright win: strictly more frags), frags and deaths; ``--video`` writes player A's view of
@@ -17,7 +18,7 @@ import cv2
 import numpy as np
 from gristmill.apps.doom.env_factory import DoomEnvFactory
 from gristmill.apps.doom.evaluate import open_video
-from gristmill.apps.doom.player import DoomPlayer
+from gristmill.apps.doom.player import RANDOM, DoomPlayer, RandomPlayer
 
 __all__ = ["match", "format_table"]
 
@@ -105,23 +106,30 @@ def match(
     """Play the duels and the bot games; returns the result rows and where the video is."""
     if episodes < 0 or bot_episodes < 0 or timelimit <= 0:
         raise ValueError("episodes and bot_episodes must be >= 0 and timelimit > 0 (minutes)")
-    members = [DoomPlayer.config_of(spec) for spec in (a, b)]
-    cfg_a, cfg_b = members[0][0], members[1][0]
-    differ = [k for k in _SAME if getattr(cfg_a, k) != getattr(cfg_b, k)]
-    if differ:
-        raise ValueError(
-            f"{a} and {b} were trained with different {differ}: they cannot share a match"
-        )
-    probe = _env("doom_duel", cfg_a, timelimit)
+    members = [None if spec == RANDOM else DoomPlayer.config_of(spec) for spec in (a, b)]
+    trained = [m for m in members if m is not None]
+    if not trained:
+        raise ValueError("at least one of A and B must be a trained policy, not both 'random'")
+    cfg = trained[0][0]
+    if len(trained) == 2:
+        differ = [k for k in _SAME if getattr(cfg, k) != getattr(trained[1][0], k)]
+        if differ:
+            raise ValueError(
+                f"{a} and {b} were trained with different {differ}: they cannot share a match"
+            )
+    probe = _env("doom_duel", cfg, timelimit)
     spaces = probe.observation_space, probe.action_space
     probe.close()
-    players = [DoomPlayer(cfg, state, path, *spaces) for cfg, state, path in members]
+    players = [
+        RandomPlayer(spaces[1], seed=i) if m is None else DoomPlayer(m[0], m[1], m[2], *spaces)
+        for i, m in enumerate(members)
+    ]
     duels = [[], []]
     if episodes:
-        duels = _duels(players, cfg_a, episodes, timelimit, video, deterministic)
+        duels = _duels(players, cfg, episodes, timelimit, video, deterministic)
     rows = []
     for name, player, infos in zip((a, b), players, duels):
-        bots = _vs_bots(player, cfg_a, bot_episodes, timelimit, deterministic)
+        bots = _vs_bots(player, cfg, bot_episodes, timelimit, deterministic)
         rows.append({"player": name, "checkpoint": player.path, "duel": _tally(infos),
                      "vs_bots": _tally(bots)})  # fmt: skip
     draws = episodes - rows[0]["duel"]["wins"] - rows[1]["duel"]["wins"]

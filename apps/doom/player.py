@@ -18,7 +18,10 @@ from gristmill.apps.doom.config import TrainConfig
 from gristmill.apps.doom.model import build_model
 from gristmill.samplers.spaces import action_from_row
 
-__all__ = ["DoomPlayer", "resolve_checkpoint"]
+__all__ = ["RANDOM", "DoomPlayer", "RandomPlayer", "resolve_checkpoint"]
+
+RANDOM = "random"
+"""The member spec of :class:`RandomPlayer`, accepted wherever a checkpoint is."""
 
 
 def resolve_checkpoint(spec: str, policy: int | None = None) -> str:
@@ -76,3 +79,20 @@ class DoomPlayer:
         out = self.model.act(batch, self.h, deterministic=deterministic)
         self.h = out["state"]
         return action_from_row(self.action_space, out["actions"][0].numpy())
+
+
+class RandomPlayer:
+    """The baseline opponent: a uniformly random action each step (the action space's own
+    ``sample``, seeded), no state."""
+
+    path = RANDOM
+
+    def __init__(self, action_space, seed: int = 0):
+        self.action_space = action_space
+        self.action_space.seed(seed)
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs, deterministic: bool = False):
+        return self.action_space.sample()
