@@ -2,8 +2,9 @@
 
 ``A`` and ``B`` are members (``RUN[:policy]`` or a checkpoint file, see
 :func:`~.player.resolve_checkpoint`), or ``random`` (:class:`~.player.RandomPlayer`, the
-uniformly random baseline; the other member then sets the observations). They play ``episodes`` duels (``doom_duel``, Sample
-Factory's self-play scenario: one map, two players, the match's time limit) and each plays
+uniformly random baseline; the other member then sets the observations). They play
+``episodes`` duels (``doom_duel``, Sample Factory's self-play scenario: one map, two players,
+the match's time limit) and each plays
 ``bot_episodes`` games of ``doom_duel_bots`` (one built-in bot). The result table counts wins
 (an outright win: strictly more frags), frags and deaths; ``--video`` writes player A's view of
 the first duel. Both members must see the same observations (resolution, colour, frame skip),
