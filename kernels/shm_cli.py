@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from gristmill.kernels import procfs
@@ -55,11 +56,19 @@ def list_entries(shm_dir: str = SHM_DIR) -> list[Entry]:
     return out
 
 
-def clean(include_alive: bool = False, dry_run: bool = False, shm_dir: str = SHM_DIR):
-    """Remove entries whose owner is dead (or all, with ``include_alive``); return them."""
+def clean(
+    include_alive: bool = False,
+    dry_run: bool = False,
+    shm_dir: str = SHM_DIR,
+    pids: Collection[int] | None = None,
+):
+    """Remove entries whose owner is dead (or all, with ``include_alive``), only those owned
+    by ``pids`` when given (the processes of one run); return them."""
     removed = []
     for entry in list_entries(shm_dir):
         if entry.alive and not include_alive:
+            continue
+        if pids is not None and entry.pid not in pids:
             continue
         if not dry_run:
             try:

@@ -46,7 +46,7 @@ from gristmill.apps.doom.model import build_model
 from gristmill.apps.doom.trainer import DoomTrainer
 from gristmill.envs.doom import game_instances, unlink_game_shm
 from gristmill.kernels import procfs
-from gristmill.kernels.shm_cli import list_entries
+from gristmill.kernels.shm_cli import clean
 from gristmill.learners.league import PayoffTable
 
 __all__ = [
@@ -299,13 +299,7 @@ class DoomMember:
             old = set()
         removed = reap_games_of_dead_members(os.path.abspath(self.dir) + "#")
         os.environ[MEMBER_TAG] = f"{os.path.abspath(self.dir)}#{os.getpid()}"
-        for e in list_entries():
-            if e.pid in old and not e.alive:
-                try:
-                    os.unlink(os.path.join("/dev/shm", e.name))
-                    removed.append(e.name)
-                except FileNotFoundError:
-                    pass
+        removed += [e.name for e in clean(pids=old)]
         record = {"pid": os.getpid(), "node": node, "host": os.uname().nodename,
                   "started": self.started}  # fmt: skip
         with open(path, "a") as f:

@@ -49,7 +49,7 @@ from gristmill.apps.doom.league import pbt_config
 from gristmill.apps.doom.model import appo_config
 from gristmill.apps.doom.ray_member import DoomMember, member_dir, reap_games_of_dead_members
 from gristmill.apps.stop_signal import StopSignal
-from gristmill.kernels.shm_cli import list_entries
+from gristmill.kernels.shm_cli import clean, list_entries
 from gristmill.learners.league import (
     PBT,
     PayoffTable,
@@ -538,12 +538,7 @@ class RayPopulation:
         ):
             time.sleep(0.2)
         reap_games_of_dead_members(os.path.abspath(os.path.join(self.exp_dir, "members")))
-        for e in list_entries():
-            if e.pid in self.seen_pids and not e.alive:
-                try:
-                    os.unlink(os.path.join("/dev/shm", e.name))
-                except FileNotFoundError:
-                    pass
+        clean(pids=self.seen_pids)
 
     def _summary(self, reason: str, elapsed: float, frames0: int, final: list) -> dict:
         policies = [self._policy_summary(k) for k in range(self.n)]

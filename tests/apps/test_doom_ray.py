@@ -232,16 +232,14 @@ def test_a_member_on_a_killed_node_restarts_from_its_checkpoint_and_the_league_k
         cluster.shutdown()
         # a failed run's driver was killed: end the games its members' deaths left behind
         from gristmill.apps.doom.ray_member import reap_games_of_dead_members  # noqa: PLC0415
-        from gristmill.kernels.shm_cli import list_entries  # noqa: PLC0415
+        from gristmill.kernels.shm_cli import clean  # noqa: PLC0415
 
         reap_games_of_dead_members(str(tmp_path / "duel" / "members"))
         members = {r["pid"] for k in (0, 1) for r in _members_log(tmp_path / "duel", k)}
         deadline = time.monotonic() + 60  # a killed node's workers may take a while to go
         while any(procfs.alive(p) for p in members) and time.monotonic() < deadline:
             time.sleep(0.2)
-        for e in list_entries():  # and the shared memory of the members that died with it
-            if e.pid in members and not e.alive:
-                Path("/dev/shm", e.name).unlink(missing_ok=True)
+        clean(pids=members)  # and the shared memory of the members that died with it
     assert refused.returncode != 0 and "refused this driver's token" in refused_err, refused_err
     assert proc.returncode == 130, err[-3000:]  # interrupted, and said so
     summary = last_json(out)

@@ -353,3 +353,23 @@ def test_many_segments_get_unique_names_and_all_go():
             names.add(a.name)
     assert len(names) == 200
     assert all(not _exists(n) for n in names)
+
+
+def test_clean_with_pids_removes_only_those_owners_leftovers():
+    """A run cleans after its own dead processes, not after another run's (whose owner may be
+    just as dead, but is someone else's to report)."""
+    procs = [_start_owner() for _ in range(2)]
+    try:
+        for proc, _ in procs:
+            proc.kill()
+            proc.communicate(timeout=60)
+        (mine, my_name), (other, other_name) = procs
+        assert [e.name for e in shm_cli.clean(pids={mine.pid})] == [my_name]
+        assert not _exists(my_name) and _exists(other_name)
+        assert [e.name for e in shm_cli.clean(pids={other.pid})] == [other_name]
+    finally:
+        for proc, name in procs:
+            proc.kill()
+            proc.communicate(timeout=60)
+            if _exists(name):
+                os.unlink(f"/dev/shm/{name}")
