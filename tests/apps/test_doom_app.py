@@ -474,15 +474,17 @@ def test_self_play_duel_between_two_policies_is_scored(tmp_path, no_new_games):
     assert result["draws"] + sum(r["duel"]["wins"] for r in result["rows"]) == 1
     assert "| player | duel wins |" in out.stderr and video.stat().st_size > 1000
 
-    # against the uniformly random baseline
+    # a frozen snapshot (RUN:p<k>@<version>, weights only: the run's config) against the
+    # uniformly random baseline
     out = subprocess.run(
-        cli("match", f"{exp}:1", "random", "--episodes", "1", "--bot_episodes", "0",
+        cli("match", f"{exp}:{snaps[0]}", "random", "--episodes", "1", "--bot_episodes", "0",
             "--timelimit", "0.05"),
         capture_output=True, text=True, timeout=240,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     result = last_json(out.stdout)
-    assert [r["checkpoint"] for r in result["rows"]][1] == "random"
+    checkpoints = [r["checkpoint"] for r in result["rows"]]
+    assert checkpoints[0].endswith(f"snapshots/{snaps[0]}.pt") and checkpoints[1] == "random"
     assert [r["duel"]["games"] for r in result["rows"]] == [1, 1]
 
 
