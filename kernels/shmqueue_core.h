@@ -244,6 +244,18 @@ static inline void gq_settle_try(void *mem, int side, int *reg) {
     gq_unlock(h);
 }
 
+/* A waiter's lock (put or get, `side`): 0 = locked, with any registration an earlier call left
+ * dropped; `gave_up` (GQ_FULL or GQ_EMPTY) when the lock stayed held past the deadline;
+ * GQ_AGAIN when it stayed held for a slice before it; or an error. */
+static inline int gq_lock_waiter(gq_header *h, int side, int *reg, int64_t deadline_ns,
+                                 int gave_up) {
+    int r = gq_lock_slice(h);
+    if (r == GQ_AGAIN) return gq_past(deadline_ns) ? gave_up : GQ_AGAIN;
+    if (r) return r;
+    gq_settle(h, side, reg);
+    return 0;
+}
+
 /* Whether some sleeping putter's batch fits in state s (mutex held). */
 static inline int gq_putter_fits(const gq_header *h, const gq_state *s) {
     if (h->waiting_putters == 0) return 0;
@@ -461,10 +473,8 @@ static inline int gq_put_wait(void *mem, const gq_msg *msgs, size_t n, int64_t d
     uint64_t need;
     int r = gq_put_check(h, msgs, n, &need);
     if (r) return r;
-    r = gq_lock_slice(h);
-    if (r == GQ_AGAIN) return gq_past(deadline_ns) ? GQ_FULL : GQ_AGAIN;
+    r = gq_lock_waiter(h, GQ_PUTTERS, reg, deadline_ns, GQ_FULL);
     if (r) return r;
-    gq_settle(h, GQ_PUTTERS, reg);
     if (!gq_fits(h, &h->state[h->cur], need, n)) {
         int64_t wait = GQ_WAIT_SLICE_NS;
         if (deadline_ns >= 0) {
@@ -479,10 +489,8 @@ static inline int gq_put_wait(void *mem, const gq_msg *msgs, size_t n, int64_t d
         *reg = gq_register(h, GQ_PUTTERS, need, n);
         gq_unlock(h);
         gq_futex_wait(&h->seq_not_full, seq, wait);
-        r = gq_lock_slice(h);
-        if (r == GQ_AGAIN) return gq_past(deadline_ns) ? GQ_FULL : GQ_AGAIN;
+        r = gq_lock_waiter(h, GQ_PUTTERS, reg, deadline_ns, GQ_FULL);
         if (r) return r;
-        gq_settle(h, GQ_PUTTERS, reg);
         if (!gq_fits(h, &h->state[h->cur], need, n)) {
             gq_unlock(h);
             return GQ_AGAIN;
@@ -610,10 +618,8 @@ static inline int gq_get_wait(void *mem, uint64_t max_msgs, uint64_t max_bytes,
                               uint64_t *out_n, int *reg) {
     gq_header *h = (gq_header *)mem;
     uint32_t wp, wg;
-    int r = gq_lock_slice(h);
-    if (r == GQ_AGAIN) return gq_past(deadline_ns) ? GQ_EMPTY : GQ_AGAIN;
+    int r = gq_lock_waiter(h, GQ_GETTERS, reg, deadline_ns, GQ_EMPTY);
     if (r) return r;
-    gq_settle(h, GQ_GETTERS, reg);
     if (h->state[h->cur].count == 0) {
         int64_t wait = GQ_WAIT_SLICE_NS;
         if (deadline_ns >= 0) {
@@ -633,10 +639,8 @@ static inline int gq_get_wait(void *mem, uint64_t max_msgs, uint64_t max_bytes,
             gq_pending_sub(h, 1); /* our wake-up has arrived */
         else if (ferr == ETIMEDOUT)
             __atomic_store_n(&h->wakes_pending, 0, __ATOMIC_RELAXED); /* heal a stale count */
-        r = gq_lock_slice(h);
-        if (r == GQ_AGAIN) return gq_past(deadline_ns) ? GQ_EMPTY : GQ_AGAIN;
+        r = gq_lock_waiter(h, GQ_GETTERS, reg, deadline_ns, GQ_EMPTY);
         if (r) return r;
-        gq_settle(h, GQ_GETTERS, reg);
         if (h->state[h->cur].count == 0) {
             gq_unlock(h);
             return GQ_AGAIN;
