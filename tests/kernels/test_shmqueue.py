@@ -517,16 +517,21 @@ def test_sigkilled_owner_queue_is_cleaned_by_cli():
 
 
 # -- robustness: a process SIGKILLed inside put/get ----------------------------------------------
+def _paused_inside_put(q, workers):
+    """A forked child holding ``q``'s lock inside put (mid-message) until killed."""
+    p = mp.get_context("fork").Process(target=workers.pause_inside_put, args=(q,))
+    p.start()
+    deadline = time.monotonic() + WAIT
+    while q._debug_holder() != p.pid:  # lock-free peek: the child holds the lock now
+        assert time.monotonic() < deadline and p.is_alive(), "child never paused in put"
+        time.sleep(0.01)
+    return p
+
+
 def test_process_killed_while_holding_the_lock_does_not_wedge_the_queue(workers):
-    ctx = mp.get_context("fork")
     with Queue(4096) as q:
         q.put(b"before")
-        p = ctx.Process(target=workers.pause_inside_put, args=(q,))
-        p.start()
-        deadline = time.monotonic() + WAIT
-        while q._debug_holder() != p.pid:  # lock-free peek: the child holds the lock now
-            assert time.monotonic() < deadline and p.is_alive(), "child never paused in put"
-            time.sleep(0.01)
+        p = _paused_inside_put(q, workers)
         os.kill(p.pid, signal.SIGKILL)
         p.join(WAIT)
         assert p.exitcode == -signal.SIGKILL
@@ -560,15 +565,9 @@ def test_a_stopped_lock_holder_cannot_make_timed_calls_hang_or_block_signals(wor
     """A process SIGSTOPped inside put keeps the lock without dying, so the robust mutex
     never recovers it: timed and non-blocking calls still return on time (Full/Empty), and
     an untimed one still hears signals. Killing the holder then frees the queue as before."""
-    ctx = mp.get_context("fork")
     with Queue(4096) as q:
         q.put(b"before")
-        p = ctx.Process(target=workers.pause_inside_put, args=(q,))
-        p.start()
-        deadline = time.monotonic() + WAIT
-        while q._debug_holder() != p.pid:
-            assert time.monotonic() < deadline and p.is_alive(), "child never paused in put"
-            time.sleep(0.01)
+        p = _paused_inside_put(q, workers)
         os.kill(p.pid, signal.SIGSTOP)
         try:
             assert isinstance(_returns(q.put, b"x", timeout=0.3), Full)
