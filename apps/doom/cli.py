@@ -26,6 +26,7 @@ import sys
 from gristmill.apps.config_cli import add_arguments, config_from_args
 from gristmill.apps.console import RunConsole, run_summary
 from gristmill.apps.doom.config import TrainConfig
+from gristmill.apps.stop_signal import StopSignal
 
 __all__ = ["QUICKSTART", "main"]
 
@@ -79,8 +80,14 @@ def _parser() -> argparse.ArgumentParser:
     ma.add_argument("--timelimit", type=float, default=4.0, help="match minutes")
     ma.add_argument("--video", default=None, help="write player A's view of the first duel")
     ma.add_argument("--deterministic", action="store_true", help="argmax actions")
+    ma.add_argument("--seed", type=int, default=0, help="duel k plays game seed SEED + k; "
+                    "chunks of N duels with seeds 0, N, 2N... are independent")
     sub.add_parser("envs", help="list the Doom env ids")
     return p
+
+
+def _interrupt() -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "match":
         from gristmill.apps.doom.match import format_table, match  # noqa: PLC0415
 
-        result = match(args.a, args.b, args.episodes, args.bot_episodes, args.timelimit,
-                       args.video, args.deterministic)  # fmt: skip
+        # SIGTERM ends the match at once, and its games with it (`finally` closes them).
+        try:
+            with StopSignal(on_stop=_interrupt) as stop:
+                result = match(args.a, args.b, args.episodes, args.bot_episodes, args.timelimit,
+                               args.video, args.deterministic, args.seed)  # fmt: skip
+        except KeyboardInterrupt:
+            name = stop.name or "SIGINT"
+            print(f"match stopped by {name}; its games are closed", file=sys.stderr)
+            return 130
         print(format_table(result), file=sys.stderr)
         print(json.dumps(result), flush=True)
         return 0

@@ -8,7 +8,10 @@ the match's time limit) and each plays
 ``bot_episodes`` games of ``doom_duel_bots`` (one built-in bot). The result table counts wins
 (an outright win: strictly more frags), frags and deaths; ``--video`` writes player A's view of
 the first duel. Both members must see the same observations (resolution, colour, frame skip),
-since they share one match.
+since they share one match. Duel (and bot game) ``k`` plays game seed ``seed + k``, and the
+policies sample with torch seeded by ``seed``: evaluations split into calls with seeds ``0``,
+``n``, ``2n``... are independent chunks of one longer evaluation. Matches may run in parallel
+(each claims its own port, :func:`gristmill.envs.doom.claim_free_port`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import json
 
 import cv2
 import numpy as np
+import torch
 from gristmill.apps.doom.env_factory import DoomEnvFactory
 from gristmill.apps.doom.evaluate import open_video
 from gristmill.apps.doom.player import RANDOM, DoomPlayer, RandomPlayer
@@ -50,13 +54,13 @@ def _frame(obs) -> np.ndarray:
     return cv2.resize(img, (img.shape[1] * 4, img.shape[0] * 4), interpolation=cv2.INTER_NEAREST)
 
 
-def _duels(players, cfg, episodes: int, timelimit: float, video: str | None, deterministic):
+def _duels(players, cfg, episodes, timelimit, video, deterministic, seed: int):
     env = _env("doom_duel", cfg, timelimit)
     finals: list[list[dict]] = [[], []]
     writer = None
     try:
         for ep in range(episodes):
-            obs, _ = env.reset(seed=ep)
+            obs, _ = env.reset(seed=seed + ep)
             for p in players:
                 p.reset()
             done, infos = False, [{}, {}]
@@ -78,12 +82,12 @@ def _duels(players, cfg, episodes: int, timelimit: float, video: str | None, det
     return finals
 
 
-def _vs_bots(player, cfg, episodes: int, timelimit: float, deterministic) -> list[dict]:
+def _vs_bots(player, cfg, episodes, timelimit, deterministic, seed: int) -> list[dict]:
     env = _env("doom_duel_bots", cfg, timelimit)
     out = []
     try:
         for ep in range(episodes):
-            obs, _ = env.reset(seed=ep)
+            obs, _ = env.reset(seed=seed + ep)
             player.reset()
             done, info = False, {}
             while not done:
@@ -103,10 +107,14 @@ def match(
     timelimit: float = 4.0,
     video: str | None = None,
     deterministic: bool = False,
+    seed: int = 0,
 ) -> dict:
     """Play the duels and the bot games; returns the result rows and where the video is."""
     if episodes < 0 or bot_episodes < 0 or timelimit <= 0:
         raise ValueError("episodes and bot_episodes must be >= 0 and timelimit > 0 (minutes)")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    torch.manual_seed(seed)
     members = [None if spec == RANDOM else DoomPlayer.config_of(spec) for spec in (a, b)]
     trained = [m for m in members if m is not None]
     if not trained:
@@ -122,19 +130,21 @@ def match(
     spaces = probe.observation_space, probe.action_space
     probe.close()
     players = [
-        RandomPlayer(spaces[1], seed=i) if m is None else DoomPlayer(m[0], m[1], m[2], *spaces)
+        RandomPlayer(spaces[1], seed=int(np.random.SeedSequence([seed, i]).generate_state(1)[0]))
+        if m is None
+        else DoomPlayer(m[0], m[1], m[2], *spaces)
         for i, m in enumerate(members)
     ]
     duels = [[], []]
     if episodes:
-        duels = _duels(players, cfg, episodes, timelimit, video, deterministic)
+        duels = _duels(players, cfg, episodes, timelimit, video, deterministic, seed)
     rows = []
     for name, player, infos in zip((a, b), players, duels):
-        bots = _vs_bots(player, cfg, bot_episodes, timelimit, deterministic)
+        bots = _vs_bots(player, cfg, bot_episodes, timelimit, deterministic, seed)
         rows.append({"player": name, "checkpoint": player.path, "duel": _tally(infos),
                      "vs_bots": _tally(bots)})  # fmt: skip
     draws = episodes - rows[0]["duel"]["wins"] - rows[1]["duel"]["wins"]
-    return {"rows": rows, "duels": episodes, "draws": draws, "video": video}
+    return {"rows": rows, "duels": episodes, "draws": draws, "seed": seed, "video": video}
 
 
 def format_table(result: dict) -> str:

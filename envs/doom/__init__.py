@@ -13,7 +13,12 @@ from gristmill.envs.doom.game import (
     scratch_dir,
     unlink_game_shm,
 )
-from gristmill.envs.doom.multiplayer import DoomMultiAgentEnv, find_free_port, game_processes
+from gristmill.envs.doom.multiplayer import (
+    DoomMultiAgentEnv,
+    claim_free_port,
+    find_free_port,
+    game_processes,
+)
 from gristmill.envs.doom.spaces import Discretized, action_to_buttons
 from gristmill.envs.doom.specs import DOOM_ENVS, DoomSpec, doom_env_ids, doom_spec
 
@@ -25,6 +30,7 @@ __all__ = [
     "DoomMultiAgentEnv",
     "DoomSpec",
     "action_to_buttons",
+    "claim_free_port",
     "doom_env_ids",
     "doom_spec",
     "find_free_port",

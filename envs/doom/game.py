@@ -283,6 +283,7 @@ class DoomEnv(gym.Env):
         self._return = 0.0
         self._raw_return = 0.0
         self._closed = False
+        self._port_claim = None  # a hosting player's claim on the port it found
 
     # ------------------------------------------------------------------ game lifecycle
     def _label(self) -> str:
@@ -328,8 +329,11 @@ class DoomEnv(gym.Env):
         if self.multiplayer:
             timeout = f"+viz_connect_timeout {max(1, int(self.connect_timeout))}"
             if self.player_id == 0:
-                port = self.port if self.port is not None else find_port()
-                self.port = port
+                if self.port is None:  # claimed until close (see claim_free_port)
+                    from gristmill.envs.doom.multiplayer import claim_free_port  # noqa: PLC0415
+
+                    self.port, self._port_claim = claim_free_port()
+                port = self.port
                 game.add_game_args(
                     f"-host {self.num_players} -port {port} -deathmatch "
                     f"+timelimit {self.timelimit} +sv_forcerespawn 1 +sv_noautoaim 1 "
@@ -384,6 +388,10 @@ class DoomEnv(gym.Env):
 
     def close(self) -> None:
         self._closed = True
+        claim = getattr(self, "_port_claim", None)
+        if claim is not None:
+            claim.close()
+            self._port_claim = None
         if self.game is not None:
             game, self.game = self.game, None
             try:
@@ -575,10 +583,3 @@ class DoomEnv(gym.Env):
             return None
         img = state.screen_buffer
         return np.repeat(img[:, :, None], 3, axis=2) if img.ndim == 2 else img.copy()
-
-
-def find_port(start: int = 40300, step: int = 1, attempts: int = 2000) -> int:
-    """First UDP port at or after ``start`` that is free on all interfaces now."""
-    from gristmill.envs.doom.multiplayer import find_free_port
-
-    return find_free_port(start, step=step, attempts=attempts)

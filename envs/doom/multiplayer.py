@@ -4,7 +4,12 @@ A match is one host game (``-host N``) plus ``N - 1`` joining games on the loopb
 The host's ``init`` blocks until everyone has joined, so the players start in threads (VizDoom
 releases the GIL while it waits on its game process). Ports start at 40300 (Sample Factory's
 default); a port found busy, or a match that fails to start, moves on to the next port and
-retries, so concurrent runs on one machine do not collide.
+retries. A free UDP port is only free until a game binds it, and the host game binds it
+seconds after the search: two processes searching at once would both pick it, and the second
+match's joiners would then join the first one's host. So a port is also *claimed*, by binding
+an abstract Unix socket named for it (Linux; the name vanishes with the socket or its
+process, so a claim outlives neither the env that holds it nor a killed process), and the
+search skips ports that another env claims.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 from gristmill.envs.doom.game import DoomEnv, DoomEnvError, _game_args
 from gristmill.envs.doom.specs import DoomSpec, doom_spec
 
-__all__ = ["find_free_port", "DoomMultiAgentEnv", "game_processes"]
+__all__ = ["claim_free_port", "find_free_port", "DoomMultiAgentEnv", "game_processes"]
 
 DEFAULT_PORT = int(os.environ.get("GRISTMILL_DOOM_PORT", 40300))
 
@@ -31,16 +36,42 @@ def _udp_port_free(port: int) -> bool:
     return True
 
 
-def find_free_port(start: int = DEFAULT_PORT, *, step: int = 1, attempts: int = 2000) -> int:
-    """First UDP port ``start + k * step`` (k < attempts) free on all interfaces right now."""
+def _claim(port: int) -> socket.socket | None:
+    """The claim on ``port`` (an abstract Unix socket), or None if another env holds it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.bind(f"\0gristmill-doom-port-{port}")
+    except OSError:
+        sock.close()
+        return None
+    return sock
+
+
+def claim_free_port(
+    start: int = DEFAULT_PORT, *, step: int = 1, attempts: int = 2000
+) -> tuple[int, socket.socket]:
+    """First UDP port ``start + k * step`` (k < attempts) that no other env claims and that is
+    free on all interfaces now, and its claim: other searches skip the port until the returned
+    socket is closed (or this process ends)."""
     port = start
     for _ in range(attempts):
         if port >= 65535:
             break
-        if _udp_port_free(port):
-            return port
+        claim = _claim(port)
+        if claim is not None:
+            if _udp_port_free(port):
+                return port, claim
+            claim.close()
         port += step
     raise DoomEnvError(f"no free UDP port from {start} in {attempts} tries (step {step})")
+
+
+def find_free_port(start: int = DEFAULT_PORT, *, step: int = 1, attempts: int = 2000) -> int:
+    """First UDP port ``start + k * step`` (k < attempts) free and unclaimed right now (no
+    claim is kept: use :func:`claim_free_port` for a port a game will bind later)."""
+    port, claim = claim_free_port(start, step=step, attempts=attempts)
+    claim.close()
+    return port
 
 
 def game_processes(parent: int | None = None) -> list[int]:
@@ -87,6 +118,7 @@ class DoomMultiAgentEnv:
         self._pool = ThreadPoolExecutor(self.num_agents, thread_name_prefix="doom-player")
         self.envs: list[DoomEnv] = []
         self.port: int | None = None
+        self._claim: socket.socket | None = None  # the port's claim while the match runs
         self.action_space = self._make(0, 0).action_space
         self.observation_space = self._probe.observation_space
         self._agent_params: dict[int, np.ndarray] = {}  # set before the match starts
@@ -123,7 +155,7 @@ class DoomMultiAgentEnv:
         errors = []
         port = self._first_port
         for _ in range(self._retries):
-            port = find_free_port(port)
+            port, claim = claim_free_port(port)
             envs = [self._make(p, port) for p in range(self.num_agents)]
             futures = [self._pool.submit(env.init_game) for env in envs]
             failed = []
@@ -133,12 +165,13 @@ class DoomMultiAgentEnv:
                 except Exception as exc:  # noqa: BLE001 - collected and reported below
                     failed.append(f"player {env.player_id}: {exc}")
             if not failed:
-                self.envs, self.port = envs, port
+                self.envs, self.port, self._claim = envs, port, claim
                 for agent, values in self._agent_params.items():
                     envs[agent].set_agent_params(0, values)
                 return
             for env in envs:
                 env.close()
+            claim.close()
             errors.append(f"port {port}: " + "; ".join(failed))
             port += 1
         raise DoomEnvError(
@@ -185,6 +218,9 @@ class DoomMultiAgentEnv:
         for env in reversed(self.envs):
             env.close()
         self.envs = []
+        if self._claim is not None:
+            self._claim.close()
+            self._claim = None
         self._pool.shutdown(wait=True)
 
     def __enter__(self):

@@ -475,17 +475,44 @@ def test_self_play_duel_between_two_policies_is_scored(tmp_path, no_new_games):
     assert "| player | duel wins |" in out.stderr and video.stat().st_size > 1000
 
     # a frozen snapshot (RUN:p<k>@<version>, weights only: the run's config) against the
-    # uniformly random baseline
-    out = subprocess.run(
-        cli("match", f"{exp}:{snaps[0]}", "random", "--episodes", "1", "--bot_episodes", "0",
-            "--timelimit", "0.05"),
-        capture_output=True, text=True, timeout=240,
+    # uniformly random baseline, in two matches started at once: each claims its own port
+    # (both used to pick the same free port and join each other's games)
+    procs = [
+        subprocess.Popen(
+            cli("match", f"{exp}:{snaps[0]}", "random", "--episodes", "1", "--bot_episodes",
+                "0", "--timelimit", "0.05", "--seed", str(seed)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        for seed in (0, 1)
+    ]
+    outs = [p.communicate(timeout=240) for p in procs]
+    for seed, proc, (stdout, stderr) in zip((0, 1), procs, outs):
+        assert proc.returncode == 0, stderr[-3000:]
+        result = last_json(stdout)
+        checkpoints = [r["checkpoint"] for r in result["rows"]]
+        assert checkpoints[0].endswith(f"snapshots/{snaps[0]}.pt") and checkpoints[1] == "random"
+        assert [r["duel"]["games"] for r in result["rows"]] == [1, 1]
+        assert result["seed"] == seed
+
+    # SIGTERM stops a match at once and closes its games before it exits
+    proc = subprocess.Popen(
+        cli("match", f"{exp}:{snaps[0]}", "random", "--episodes", "3", "--bot_episodes", "0",
+            "--timelimit", "2"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
-    result = last_json(out.stdout)
-    checkpoints = [r["checkpoint"] for r in result["rows"]]
-    assert checkpoints[0].endswith(f"snapshots/{snaps[0]}.pt") and checkpoints[1] == "random"
-    assert [r["duel"]["games"] for r in result["rows"]] == [1, 1]
+    try:
+        deadline = time.time() + 120
+        while len(games := game_processes(proc.pid)) < 2 and proc.poll() is None:
+            assert time.time() < deadline, "the match's games did not start"
+            time.sleep(0.2)
+        time.sleep(1.0)  # into the duel
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "match stopped by SIGTERM" in stderr
+    assert not [g for g in games if procfs.alive(g)], "games outlived the match"
 
 
 def _scalars(run_dir, tag: str) -> list[float]:

@@ -10,6 +10,7 @@ from gristmill.envs.doom import (
     DOOM_ENVS,
     DoomEnv,
     DoomMultiAgentEnv,
+    claim_free_port,
     doom_spec,
     find_free_port,
     game_processes,
@@ -205,6 +206,46 @@ def test_free_port_search_skips_a_busy_port():
         busy.bind(("", 0))
         port = busy.getsockname()[1]
         assert find_free_port(port) > port
+
+
+def _unused_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_claimed_port_is_skipped_until_its_claim_is_closed():
+    """Two matches searching at once must not both pick the port a host has not bound yet."""
+    port, claim = claim_free_port(_unused_udp_port())
+    try:
+        assert find_free_port(port) > port
+        other, claim2 = claim_free_port(port)
+        claim2.close()
+        assert other > port
+    finally:
+        claim.close()
+    assert find_free_port(port) == port
+
+
+def test_a_killed_process_leaves_no_claim_on_its_port():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from gristmill.envs.doom import claim_free_port; "
+        "p, c = claim_free_port(int(sys.argv[1])); print(p, flush=True); sys.stdin.read()"
+    )
+    start = _unused_udp_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(start)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        port = int(proc.stdout.readline())
+        assert find_free_port(port) > port  # held by the child
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    assert find_free_port(port) == port
 
 
 @pytest.mark.timeout(240)
