@@ -16,7 +16,8 @@ default 40 gives ~25 snapshots in 2 hours).
 PPO after Straka & Schmid (arXiv 2507.06825): gamma = 1, lambda = 0.95, clip 0.15 (policy and
 value, CleanRL's loss), small entropy bonus; GAE from ``gristmill.kernels.advantage``. Rewards
 are the engine's (``"shaped"``: win/lose + the paper's potential difference; ``"winlose"``).
-A game cut at ``truncation`` is a draw and terminal (the tick is in the observation).
+A game cut at ``truncation`` is a draw and terminal (the tick is in the observation), and its
+potential drops to 0 there as at a capture, so a shaped game returns exactly its outcome.
 
 Main exploiter (AlphaStar's, optional): with ``exploiter_boards > 0`` that share of the boards
 trains a second policy ``p1`` against the current main agent only; once it wins

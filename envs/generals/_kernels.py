@@ -400,7 +400,10 @@ def step_one(b, S, actions, rule, truncation, reward_kind, same_step, gen_params
         if term:
             r = 1.0 if p == win else -1.0
         if reward_kind == REWARD_SHAPED:
-            new_phi = 0.0 if term else potential(totals[b], p)
+            # Phi = 0 at every end, truncation too (a draw): a game's shaped return is then
+            # its outcome minus Phi(start), so a lead held to the truncation pays no more than a
+            # draw and never more than the capture (rewards.py)
+            new_phi = 0.0 if (term or trunc) else potential(totals[b], p)
             r += new_phi - phi[b, p]
             phi[b, p] = new_phi
         rewards[b, p] = r

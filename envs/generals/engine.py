@@ -116,7 +116,8 @@ class GeneralsEngine:
             reinforcing, then the larger army, ties to player 0), ``"alternating"`` (player
             ``t mod 2`` first) or ``"smaller_first"`` (generals-bots' JAX rewrite).
         reward: ``"winlose"`` (+1/-1 on the capture, 0 on truncation) or ``"shaped"`` (plus the
-            paper's potential difference with gamma = 1; Phi(terminal) = 0).
+            paper's potential difference with gamma = 1; Phi = 0 at the game's end, truncation
+            included, so a game's shaped return is its outcome minus Phi(start)).
         autoreset: ``"next_step"`` or ``"same_step"`` (module docstring).
         pool_size: maps drawn from a generator for the reset pool (``refresh_pool`` redraws).
         fresh_maps: with a generator, every auto-reset draws a *new* map inside the kernel (the

@@ -2,10 +2,16 @@
 
 The engine computes ``"winlose"`` (+1 to the player who captures the enemy general, -1 to the
 other, 0 otherwise and on truncation) and ``"shaped"`` (win/lose plus the potential difference
-Phi(s') - Phi(s) with gamma = 1 and Phi(terminal) = 0, where, after Straka & Schmid,
+Phi(s') - Phi(s) with gamma = 1 and Phi = 0 at the game's end, where, after Straka & Schmid,
 *Artificial Generals Intelligence*, arXiv 2507.06825,
 Phi = 0.3 clip(log(army ratio)/log 1.6, +-1) + 0.3 clip(log(land ratio)/log 1.3, +-1)
 + 0.4 * (cities owned)) inside the step kernel.
+
+The end includes truncation: a truncated game is over, a draw. With Phi = 0 at every end the
+shaping telescopes, a game's shaped return is its outcome minus Phi(start) (0 on the symmetric
+starts), and the best policy is the win/lose one (Ng, Harada & Russell 1999). Keeping Phi at a
+truncation instead paid a lead held to tick 500 up to 0.6 + 0.4 per city, more than capturing
+the general (whose step drops Phi to 0): the trained agent hoarded instead of attacking.
 
 A custom reward is a callable ``fn(prev: RewardInput, cur: RewardInput) -> float`` evaluated per
 player by the Gymnasium/PettingZoo wrappers; :class:`WinLoseReward` and :class:`ShapedReward`
@@ -40,9 +46,8 @@ class RewardFn(Protocol):
 
 
 def potential(x: RewardInput) -> float:
-    """The paper's Phi for one player (0 once the game is won or lost; a truncated game keeps
-    its potential, as it did not end)."""
-    if x.outcome != 0:
+    """The paper's Phi for one player (0 once the game is over: won, lost or truncated)."""
+    if x.done or x.outcome != 0:
         return 0.0
     land, army, eland, earmy = (int(v) for v in x.scalars[:4])
     cities = int(np.count_nonzero((x.obs & CODE_MASK) == C_OWN_CITY))

@@ -272,6 +272,33 @@ def test_shaped_reward_kernel_matches_python():
     assert total > 0.1  # the shaping actually paid something
 
 
+@pytest.mark.parametrize("truncation", [40, 500])
+def test_a_games_shaped_rewards_sum_to_its_outcome(truncation):
+    """Phi = 0 at every end (truncation too) and 0 on the symmetric start: a game's shaped
+    rewards telescope to +1 / -1 / 0, so a lead held to the truncation earns what a draw does."""
+    n = 8
+    e = GeneralsEngine(n, "generalsio", reward="shaped", truncation=truncation, seed=3,
+                       pool_size=n, autoreset="next_step")  # fmt: skip
+    e.reset()
+    general, rand = Bot("general", n, seed=0), Bot("random", n, seed=1)
+    total = np.zeros((n, 2))
+    outcome = np.full(n, np.nan)
+    while np.isnan(outcome).any():
+        actions = general.act(e.obs, e.masks, e.scalars, seats=(True, False))
+        e.step(rand.act(e.obs, e.masks, e.scalars, seats=(False, True), out=actions))
+        live = np.isnan(outcome)
+        total[live] += e.rewards[live]
+        for b in np.flatnonzero(live & (e.terminated | e.truncated)):
+            w = int(e.state.winner[b])
+            outcome[b] = 0.0 if w < 0 else (1.0 if w == 0 else -1.0)
+    np.testing.assert_allclose(total[:, 0], outcome, atol=1e-4)
+    np.testing.assert_allclose(total[:, 1], -outcome, atol=1e-4)
+    if truncation == 40:  # no game is decided this early: all draws, all shaping returned
+        assert (outcome == 0).all()
+    else:
+        assert (outcome == 1).any(), "the general bot should capture random's general"
+
+
 def test_memory_features_match_reference():
     e = GeneralsEngine(2, "uniform", truncation=40, seed=2, pool_size=2,
                        autoreset="next_step")
