@@ -437,6 +437,7 @@ def train_bc(policy: Policy, train: Trajectories, val: Trajectories | None, epoc
     metrics: dict = {}
     for epoch in range(start, epochs):
         t0, stats, samples = time.perf_counter(), [], 0
+        shown = t0
         for batch in Stream(train, lanes, policy.history, seed=seed + epoch).batches():
             loss, s = bc_loss(policy, batch, vf_coef)
             opt.zero_grad(set_to_none=True)
@@ -449,6 +450,10 @@ def train_bc(policy: Policy, train: Trajectories, val: Trajectories | None, epoc
             if writer is not None and step % 20 == 0:
                 for k, v in s.items():
                     writer.add_scalar(f"bc/train_{k}", v, step)
+            if time.perf_counter() - shown >= 60:  # an epoch can take tens of minutes on a CPU
+                shown = time.perf_counter()
+                log(f"bc epoch {epoch + 1}/{epochs}: {samples:,} of {train.num_samples:,} "
+                    f"samples ({samples / (shown - t0):.0f}/s), loss {float(loss):.3f}")
             if should_stop():
                 save(epoch)
                 log(f"bc: stopped in epoch {epoch}; saved {checkpoint}")
