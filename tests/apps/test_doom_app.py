@@ -41,6 +41,9 @@ TINY = [
 ]
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 def cli(*args, **kw):
     return [sys.executable, "-m", "gristmill.apps.doom", *args]
 
@@ -493,6 +496,16 @@ def test_self_play_duel_between_two_policies_is_scored(tmp_path, no_new_games):
         assert checkpoints[0].endswith(f"snapshots/{snaps[0]}.pt") and checkpoints[1] == "random"
         assert [r["duel"]["games"] for r in result["rows"]] == [1, 1]
         assert result["seed"] == seed
+    # bench/doom_ladder.py fits the rating ladder on match results
+    results = tmp_path / "duels.jsonl"
+    results.write_text("".join(stdout for stdout, _ in outs))
+    ladder = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "doom_ladder.py"), str(results), "--bootstrap", "20"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert ladder.returncode == 0, ladder.stderr[-2000:]
+    assert f"| {snaps[0]} | random | 2 |" in ladder.stdout, ladder.stdout
+    assert "(anchor)" in ladder.stdout
 
     # SIGTERM stops a match at once and closes its games before it exits
     proc = subprocess.Popen(
