@@ -453,7 +453,7 @@ def train_bc(policy: Policy, train: Trajectories, val: Trajectories | None, epoc
             if time.perf_counter() - shown >= 60:  # an epoch can take tens of minutes on a CPU
                 shown = time.perf_counter()
                 log(f"bc epoch {epoch + 1}/{epochs}: {samples:,} of {train.num_samples:,} "
-                    f"samples ({samples / (shown - t0):.0f}/s), loss {float(loss):.3f}")
+                    f"samples ({samples / (shown - t0):.0f}/s), loss {loss.item():.3f}")
             if should_stop():
                 save(epoch)
                 log(f"bc: stopped in epoch {epoch}; saved {checkpoint}")
