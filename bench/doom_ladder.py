@@ -24,8 +24,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-import numpy as np  # noqa: E402
-from gristmill.learners.league import fit_ratings  # noqa: E402
+from gristmill.learners.league import DRAW, LOSS, WIN, PayoffTable, fit_ratings  # noqa: E402
 
 
 def member(spec: str) -> str:
@@ -57,19 +56,15 @@ def read_duels(paths: list[str]) -> list[tuple[str, str, int, int, int]]:
 
 
 def ladder(duels, anchor: str, bootstrap: int = 500):
-    """The rating table and the per-pair totals ``{(a, b): [a_wins, b_wins, draws]}``."""
-    names = sorted({m for d in duels for m in d[:2]})
-    if anchor not in names:
-        raise ValueError(f"anchor {anchor!r} played no duel; members: {names}")
-    record = np.zeros((len(names), len(names), 3))
-    pairs: dict[tuple[str, str], list[int]] = {}
+    """The duels' payoff table (``league.PayoffTable``) and its rating table."""
+    table = PayoffTable(sorted({m for d in duels for m in d[:2]}))
+    if anchor not in table:
+        raise ValueError(f"anchor {anchor!r} played no duel; members: {table.members}")
     for a, b, wa, wb, d in duels:
-        i, j = names.index(a), names.index(b)
-        record[i, j] += (wa, d, wb)
-        record[j, i] += (wb, d, wa)
-        tot = pairs.setdefault((a, b), [0, 0, 0])
-        tot[0], tot[1], tot[2] = tot[0] + wa, tot[1] + wb, tot[2] + d
-    return fit_ratings(names, record, anchor, bootstrap=bootstrap), pairs
+        for result, n in ((WIN, wa), (DRAW, d), (LOSS, wb)):
+            for _ in range(n):
+                table.update(a, b, result)
+    return table, fit_ratings(table.members, table.record, anchor, bootstrap=bootstrap)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,14 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--anchor", default="random", help="the member rated 0")
     p.add_argument("--bootstrap", type=int, default=500)
     args = p.parse_args(argv)
-    table, pairs = ladder(read_duels(args.results), args.anchor, args.bootstrap)
+    duels = read_duels(args.results)
+    table, ratings = ladder(duels, args.anchor, args.bootstrap)
+    pairs: dict[frozenset, tuple[str, str]] = {}  # each pair once, as its first duel named it
+    for a, b, *_ in duels:
+        pairs.setdefault(frozenset((a, b)), (a, b))
+    record = table.record
     print("| A | B | duels | A wins | B wins | draws | A wins % |")
     print("|---|---|---:|---:|---:|---:|---:|")
-    for (a, b), (wa, wb, d) in sorted(pairs.items()):
+    for a, b in sorted(pairs.values()):
+        wa, d, wb = (int(x) for x in record[table.index(a), table.index(b)])
         n = wa + wb + d
         print(f"| {a} | {b} | {n} | {wa} | {wb} | {d} | {100 * wa / n:.0f} % |")
     print(f"\nratings (Bradley-Terry Elo, {args.anchor} = 0, a draw = 1/2):")
-    print(table.format())
+    print(ratings.format())
     return 0
 
 
