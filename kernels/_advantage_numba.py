@@ -292,11 +292,12 @@ def _vtrace_row(
     # The ratios first, in a sweep of their own: the exp's long dependency chain then
     # overlaps across elements instead of stalling the recursion's (measured 5-20 % faster).
     _exp_row(lr, ratio)
-    # One sweep per row; selects, not branches, so that it vectorises.
+    # One sweep per row; selects, not branches, so that it vectorises. vs_next is read
+    # whether or not it is used: a load behind the select became a masked load.
     wide_vectors()
     for b in range(r.shape[0]):
         x = ratio[b]
-        rb, vb, nvb = r[b], v[b], nv[b]
+        rb, vb, nvb, vn = r[b], v[b], nv[b], vs_next[b]
         stop = first | te[b] | tr[b]
         d_boot = rb + gamma * nvb - vb
         d = (rb - vb) if te[b] else d_boot
@@ -305,7 +306,7 @@ def _vtrace_row(
         d = d if stop else s
         acc[b] = d
         vs[b] = vb + d
-        boot = nvb if stop else vs_next[b]
+        boot = nvb if stop else vn
         q_boot = rb + gamma * boot - vb
         q = (rb - vb) if te[b] else q_boot
         pg[b] = _clip(x, pg_rho_clip) * q
