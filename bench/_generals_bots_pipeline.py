@@ -72,7 +72,9 @@ class NumpyMemory:
         own, opp = x[:, 0:1] * x[:, 5:6], x[:, 0:1] * x[:, 6:7]
         neu = x[:, 0:1] * x[:, 4:5]
         base = [own / 250, opp / 250, neu / 250, x[:, 1:9], x[:, 9:10] / 100, x[:, 10:11] / 250,
-                x[:, 11:12] / 100, x[:, 12:13] / 250, t / 500, (t % 50) / 50]
+                x[:, 11:12] / 100, x[:, 12:13] / 250, t / 500, (t % 50) / 50,
+                # the paper's input has no distance planes: "no target" (1) keeps the same net
+                np.ones_like(t.repeat(3, axis=1))]
         mem = [self.seen[:, seat, None], self.mount[:, seat, None], self.city[:, seat, None],
                self.gen[:, seat, None], self.earmy[:, seat, None] / 250,
                self.age[:, seat, None] / 500,

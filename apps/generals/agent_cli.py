@@ -224,6 +224,9 @@ def cmd_eval(args) -> int:
 
     from .agent import NetPlayer, Policy
 
+    if not args.temperature > 0:
+        print(f"eval: --temperature must be > 0, got {args.temperature}", file=sys.stderr)
+        return 2
     _threads(args.threads)
     players: dict = {b: b for b in args.bots}
     run = Path(args.run) if args.run else None
@@ -238,11 +241,12 @@ def cmd_eval(args) -> int:
                        if p.stem.startswith(("snap_", "exploit_")))
         for p in snaps[::max(1, args.every)]:
             weights = load_member_weights(str(run), p.stem)
-            players[p.stem] = NetPlayer(base.with_weights(weights), p.stem)
+            players[p.stem] = NetPlayer(base.with_weights(weights), p.stem,
+                                        temperature=args.temperature)
         for path in finals:
-            players[path.stem] = NetPlayer.load(path)
+            players[path.stem] = NetPlayer.load(path, temperature=args.temperature)
     for path in args.checkpoints or []:
-        players[Path(path).stem] = NetPlayer.load(path)
+        players[Path(path).stem] = NetPlayer.load(path, temperature=args.temperature)
     nets = [n for n in players if n not in args.bots]
     if not nets:
         print("eval: no checkpoints (give --run or checkpoints)", file=sys.stderr)
@@ -350,6 +354,8 @@ def add_commands(sub) -> None:
     p.add_argument("--round-robin", action="store_true",
                    help="every pair (default: every net vs every bot and vs the last net)")
     p.add_argument("--bootstrap", type=int, default=200)
+    p.add_argument("--temperature", type=float, default=1.0,
+                   help="the nets sample their moves at this temperature (as trained: 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int)
     p.set_defaults(fn=cmd_eval)

@@ -50,7 +50,7 @@ from gristmill.learners.generals_net import GeneralsNet, MaskedPolicy, index_to_
 from gristmill.learners.league import DRAW, LOSS, PFSP, WIN, Population
 from gristmill.learners.losses import cleanrl_ppo_loss
 
-from .agent import Policy
+from .agent import Policy, ReversalBan
 
 __all__ = ["SelfPlay", "SelfPlayConfig"]
 
@@ -143,6 +143,7 @@ class SelfPlay:
         self.engine = GeneralsEngine(n, cfg.maps, pad_to=S, truncation=cfg.truncation,
                                      reward=cfg.reward, autoreset="same_step", seed=cfg.seed)
         self.features = AgentFeatures(n, S, policy.history)
+        self.reversals = ReversalBan(n)  # the nets' seats never step straight back (agent.py)
         self.bots = {b: Bot(b, n, seed=cfg.seed + 7 + k) for k, b in enumerate(cfg.bots)}
         net_cfg = policy.net.cfg
         k = round(cfg.exploiter_boards * n)
@@ -267,11 +268,14 @@ class SelfPlay:
                 actions[boards, opp_seat[boards]] = tmp[boards, opp_seat[boards]]
                 t = self._timed("bots", t)
             else:
-                planes = self.features.planes(boards, opp_seat[boards])
+                seats = opp_seat[boards]
+                planes = self.features.planes(boards, seats)
+                masks = self.reversals.ban(boards, seats, eng.masks[boards, seats],
+                                           eng.scalars[boards, seats, 4])
                 t = self._timed("features", t)
-                idx, _, _ = self._opponent(name).choose(
-                    planes, eng.masks[boards, opp_seat[boards]], self.cfg.snapshot_greedy)
-                actions[boards, opp_seat[boards]] = index_to_action(idx, self.policy.pad_to)
+                idx, _, _ = self._opponent(name).choose(planes, masks, self.cfg.snapshot_greedy)
+                actions[boards, seats] = index_to_action(idx, self.policy.pad_to)
+                self.reversals.record(boards, seats, actions[boards, seats])
                 t = self._timed("forward_opponents", t)
 
     def _observe(self) -> None:
@@ -291,6 +295,7 @@ class SelfPlay:
         self._observe()
         self.features.planes(boards, self.seat, planes)
         masks[:] = eng.masks[boards, self.seat]
+        self.reversals.ban(boards, self.seat, masks, eng.scalars[boards, self.seat, 4])
         t0 = self._timed("features", t0)
         idx = np.empty(n, np.int64)
         logp, value = np.empty(n, np.float32), np.empty(n, np.float32)
@@ -298,6 +303,7 @@ class SelfPlay:
             idx[sl], logp[sl], value[sl] = learner.choose(planes[sl], masks[sl])
         self._timed("forward", t0)
         self._actions[boards, self.seat] = index_to_action(idx, pol.pad_to)
+        self.reversals.record(boards, self.seat, self._actions[boards, self.seat])
         self._opponents_act(self._actions)
         t0 = time.perf_counter()
         eng.step(self._actions, check=False)

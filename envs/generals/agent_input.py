@@ -1,4 +1,5 @@
-"""The league agent's input planes: compact observation + memory features + time phase.
+"""The league agent's input planes: compact observation + memory features + time phase +
+walking distances to the targets of an attack.
 
 :class:`AgentFeatures` owns a :class:`MemoryFeatures` for ``N`` boards x ``P`` players and
 writes, for any list of (board, player) seats, float32 planes ``[K, C, S, S]`` scaled to O(1)
@@ -12,9 +13,20 @@ channels   content
            cells, owned cells, opponent cells, fog cells, structures in fog
 11-14      own land / 100, own army / 250, enemy land / 100, enemy army / 250
 15-16      time phase: tick / 500, (tick mod 50) / 50 (the next land growth)
-17-        memory (:mod:`.memory`): seen, mountain, city, enemy general, last-seen
+17-19      walking distance / 48 (capped at 1; 1 where no target is reachable) from
+           the nearest fog cell, the nearest visible enemy cell, the remembered
+           enemy general (BFS around mountains and fogged obstacles)
+20-        memory (:mod:`.memory`): seen, mountain, city, enemy general, last-seen
            enemy army / 250, age / 500, own then enemy army deltas / 250
 =========  =====================================================================
+
+The distance planes are what a convoy needs: a stack steps to the neighbour with the smaller
+distance, which a small CNN cannot work out around mountains from 20 cells away. A BC clone of
+the ``general`` bot (which walks its stacks along such a BFS) without them picked the teacher's
+stack but another direction on a third of its convoy moves. With them (same data, 1 epoch)
+held-out top-1 barely moved (0.455 -> 0.459), but the clone found the enemy general in more
+games and won more of them against ``random``: sampling, 5 -> 17 of 100 games (14 -> 33 with
+``apps.generals.agent``'s ban on moving straight back).
 
 One Numba pass writes the selected seats straight into the output (no [N, 2, ...] float
 intermediate): the learner's seats and the opponent's seats are built as two calls.
@@ -28,6 +40,9 @@ import numpy as np
 from .encoding import (
     _PLANE_OF_CODE,
     C_ENEMY,
+    C_FOG,
+    C_FOG_OBSTACLE,
+    C_MOUNTAIN,
     C_NEUTRAL,
     C_NEUTRAL_CITY,
     C_OWN,
@@ -39,8 +54,10 @@ from .memory import MemoryFeatures
 
 __all__ = ["AgentFeatures", "agent_planes_reference", "num_agent_channels"]
 
-BASE_CHANNELS = 17
-ARMY, LAND, TIME = 1 / 250, 1 / 100, 1 / 500
+BASE_CHANNELS = 20
+ARMY, LAND, TIME, DIST = 1 / 250, 1 / 100, 1 / 500, 1 / 48
+_DR = np.array([-1, 1, 0, 0], np.int64)
+_DC = np.array([0, 0, -1, 1], np.int64)
 
 
 def num_agent_channels(history: int = 7) -> int:
@@ -48,16 +65,68 @@ def num_agent_channels(history: int = 7) -> int:
 
 
 @nb.njit(cache=True, nogil=True)
+def _distance(obs, source, dist, queue, out):
+    """``out[i, j]`` = walking distance x DIST (capped at 1) from the nearest cell where
+    ``source`` is true, through cells that are not mountains or fogged obstacles; 1 where none
+    is reachable. ``dist``/``queue`` are scratch of S0 x S1 / S0 * S1 int64."""
+    S0, S1 = obs.shape
+    far = 1 << 30
+    tail = 0
+    for i in range(S0):
+        for j in range(S1):
+            if source[i, j]:
+                dist[i, j] = 0
+                queue[tail] = i * S1 + j
+                tail += 1
+            else:
+                dist[i, j] = far
+    head = 0
+    while head < tail:
+        i, j = divmod(queue[head], S1)
+        head += 1
+        nd = dist[i, j] + 1
+        for d in range(4):
+            a = i + _DR[d]
+            c = j + _DC[d]
+            if a < 0 or a >= S0 or c < 0 or c >= S1 or dist[a, c] <= nd:
+                continue
+            code = obs[a, c] & CODE_MASK
+            if code == C_MOUNTAIN or code == C_FOG_OBSTACLE:
+                continue
+            dist[a, c] = nd
+            queue[tail] = a * S1 + c
+            tail += 1
+    for i in range(S0):
+        for j in range(S1):
+            out[i, j] = min(dist[i, j] * DIST, 1.0)
+
+
+@nb.njit(cache=True, nogil=True)
 def _write(boards, players, obs, scalars, table, flags, enemy_army, age, deltas, out):
     S0, S1 = obs.shape[2], obs.shape[3]
     K = deltas.shape[2]
     M = BASE_CHANNELS
+    dist = np.empty((S0, S1), np.int64)
+    queue = np.empty(S0 * S1, np.int64)
+    source = np.empty((S0, S1), np.bool_)
     for k in range(boards.shape[0]):
         b = boards[k]
         p = players[k]
         sc = scalars[b, p]
         t = sc[4]
         o = out[k]
+        ob = obs[b, p]
+        for q in range(3):
+            for i in range(S0):
+                for j in range(S1):
+                    c = ob[i, j] & CODE_MASK
+                    if q == 0:
+                        source[i, j] = c == C_FOG
+                    elif q == 1:
+                        source[i, j] = c >= C_ENEMY
+                    else:
+                        source[i, j] = flags[b, p, 3, i, j] != 0
+            _distance(ob, source, dist, queue, o[17 + q])
         for i in range(S0):
             for j in range(S1):
                 v = obs[b, p, i, j]
@@ -135,6 +204,26 @@ class AgentFeatures:
         return out
 
 
+def _distance_reference(code: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Plain-Python multi-source BFS for the distance planes (the test oracle)."""
+    from collections import deque
+
+    S0, S1 = code.shape
+    dist = np.full((S0, S1), np.inf)
+    todo = deque()
+    for i, j in zip(*np.nonzero(source)):
+        dist[i, j] = 0
+        todo.append((i, j))
+    while todo:
+        i, j = todo.popleft()
+        for a, c in ((i - 1, j), (i + 1, j), (i, j - 1), (i, j + 1)):
+            if 0 <= a < S0 and 0 <= c < S1 and dist[a, c] == np.inf and \
+                    code[a, c] not in (C_MOUNTAIN, C_FOG_OBSTACLE):
+                dist[a, c] = dist[i, j] + 1
+                todo.append((a, c))
+    return np.minimum(dist * DIST, 1.0).astype(np.float32)
+
+
 def agent_planes_reference(obs: np.ndarray, scalars: np.ndarray,
                            memory: np.ndarray) -> np.ndarray:
     """Plain-NumPy planes of one seat: compact ``obs [S, S]``, ``scalars [5]`` and the
@@ -150,6 +239,8 @@ def agent_planes_reference(obs: np.ndarray, scalars: np.ndarray,
     base[11:15] = (np.array([LAND, ARMY, LAND, ARMY]) * scalars[:4])[:, None, None]
     base[15] = scalars[4] * TIME
     base[16] = (scalars[4] % 50) / 50
+    for q, source in enumerate((code == C_FOG, code >= C_ENEMY, memory[3] != 0)):
+        base[17 + q] = _distance_reference(code, source)
     mem = memory.astype(np.float32).copy()
     mem[4] *= ARMY
     mem[5] *= TIME

@@ -11,6 +11,7 @@ from gristmill.apps.generals.agent import GeneralsBotsAgent, NetPlayer, Policy
 from gristmill.envs.generals import GeneralsEngine, GeneralsEnv
 from gristmill.envs.generals.encoding import PLANE_NAMES
 from gristmill.envs.generals.tournament import play_match
+from gristmill.learners.generals_net import index_to_action
 
 TINY = dict(channels=8, blocks=1, stem_channels=4)
 
@@ -75,3 +76,41 @@ def test_the_agent_plays_a_pettingzoo_env_from_its_observations():
         moved += infos["player_0"]["status"] == 1
         assert infos["player_0"]["status"] != 2
     assert moved > 5
+
+
+def _reversal(prev: np.ndarray, a: np.ndarray) -> bool:
+    """Is move ``a`` [5] the army of move ``prev`` [5] going straight back?"""
+    if prev[0] or a[0]:
+        return False
+    dr, dc = (-1, 1, 0, 0)[prev[3]], (0, 0, -1, 1)[prev[3]]
+    return (a[1], a[2], a[3]) == (prev[1] + dr, prev[2] + dc, prev[3] ^ 1)
+
+
+def test_a_net_never_moves_an_army_straight_back_though_unbanned_it_would():
+    from gristmill.envs.generals import Bot
+
+    torch.manual_seed(0)
+    n = 8
+    bot = NetPlayer(Policy.create(history=2, **TINY)).spawn(n)  # sampling
+    eng = GeneralsEngine(n, "generalsio", truncation=200, seed=0)
+    eng.reset(seed=0)
+    rnd = Bot("random", n, seed=0)
+    prev, moves, wanted = None, 0, 0
+    for _ in range(80):
+        actions = rnd.act(eng.obs, eng.masks, eng.scalars)
+        bot.act(eng.obs, eng.masks, eng.scalars, (True, False), actions)
+        a = actions[:, 0].copy()
+        # what the same net picks from the engine's unbanned mask
+        planes = bot.features.planes(np.arange(n), np.zeros(n, np.int64))
+        raw = bot.policy.choose(planes, eng.masks[:, 0].copy())[0]
+        raw = index_to_action(raw, 24)
+        if prev is not None:
+            for b in range(n):
+                assert not _reversal(prev[b], a[b]), (b, prev[b], a[b])
+                wanted += _reversal(prev[b], raw[b])
+        moves += int((a[:, 0] == 0).sum())
+        prev = a
+        eng.step(actions)
+        assert not eng.terminated.any()
+    assert moves > 200 and wanted > 0  # the ban had reversals to stop
+    assert eng.invalid_count[:, 0].sum() == 0

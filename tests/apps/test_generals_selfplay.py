@@ -101,3 +101,28 @@ def test_main_exploiter_trains_against_the_main_agent_joins_the_league_and_resta
     assert games >= 2  # every exploiter board finished a game, scored against the main agent
     with pytest.raises(ValueError, match="exploiter_boards"):
         SelfPlayConfig(boards=4, exploiter_boards=0.1)
+
+
+def test_the_learners_stored_masks_ban_moving_an_army_straight_back(tmp_path):
+    # PPO's log-probabilities must come from the mask the learner played with (agent.py's
+    # ReversalBan): the tick after a move, its reverse is masked though the engine allows it
+    from gristmill.learners.generals_net import index_to_action
+
+    torch.manual_seed(0)
+    cfg = SelfPlayConfig(boards=8, rollout=40, epochs=1, minibatch=64, truncation=200,
+                         bots=("random",), seed=0)
+    sp = SelfPlay(Policy.create(history=2, **TINY), cfg, tmp_path, log=lambda s: None)
+    sp._start()
+    batch = sp._rollout()
+    banned = 0
+    for t in range(cfg.rollout - 1):
+        a = index_to_action(batch["idx"][t], 24)
+        for b in np.flatnonzero(a[:, 0] == 0):
+            r, c, d = a[b, 1:4]
+            r2, c2 = r + (-1, 1, 0, 0)[d], c + (0, 0, -1, 1)[d]
+            nxt = batch["planes"][t + 1, b]
+            own_army = round(nxt[0, r2, c2] * 250)  # channel 0: own army / 250
+            if nxt[15, 0, 0] > 0 and own_army >= 2:  # same game (tick > 0), a legal back move
+                assert batch["masks"][t + 1, b, r2, c2, d ^ 1] == 0, (t, b)
+                banned += 1
+    assert banned > 20

@@ -34,6 +34,12 @@ def test_train_runs_bc_then_selfplay_resumes_and_eval_rates_the_league(tmp_path)
     out = run("eval", "--run", str(run_dir), "--games", "2", "--truncation", "40",
               "--bots", "random", "expander", "--bootstrap", "0", "--threads", "1")
     assert "| policy | random | 2 |" in out and "snap_000" in out and "ratings" in out
+    out = run("eval", str(run_dir / "policy.pt"), "--games", "2", "--truncation", "40",
+              "--bots", "random", "--bootstrap", "0", "--temperature", "0.25")
+    assert "| policy | random | 2 |" in out
+    proc = subprocess.run(CLI + ["eval", str(run_dir / "policy.pt"), "--temperature", "0"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "--temperature must be > 0" in proc.stderr
 
 
 def test_play_accepts_an_agent_checkpoint_and_names_a_bad_player(tmp_path):

@@ -12,7 +12,7 @@ def test_planes_match_the_reference_for_every_seat_through_resets():
     feats = AgentFeatures(4, history=3)
     mem = MemoryFeatures(4, history=3)
     bot = Bot("expander", 4, seed=0)
-    assert feats.num_channels == num_agent_channels(3) == 17 + 12
+    assert feats.num_channels == num_agent_channels(3) == 20 + 12
     boards, players = np.repeat(np.arange(4), 2), np.tile([1, 0], 4)
     for _ in range(90):  # two resets per board
         feats.update(eng.obs, eng.scalars)
@@ -51,3 +51,39 @@ def test_generals_bots_planes_convert_back_to_the_engines_compact_view_and_mask(
                 assert np.array_equal(sc, eng.scalars[b, p])
                 assert np.array_equal(move_mask(obs), eng.masks[b, p])
         eng.step(bot.act(eng.obs, eng.masks, eng.scalars))
+
+
+def test_distance_planes_walk_around_mountains_and_remember_the_enemy_general():
+    from gristmill.envs.generals.encoding import (
+        C_ENEMY_GENERAL,
+        C_FOG,
+        C_MOUNTAIN,
+        C_NEUTRAL,
+        C_OWN,
+        CODE_BITS,
+    )
+
+    # own land left of a mountain wall with one gap in row 3; fog right of it
+    codes = {"O": C_OWN, "M": C_MOUNTAIN, ".": C_NEUTRAL, "F": C_FOG, "G": C_ENEMY_GENERAL}
+    rows = ["OOMFFF", "OOMFFF", "OOMFFF", "OO.FFF", "OOMFFF", "MMMMMM"]
+    grid = np.array([[codes[ch] | (2 << CODE_BITS if ch == "O" else 0) for ch in r]
+                     for r in rows], np.int32)
+    feats = AgentFeatures(1, pad_to=6, history=1, players=1)
+    fog, enemy, general = 17, 18, 19
+
+    def planes(tick, g):
+        feats.update(g[None, None].copy(), np.array([[[10, 20, 0, 0, tick]]], np.int32))
+        return feats.planes(np.zeros(1, np.int64), np.zeros(1, np.int64))[0] * 48
+
+    p = planes(0, grid)
+    assert p[fog, 0, 0] == 6  # (0,0) -> (3,1) -> gap (3,2) -> fog (3,3), not 3 through the wall
+    assert p[fog, 3, 1] == 2 and p[fog, 3, 3] == 0
+    assert p[fog, 0, 2] == 48  # a mountain: capped at 1 (x 48)
+    assert (p[enemy] == 48).all() and (p[general] == 48).all()  # no enemy seen yet
+    seen = grid.copy()
+    seen[3, 4] = C_ENEMY_GENERAL | (5 << CODE_BITS)
+    p = planes(1, seen)
+    assert p[enemy, 3, 1] == 3 and p[general, 3, 1] == 3
+    p = planes(2, grid)  # the general back under fog: no visible enemy, but remembered
+    assert (p[enemy] == 48).all()
+    assert p[general, 3, 1] == 3 and p[general, 0, 0] == 7
