@@ -121,11 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "match":
         from gristmill.apps.doom.match import format_table, match  # noqa: PLC0415
 
-        # SIGTERM ends the match at once, and its games with it (`finally` closes them).
+        # SIGTERM ends the match at once, and its games with it (`finally` closes them); the
+        # match also polls the flag, in case the interrupt was raised where it is swallowed.
         try:
             with StopSignal(on_stop=_interrupt) as stop:
                 result = match(args.a, args.b, args.episodes, args.bot_episodes, args.timelimit,
-                               args.video, args.deterministic, args.seed)  # fmt: skip
+                               args.video, args.deterministic, args.seed,
+                               should_stop=lambda: stop.requested)  # fmt: skip
+            if stop.requested:  # arrived after the last step
+                raise KeyboardInterrupt
         except KeyboardInterrupt:
             name = stop.name or "SIGINT"
             print(f"match stopped by {name}; its games are closed", file=sys.stderr)

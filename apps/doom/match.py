@@ -17,6 +17,7 @@ policies sample with torch seeded by ``seed``: evaluations split into calls with
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -54,7 +55,15 @@ def _frame(obs) -> np.ndarray:
     return cv2.resize(img, (img.shape[1] * 4, img.shape[0] * 4), interpolation=cv2.INTER_NEAREST)
 
 
-def _duels(players, cfg, episodes, timelimit, video, deterministic, seed: int):
+def _check(should_stop) -> None:
+    # A KeyboardInterrupt raised from a signal handler is lost when the signal lands inside a
+    # callback whose exceptions are swallowed (a ctypes callback of numba's JIT cache did
+    # that): the loops poll the stop flag too.
+    if should_stop is not None and should_stop():
+        raise KeyboardInterrupt
+
+
+def _duels(players, cfg, episodes, timelimit, video, deterministic, seed: int, should_stop):
     env = _env("doom_duel", cfg, timelimit)
     finals: list[list[dict]] = [[], []]
     writer = None
@@ -70,6 +79,7 @@ def _duels(players, cfg, episodes, timelimit, video, deterministic, seed: int):
                     if writer is None:
                         writer = open_video(video, frame.shape[1], frame.shape[0])
                     writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                _check(should_stop)
                 acts = [p.act(o, deterministic) for p, o in zip(players, obs)]
                 obs, _, term, trunc, infos = env.step(acts)
                 done = any(term) or any(trunc)
@@ -82,7 +92,8 @@ def _duels(players, cfg, episodes, timelimit, video, deterministic, seed: int):
     return finals
 
 
-def _vs_bots(player, cfg, episodes, timelimit, deterministic, seed: int) -> list[dict]:
+def _vs_bots(player, cfg, episodes, timelimit, deterministic, seed: int,
+             should_stop) -> list[dict]:
     env = _env("doom_duel_bots", cfg, timelimit)
     out = []
     try:
@@ -91,6 +102,7 @@ def _vs_bots(player, cfg, episodes, timelimit, deterministic, seed: int) -> list
             player.reset()
             done, info = False, {}
             while not done:
+                _check(should_stop)
                 obs, _, term, trunc, info = env.step(player.act(obs, deterministic))
                 done = term or trunc
             out.append(info)
@@ -108,8 +120,11 @@ def match(
     video: str | None = None,
     deterministic: bool = False,
     seed: int = 0,
+    should_stop: Callable[[], bool] | None = None,
 ) -> dict:
-    """Play the duels and the bot games; returns the result rows and where the video is."""
+    """Play the duels and the bot games; returns the result rows and where the video is.
+    ``should_stop`` is polled before every step: when it returns True the match raises
+    ``KeyboardInterrupt`` (its games are closed on the way out)."""
     if episodes < 0 or bot_episodes < 0 or timelimit <= 0:
         raise ValueError("episodes and bot_episodes must be >= 0 and timelimit > 0 (minutes)")
     if seed < 0:
@@ -137,10 +152,10 @@ def match(
     ]
     duels = [[], []]
     if episodes:
-        duels = _duels(players, cfg, episodes, timelimit, video, deterministic, seed)
+        duels = _duels(players, cfg, episodes, timelimit, video, deterministic, seed, should_stop)
     rows = []
     for name, player, infos in zip((a, b), players, duels):
-        bots = _vs_bots(player, cfg, bot_episodes, timelimit, deterministic, seed)
+        bots = _vs_bots(player, cfg, bot_episodes, timelimit, deterministic, seed, should_stop)
         rows.append({"player": name, "checkpoint": player.path, "duel": _tally(infos),
                      "vs_bots": _tally(bots)})  # fmt: skip
     draws = episodes - rows[0]["duel"]["wins"] - rows[1]["duel"]["wins"]

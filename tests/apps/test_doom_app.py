@@ -527,6 +527,18 @@ def test_self_play_duel_between_two_policies_is_scored(tmp_path, no_new_games):
     assert "match stopped by SIGTERM" in stderr
     assert not [g for g in games if procfs.alive(g)], "games outlived the match"
 
+    # the match polls its stop flag before every step too: a KeyboardInterrupt raised by the
+    # signal handler inside a callback that swallows exceptions (a ctypes callback of numba's
+    # JIT cache once did) used to let the match play on and exit 0
+    from gristmill.apps.doom.match import match
+
+    polls = []
+    with pytest.raises(KeyboardInterrupt):
+        match(f"{exp}:{snaps[0]}", "random", episodes=2, bot_episodes=0, timelimit=0.05,
+              should_stop=lambda: polls.append(1) or len(polls) > 5)  # fmt: skip
+    assert len(polls) == 6  # stopped at the first poll that said so, inside the first duel
+    assert not game_processes(os.getpid()), "games outlived the stopped match"
+
 
 def _scalars(run_dir, tag: str) -> list[float]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
