@@ -37,6 +37,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .bots import _bfs
 from .encoding import (
     _PLANE_OF_CODE,
     C_ENEMY,
@@ -56,8 +57,6 @@ __all__ = ["AgentFeatures", "agent_planes_reference", "num_agent_channels"]
 
 BASE_CHANNELS = 20
 ARMY, LAND, TIME, DIST = 1 / 250, 1 / 100, 1 / 500, 1 / 48
-_DR = np.array([-1, 1, 0, 0], np.int64)
-_DC = np.array([0, 0, -1, 1], np.int64)
 
 
 def num_agent_channels(history: int = 7) -> int:
@@ -65,37 +64,20 @@ def num_agent_channels(history: int = 7) -> int:
 
 
 @nb.njit(cache=True, nogil=True)
-def _distance(obs, source, dist, queue, out):
+def _distance(obs, source, dist, queue, src_r, src_c, out):
     """``out[i, j]`` = walking distance x DIST (capped at 1) from the nearest cell where
     ``source`` is true, through cells that are not mountains or fogged obstacles; 1 where none
-    is reachable. ``dist``/``queue`` are scratch of S0 x S1 / S0 * S1 int64."""
+    is reachable. The BFS is the ``general`` bot's own (its convoys walk these distances).
+    ``dist``/``queue``/``src_r``/``src_c`` are int64 scratch of S0 x S1 / S0 * S1 each."""
     S0, S1 = obs.shape
-    far = 1 << 30
-    tail = 0
+    n = 0
     for i in range(S0):
         for j in range(S1):
             if source[i, j]:
-                dist[i, j] = 0
-                queue[tail] = i * S1 + j
-                tail += 1
-            else:
-                dist[i, j] = far
-    head = 0
-    while head < tail:
-        i, j = divmod(queue[head], S1)
-        head += 1
-        nd = dist[i, j] + 1
-        for d in range(4):
-            a = i + _DR[d]
-            c = j + _DC[d]
-            if a < 0 or a >= S0 or c < 0 or c >= S1 or dist[a, c] <= nd:
-                continue
-            code = obs[a, c] & CODE_MASK
-            if code == C_MOUNTAIN or code == C_FOG_OBSTACLE:
-                continue
-            dist[a, c] = nd
-            queue[tail] = a * S1 + c
-            tail += 1
+                src_r[n] = i
+                src_c[n] = j
+                n += 1
+    _bfs(obs, src_r, src_c, n, dist, queue)
     for i in range(S0):
         for j in range(S1):
             out[i, j] = min(dist[i, j] * DIST, 1.0)
@@ -108,6 +90,8 @@ def _write(boards, players, obs, scalars, table, flags, enemy_army, age, deltas,
     M = BASE_CHANNELS
     dist = np.empty((S0, S1), np.int64)
     queue = np.empty(S0 * S1, np.int64)
+    src_r = np.empty(S0 * S1, np.int64)
+    src_c = np.empty(S0 * S1, np.int64)
     source = np.empty((S0, S1), np.bool_)
     for k in range(boards.shape[0]):
         b = boards[k]
@@ -126,7 +110,7 @@ def _write(boards, players, obs, scalars, table, flags, enemy_army, age, deltas,
                         source[i, j] = c >= C_ENEMY
                     else:
                         source[i, j] = flags[b, p, 3, i, j] != 0
-            _distance(ob, source, dist, queue, o[17 + q])
+            _distance(ob, source, dist, queue, src_r, src_c, o[17 + q])
         for i in range(S0):
             for j in range(S1):
                 v = obs[b, p, i, j]

@@ -14,11 +14,13 @@ the opponent's seat of a learner, or both seats in bot-vs-bot play.
   its garrison (the general keeps ``army // 3`` once the game is past tick 50) and convoys it
   along a BFS path towards the enemy general (or, until found, the nearest enemy/fog cell),
   capturing on the way; early on (and with nothing to convoy) it expands like ``expander``,
-  preferring cells far from its own general.
+  preferring cells far from its own general, and with nothing to capture it walks its largest
+  stack one step along a BFS towards the fog. It draws no random numbers: ties go to the first
+  move in scan order, so its move is a function of its observation and memory (imitable).
 
-All bots draw from a per-(board, player) xorshift RNG ``rng`` uint64 [N, 2] and keep their
-memory in :class:`BotMemory` (enemy general position per board and player), which callers
-reset when a board's game restarts (``scalars[..., 4] == 0``).
+``random`` and ``expander`` draw from a per-(board, player) xorshift RNG ``rng`` uint64 [N, 2];
+``general`` keeps its memory in ``mem`` int32 [N, 2, 2] (the enemy general's position per
+board and player), reset when a board's game restarts (``scalars[..., 4] == 0``).
 """
 
 from __future__ import annotations
@@ -83,6 +85,14 @@ def _move(out, r, c, d, split):
     out[2] = c
     out[3] = d
     out[4] = split
+
+
+@_jit
+def _move_key(out, key, S1):
+    """The whole-army move ``key = (row * S1 + col) * 4 + direction`` (the scans' keys)."""
+    cell, d = divmod(key, 4)
+    r, c = divmod(cell, S1)
+    _move(out, r, c, d, 0)
 
 
 @_jit
@@ -153,9 +163,7 @@ def _expander_one(obs, m4, rng, b, p, out):
     if pick < 0:
         _pass(out)
         return
-    cell, d = divmod(pick, 4)
-    r, c = divmod(cell, S1)
-    _move(out, r, c, d, 0)
+    _move_key(out, pick, S1)
 
 
 @_jit
@@ -189,7 +197,7 @@ def _bfs(obs, sources_r, sources_c, n_src, dist, queue):
 
 
 @_jit
-def _general_one(obs, m4, t, rng, b, p, out, mem, dist, queue, src_r, src_c):
+def _general_one(obs, m4, t, b, p, out, mem, dist, queue, src_r, src_c):
     S0, S1 = obs.shape
     # remember the enemy general; find own general
     gr = -1
@@ -226,9 +234,7 @@ def _general_one(obs, m4, t, rng, b, p, out, mem, dist, queue, src_r, src_c):
                         best_score = s
                         best = (i * S1 + j) * 4 + d
     if best >= 0:
-        cell, d = divmod(best, 4)
-        r, c = divmod(cell, S1)
-        _move(out, r, c, d, 0)
+        _move_key(out, best, S1)
         return
     # 2. target: the enemy general if known, else visible enemy cells, else fog cells
     n_src = 0
@@ -288,7 +294,8 @@ def _general_one(obs, m4, t, rng, b, p, out, mem, dist, queue, src_r, src_c):
                 _move(out, bi, bj, bd, 1 if is_gen else 0)
                 return
     # 4. expand: capture the neutral/enemy plain cell reachable with the smallest stack,
-    # preferring cells far from the own general
+    # preferring cells far from the own general; ties go to the first move in scan order
+    # (row, column, then up/down/left/right), so the choice is a function of the observation
     best = -1
     best_score = -1e18
     for i in range(S0):
@@ -303,23 +310,68 @@ def _general_one(obs, m4, t, rng, b, p, out, mem, dist, queue, src_r, src_c):
                 c2 = j + DC[d]
                 v = obs[a2, c2]
                 code = v & CODE_MASK
-                s = -1e17
                 if (code == C_NEUTRAL or code == C_ENEMY) and a - 1 > (v >> CODE_BITS):
                     s = 1e6 - 10.0 * a + abs(a2 - gr) + abs(c2 - gc) + (5e5 if code == C_ENEMY
                                                                          else 0.0)
-                elif code == C_OWN or code == C_OWN_CITY:
-                    # gather: move stacks onto own land (towards bigger stacks)
-                    s = a + (obs[a2, c2] >> CODE_BITS) * 0.01
-                s += _rand(rng, b, p)
-                if s > best_score:
-                    best_score = s
+                    if s > best_score:
+                        best_score = s
+                        best = (i * S1 + j) * 4 + d
+    if best >= 0:
+        _move_key(out, best, S1)
+        return
+    # 5. gather: nothing to capture, so the largest stack that can step onto own land closer
+    # (BFS) to the fog walks one step there, towards land to take (the agent's distance plane
+    # 17). A random direction here taught a BC clone to average, and walk there and back.
+    n_src = 0
+    for i in range(S0):
+        for j in range(S1):
+            if (obs[i, j] & CODE_MASK) == C_FOG:
+                src_r[n_src] = i
+                src_c[n_src] = j
+                n_src += 1
+    _bfs(obs, src_r, src_c, n_src, dist, queue)
+    best = -1
+    ba = 1
+    for i in range(S0):
+        for j in range(S1):
+            if not (m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]):
+                continue
+            a = obs[i, j] >> CODE_BITS
+            if a <= ba:
+                continue
+            bdist = dist[i, j]
+            for d in range(4):
+                if not m4[i, j, d]:
+                    continue
+                a2 = i + DR[d]
+                c2 = j + DC[d]
+                code = obs[a2, c2] & CODE_MASK
+                if (code == C_OWN or code == C_OWN_CITY) and dist[a2, c2] < bdist:
+                    bdist = dist[a2, c2]
                     best = (i * S1 + j) * 4 + d
+                    ba = a
+    if best < 0:
+        # no stack can step closer: merge the largest stack into its largest own neighbour
+        best_score = -1.0
+        for i in range(S0):
+            for j in range(S1):
+                if not (m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]):
+                    continue
+                a = obs[i, j] >> CODE_BITS
+                for d in range(4):
+                    if not m4[i, j, d]:
+                        continue
+                    v = obs[i + DR[d], j + DC[d]]
+                    code = v & CODE_MASK
+                    if code == C_OWN or code == C_OWN_CITY:
+                        s = a + (v >> CODE_BITS) * 0.01
+                        if s > best_score:
+                            best_score = s
+                            best = (i * S1 + j) * 4 + d
     if best < 0:
         _pass(out)
         return
-    cell, d = divmod(best, 4)
-    r, c = divmod(cell, S1)
-    _move(out, r, c, d, 0)
+    _move_key(out, best, S1)
 
 
 @_jit
@@ -336,7 +388,7 @@ def _act_board(kind, b, obs, masks, masks32, scalars, seats, rng, mem, out, pass
         elif kind == 1:
             _expander_one(obs[b, p], masks[b, p], rng, b, p, out[b, p])
         else:
-            _general_one(obs[b, p], masks[b, p], scalars[b, p, 4], rng, b, p, out[b, p],
+            _general_one(obs[b, p], masks[b, p], scalars[b, p, 4], b, p, out[b, p],
                          mem, dist, queue, src_r, src_c)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gristmill.envs.generals as G
 import numpy as np
 import pytest
+from gristmill.envs.generals.encoding import C_FOG, C_NEUTRAL_CITY, C_OWN, C_OWN_GENERAL, CODE_BITS
 from gristmill.envs.generals.tournament import play_match
 
 
@@ -145,3 +146,39 @@ def test_a_player_that_is_not_a_bot_is_seated_and_scored_like_the_bot_itself():
     assert (wrapped.wins_a, wrapped.draws, wrapped.wins_b) == \
         (direct.wins_a, direct.draws, direct.wins_b)
     assert direct.wins_a > direct.wins_b  # the games are decided, not all draws
+
+
+def test_general_bot_draws_no_random_numbers():
+    """Its move is a function of its observation and memory, so a BC clone can learn it: two
+    differently seeded copies move alike over 200 ticks (random and expander do not)."""
+    e = G.GeneralsEngine(8, "generalsio", truncation=300, seed=1, pool_size=8)
+    e.reset()
+    a, b = G.Bot("general", 8, seed=0), G.Bot("general", 8, seed=1)
+    x, y = G.Bot("expander", 8, seed=0), G.Bot("expander", 8, seed=1)
+    expander_differs = False
+    for _ in range(200):
+        act = a.act(e.obs, e.masks, e.scalars)
+        np.testing.assert_array_equal(act, b.act(e.obs, e.masks, e.scalars))
+        expander_differs |= not np.array_equal(x.act(e.obs, e.masks, e.scalars),
+                                               y.act(e.obs, e.masks, e.scalars))
+        e.step(act)
+    assert expander_differs
+
+
+def test_general_bot_gathers_its_largest_stack_towards_the_fog():
+    """With nothing to capture, the largest stack steps onto own land along the BFS to the
+    nearest fog cell (here: up), not in a random direction."""
+    S = 5
+    obs = np.zeros((1, 2, S, S), np.int32)  # row 0 fog
+    obs[0, 0, 1] = C_NEUTRAL_CITY | 40 << CODE_BITS  # too strong to take
+    obs[0, 0, 2:] = C_OWN | 1 << CODE_BITS
+    obs[0, 0, 4, 0] = C_OWN_GENERAL | 1 << CODE_BITS
+    obs[0, 0, 3, 2] = C_OWN | 5 << CODE_BITS
+    obs[0, 0, 0] = C_FOG
+    masks = np.zeros((1, 2, S, S, 4), np.uint8)
+    masks[0, 0, 3, 2] = 1  # only the stack can move; all four neighbours are own land
+    scalars = np.zeros((1, 2, 5), np.int32)
+    scalars[0, :, 4] = 10  # the expansion phase: no convoy
+    for seed in range(4):
+        out = G.Bot("general", 1, seed=seed).act(obs, masks, scalars, (True, False))
+        assert out[0, 0].tolist() == [0, 3, 2, 0, 0]  # move (3, 2) up, whole stack
