@@ -19,8 +19,8 @@ The arithmetic mirrors ``_advantage_reference`` operation for operation (same or
 instead of multiplying by ``1 - flag``), so the two agree bit for bit except where ``exp`` is
 involved (V-trace importance ratios use the vectorisable ``exp`` below: within 2 ulp of
 numpy's for float32, 1 ulp for float64). Arguments arrive validated from the public API: 2-D
-arrays of one float dtype, boolean flags, scalars already rounded to that dtype, scratch rows
-(``acc``) of length B that the column ranges share.
+arrays of one float dtype, boolean flags, scalars already rounded to that dtype; scratch
+(V-trace's running trace) is allocated inside, per column range.
 Everything compiles lazily, one signature at first use, and is reloaded from numba's on-disk
 cache (``cache=True``) afterwards. Under ``NUMBA_DISABLE_JIT=1`` this is plain Python.
 """
@@ -318,10 +318,10 @@ def _vtrace_row(
 
 @njit(**_JIT)
 def _vtrace_c_block(
-    lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, acc, pg, vs, b0, b1
+    lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, pg, vs, b0, b1
 ):
     T = r.shape[0]
-    acc[b0:b1] = 0
+    acc = np.zeros(b1 - b0, pg.dtype)  # the trace's running sum, one per column
     for t in range(T - 1, -1, -1):
         # Row T-1 bootstraps from nv: first=True selects it (acc starts at zero).
         first = t == T - 1
@@ -329,18 +329,18 @@ def _vtrace_c_block(
         _vtrace_row(
             lr[t, b0:b1], r[t, b0:b1], v[t, b0:b1], nv[t, b0:b1], term[t, b0:b1],
             trunc[t, b0:b1], vs_next, gamma, lam, rho_clip, c_clip, pg_rho_clip, first,
-            acc[b0:b1], pg[t, b0:b1], vs[t, b0:b1],
+            acc, pg[t, b0:b1], vs[t, b0:b1],
         )
 
 
 @njit(**_JIT)
 def vtrace_c(
-    lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, acc, pg, vs,
+    lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, pg, vs,
     start, stop, block,
 ):
     for b0 in range(start, stop, block):
         _vtrace_c_block(
-            lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, acc, pg, vs,
+            lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, pg, vs,
             b0, min(stop, b0 + block),
         )
 
@@ -348,10 +348,10 @@ def vtrace_c(
 
 @njit(**_JIT)
 def _vtrace_cols(
-    lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, acc, pg, vs, b0, b1
+    lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, pg, vs, b0, b1
 ):
     T = r.shape[0]
-    acc[b0:b1] = 0
+    acc = np.zeros(b1 - b0, pg.dtype)
     for t in range(T - 1, -1, -1):
         first = t == T - 1
         for b in range(b0, b1):
@@ -363,8 +363,8 @@ def _vtrace_cols(
             d = _clip(ratio, rho_clip) * d
             stop = first or term[t, b] or trunc[t, b]
             if not stop:
-                d = d + gamma * (lam * _clip(ratio, c_clip)) * acc[b]
-            acc[b] = d
+                d = d + gamma * (lam * _clip(ratio, c_clip)) * acc[b - b0]
+            acc[b - b0] = d
             vs[t, b] = v[t, b] + d
             if term[t, b]:
                 q = r[t, b] - v[t, b]
@@ -377,12 +377,12 @@ def _vtrace_cols(
 
 @njit(**_JIT)
 def vtrace_any(
-    lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, acc, pg, vs,
+    lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, pg, vs,
     start, stop, block,
 ):
     for b0 in range(start, stop, block):
         _vtrace_cols(
-            lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, acc, pg, vs,
+            lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, pg, vs,
             b0, min(stop, b0 + block),
         )
 

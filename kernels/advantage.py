@@ -250,13 +250,15 @@ def _placed_empty(shape: tuple[int, ...], dtype: np.dtype, loads: list[int]) -> 
     nbytes = math.prod(shape) * dtype.itemsize
     buf, address = _buffer(nbytes + _PAGE)
     base = address % _PAGE
-    points = sorted(a % _PAGE for a in loads)
-    if points:
-        gaps = [((b - a) % _PAGE or _PAGE, a) for a, b in zip(points, points[1:] + points[:1])]
-        width, low = max(gaps)
-        target = (low + width // 2) & ~63  # a cache-line boundary in the gap's middle
-    else:
-        target = 0
+    target = 0
+    if loads:
+        points = sorted(a % _PAGE for a in loads)
+        width, low, prev = -1, 0, points[-1] - _PAGE  # the gap that wraps round the page
+        for p in points:  # a plain loop: a list of (gap, start) pairs and max() cost ~2 µs
+            if p - prev > width:
+                width, low = p - prev, prev
+            prev = p
+        target = ((low + width // 2) % _PAGE) & ~63  # a cache-line boundary in the middle
     offset = (target - base) % _PAGE
     loads.append(target)
     return buf[offset : offset + nbytes].view(dtype).reshape(shape)
@@ -330,12 +332,11 @@ class _Batch:
     def scalar(self, value: float):
         return self.dtype.type(value)
 
-    def empty(self, shape: tuple[int, ...] | None = None) -> np.ndarray:
-        """An output (or, with ``shape``, scratch) array for the kernel, placed in C order."""
-        shape = (self.T, self.B) if shape is None else shape
+    def empty(self) -> np.ndarray:
+        """An output array for the kernel, ``[T, B]`` in the batch's layout (placed in C)."""
         if not self.place:
-            return np.empty(shape, self.dtype, order=self.order)
-        return _placed_empty(shape, self.dtype, self.loads)
+            return np.empty((self.T, self.B), self.dtype, order=self.order)
+        return _placed_empty((self.T, self.B), self.dtype, self.loads)
 
     def outputs(self, out, names: tuple[str, ...]):
         """Kernel targets for each output, plus the user buffers to copy into afterwards."""
@@ -520,7 +521,7 @@ def vtrace(
     scalars = (batch.scalar(gamma), batch.scalar(lam), *map(batch.scalar, clips))
     args = (
         a["log_rhos"], a["rewards"], a["values"], a["next_values"], a["terminated"],
-        a["truncated"], *scalars, batch.empty((batch.B,)), targets[0], targets[1],
+        a["truncated"], *scalars, targets[0], targets[1],
     )
     batch.launch("vtrace", args, parallel)
     pg, vs = _finish(copies, results)
