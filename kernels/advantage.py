@@ -276,10 +276,48 @@ def _scalar(name: str, x, lo: float, hi: float, *, lo_open: bool = False) -> flo
     return value
 
 
+def _plain_c(floats: dict, flags: dict) -> dict | None:
+    """The inputs as they are, if all are C-ordered 2-D ndarrays of one float dtype and shape
+    with bool flags (what a learner passes); else None, and :meth:`_Batch._validate` checks
+    them one by one. Accepting the common case in one pass saves ~8 µs a call."""
+    rewards = floats["rewards"]
+    if type(rewards) is not np.ndarray or rewards.ndim != 2 or rewards.dtype not in _FLOATS:
+        return None
+    shape, dtype = rewards.shape, rewards.dtype
+    arrays = {}
+    for name, a in floats.items():
+        if type(a) is not np.ndarray or a.shape != shape or a.dtype != dtype or not (
+                a.flags.c_contiguous):
+            return None
+        arrays[name] = a
+    for name, a in flags.items():
+        if a is None:
+            continue
+        if type(a) is not np.ndarray or a.shape != shape or a.dtype != np.bool_ or not (
+                a.flags.c_contiguous):
+            return None
+        arrays[name] = a
+    return arrays
+
+
 class _Batch:
     """Validated inputs as time-major 2-D arrays in one memory layout for the kernels."""
 
     def __init__(self, floats: dict, flags: dict, time_axis=0):
+        arrays = _plain_c(floats, flags) if time_axis == 0 and type(time_axis) is int else None
+        if arrays is None:
+            arrays = self._validate(floats, flags, time_axis)
+        else:  # checked already: C-ordered [T, B] ndarrays of one float dtype, bool flags
+            self.swap, self.order = False, "C"
+            self.dtype, self.shape = arrays["rewards"].dtype, arrays["rewards"].shape
+            self.T, self.B = self.shape
+        self.arrays = arrays
+        self.place = self.order == "C" and self.T * self.B * self.dtype.itemsize >= _PLACE_MIN_BYTES
+        # Where the kernel loads rows from (float inputs: bool rows have another stride).
+        self.loads = [_address(a) for k, a in arrays.items() if k in floats] if self.place else []
+
+    def _validate(self, floats: dict, flags: dict, time_axis) -> dict:
+        """Any input: checked (a clear error for each fault), as time-major arrays in one layout."""
         names = list(floats)
         rewards = _float_array("rewards", floats["rewards"], None)
         if rewards.ndim not in (1, 2):
@@ -311,10 +349,7 @@ class _Batch:
         else:
             self.order = "C"
             arrays = {k: np.ascontiguousarray(a) for k, a in arrays.items()}
-        self.arrays = arrays
-        self.place = self.order == "C" and self.T * self.B * self.dtype.itemsize >= _PLACE_MIN_BYTES
-        # Where the kernel loads rows from (float inputs: bool rows have another stride).
-        self.loads = [_address(a) for k, a in arrays.items() if k in floats] if self.place else []
+        return arrays
 
     def internal(self, a: np.ndarray) -> np.ndarray:
         """A user-shaped array as the kernels' time-major [T, B] view."""
@@ -340,9 +375,10 @@ class _Batch:
 
     def outputs(self, out, names: tuple[str, ...]):
         """Kernel targets for each output, plus the user buffers to copy into afterwards."""
-        if out is None:
-            out = (None,) * len(names)
-        elif len(names) == 1 and not isinstance(out, tuple | list):
+        if out is None:  # the common case: fresh (placed) results, nothing to check
+            targets = [self.empty() for _ in names]
+            return targets, [self.external(t) for t in targets], []
+        if len(names) == 1 and not isinstance(out, tuple | list):
             out = (out,)
         if not isinstance(out, tuple | list) or len(out) != len(names):
             raise ValueError(
