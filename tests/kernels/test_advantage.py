@@ -139,6 +139,8 @@ def test_threads_split_the_batch_into_column_ranges(dtype, kind):
     """Several threads over column ranges (the last one ragged) agree exactly with one."""
     T, B = 17, 5 * adv._COLUMN_ALIGN + 3
     batch = {k: _layout(a, kind) for k, a in _batch(7, T, B, dtype).items()}
+    # one thread owns whole rows (ratios of 8 rows in one exp pass); threads own row slices
+    one = adv.vtrace(*_pick(batch, *VT_ARGS), 0.97, 0.9, parallel=False)
     for parallel in (True, False, 3, 100):
         a, r = adv.gae(*_pick(batch, *GAE_ARGS), 0.97, 0.9, parallel=parallel)
         np.testing.assert_array_equal(a, ref.gae(*_pick(batch, *GAE_ARGS), 0.97, 0.9)[0])
@@ -146,6 +148,8 @@ def test_threads_split_the_batch_into_column_ranges(dtype, kind):
         a, r = adv.gae(*_pick(batch, *GAE_ARGS), 0.97, 0.9, mask=m, parallel=parallel)
         np.testing.assert_array_equal(a, ref.gae(*_pick(batch, *GAE_ARGS), 0.97, 0.9, m)[0])
         pg, vs = adv.vtrace(*_pick(batch, *VT_ARGS), 0.97, 0.9, parallel=parallel)
+        np.testing.assert_array_equal(pg, one[0])
+        np.testing.assert_array_equal(vs, one[1])
         pg_ref, vs_ref = ref.vtrace(*_pick(batch, *VT_ARGS), 0.97, 0.9)
         np.testing.assert_allclose(vs, vs_ref, **_close(dtype))
         np.testing.assert_allclose(pg, pg_ref, **_close(dtype))
