@@ -199,9 +199,13 @@ def _wide_vectors_overload():
 
 
 @njit(**_JIT)
-def address(a):
-    """The address of ``a``'s first element (``a.ctypes.data``, in ~0.8 µs)."""
-    return a.ctypes.data
+def addresses(*arrays):
+    """The addresses of the arrays' first elements, as a list (``a.ctypes.data``: four in
+    ~0.9 µs, against ~0.4 µs for each call of one and ~1.4 µs for numpy's ``ctypes``)."""
+    out = [np.int64(0) for _ in range(0)]  # typed int64: uintp and int64 would unify to float
+    for a in arrays:
+        out.append(np.int64(a.ctypes.data))
+    return out
 
 
 # --------------------------------------------------------------------------------------- GAE
