@@ -57,6 +57,7 @@ Learning: An Introduction" (2nd ed.), §7.1 and §12.1.
 
 from __future__ import annotations
 
+import bisect
 import math
 import numbers
 import os
@@ -242,26 +243,33 @@ def _buffer(nbytes: int) -> tuple[np.ndarray, int]:
         return new
 
 
-def _placed_empty(shape: tuple[int, ...], dtype: np.dtype, loads: list[int]) -> np.ndarray:
-    """A C-ordered empty array whose start, within a page, is far from every address in
-    ``loads`` (mod 4 KiB): in the middle of the widest gap between them, so the kernel's stores
-    to it never falsely alias the loads of the other arrays' same rows. Its memory comes from
-    :func:`_buffer`."""
+def _placed_empties(
+    count: int, shape: tuple[int, ...], dtype: np.dtype, loads: list[int]
+) -> list[np.ndarray]:
+    """``count`` C-ordered empty arrays, each starting, within a page, far from every address
+    in ``loads`` and from the arrays placed before it (mod 4 KiB): in the middle of the widest
+    gap between them, so the kernel's stores to it never falsely alias the loads of the other
+    arrays' same rows. Their memory comes from one :func:`_buffer` (one call, not one each:
+    this runs on every call of the API, with caches cold from the last kernel)."""
     nbytes = math.prod(shape) * dtype.itemsize
-    buf, address = _buffer(nbytes + _PAGE)
-    base = address % _PAGE
-    target = 0
-    if loads:
-        points = sorted(a % _PAGE for a in loads)
-        width, low, prev = -1, 0, points[-1] - _PAGE  # the gap that wraps round the page
-        for p in points:  # a plain loop: a list of (gap, start) pairs and max() cost ~2 µs
-            if p - prev > width:
-                width, low = p - prev, prev
-            prev = p
-        target = ((low + width // 2) % _PAGE) & ~63  # a cache-line boundary in the middle
-    offset = (target - base) % _PAGE
-    loads.append(target)
-    return buf[offset : offset + nbytes].view(dtype).reshape(shape)
+    span = (-(-nbytes // _PAGE) + 1) * _PAGE  # whole pages, and one to slide the start in
+    buf, address = _buffer(count * span)
+    points = sorted(a % _PAGE for a in loads)
+    arrays = []
+    for i in range(count):
+        target = 0
+        if points:
+            width, low, prev = -1, 0, points[-1] - _PAGE  # the gap that wraps round the page
+            for p in points:
+                if p - prev > width:
+                    width, low = p - prev, prev
+                prev = p
+            target = ((low + width // 2) % _PAGE) & ~63  # a cache-line boundary in the middle
+        bisect.insort(points, target)
+        loads.append(target)  # a later placement in this call keeps away from it too
+        start = i * span + (target - address - i * span) % _PAGE
+        arrays.append(buf[start : start + nbytes].view(dtype).reshape(shape))
+    return arrays
 
 
 def _scalar(name: str, x, lo: float, hi: float, *, lo_open: bool = False) -> float:
@@ -367,16 +375,17 @@ class _Batch:
     def scalar(self, value: float):
         return self.dtype.type(value)
 
-    def empty(self) -> np.ndarray:
-        """An output array for the kernel, ``[T, B]`` in the batch's layout (placed in C)."""
+    def empty(self, count: int = 1) -> list[np.ndarray]:
+        """``count`` output arrays for the kernel, ``[T, B]`` in the batch's layout (placed
+        in C, away from the inputs and from each other)."""
         if not self.place:
-            return np.empty((self.T, self.B), self.dtype, order=self.order)
-        return _placed_empty((self.T, self.B), self.dtype, self.loads)
+            return [np.empty((self.T, self.B), self.dtype, order=self.order) for _ in range(count)]
+        return _placed_empties(count, (self.T, self.B), self.dtype, self.loads)
 
     def outputs(self, out, names: tuple[str, ...]):
         """Kernel targets for each output, plus the user buffers to copy into afterwards."""
         if out is None:  # the common case: fresh (placed) results, nothing to check
-            targets = [self.empty() for _ in names]
+            targets = self.empty(len(names))
             return targets, [self.external(t) for t in targets], []
         if len(names) == 1 and not isinstance(out, tuple | list):
             out = (out,)
@@ -390,7 +399,7 @@ class _Batch:
         for i, (name, o) in enumerate(zip(names, out)):
             label = f"out[{i}] ({name})" if len(names) > 1 else f"out ({name})"
             if o is None:
-                target = self.empty()
+                target = self.empty()[0]
                 targets.append(target)
                 results.append(self.external(target))
                 continue

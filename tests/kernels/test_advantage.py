@@ -453,6 +453,8 @@ def test_results_start_away_from_the_inputs_within_a_page():
 
     same = {k: at_offset(a) for k, a in batch.items()}
     for results in (adv.gae(*_pick(same, *GAE_ARGS)), adv.vtrace(*_pick(same, *VT_ARGS))):
+        assert not np.shares_memory(*results)  # placed side by side in one buffer
+        assert (results[0].ctypes.data - results[1].ctypes.data) % 4096 != 0  # and apart
         for x in results:
             assert 1024 <= (x.ctypes.data - 16) % 4096 <= 3072
             np.testing.assert_array_equal(x, x.copy())  # an ordinary, readable array
