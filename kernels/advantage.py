@@ -529,7 +529,7 @@ def vtrace(
 
     On-policy (log_rhos = 0, clips ≥ 1) ``vs`` equals GAE(λ) returns. The kernel's exp is a
     vectorised one, within 2 ulp (float32) / 1 ulp (float64) of numpy's (ratios below e^-86.9
-    / e^-708 become 0); NaN log-ratios propagate (clipping does not hide them). Espeholt et al.
+    / ~e^-708 become 0); NaN log-ratios propagate (clipping does not hide them). Espeholt et al.
     2018, "IMPALA: Scalable Distributed Deep-RL with Importance Weighted Actor-Learner
     Architectures", https://arxiv.org/abs/1802.01561 (λ as in its Remark 2).
 

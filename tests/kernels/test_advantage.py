@@ -420,6 +420,21 @@ def test_fast_exp_float64_within_one_ulp_of_numpy():
     )
 
 
+def test_fast_exp_float64_flushes_to_zero_and_overflows_only_at_the_range_ends():
+    """Past the ends of its exact range the float64 exp gives 0 (where numpy's result is
+    below ~3.2e-308, near the smallest normal double) and inf (where numpy's is inf), with
+    nothing in between: the clamp that replaced the end selects changes no other result."""
+    x = np.linspace(-760.0, 760.0, 1_000_001)
+    got = _apply_fast_exp(x)
+    with np.errstate(over="ignore", invalid="ignore"):  # numpy's own overflow, inf - inf
+        want = np.exp(x)
+        exact = np.abs(got - want) <= np.spacing(want)
+    flushed = (got == 0.0) & (want < 3.2e-308)
+    overflowed = np.isinf(got) & np.isinf(want)
+    assert np.all(exact | flushed | overflowed)
+    assert exact[(x > -708.0) & (x < 709.78)].all()
+
+
 def test_time_axis_one_takes_batch_major_arrays_in_place():
     """[N, T] arrays with time_axis=1 give the transposes of the [T, N] results, C-ordered."""
     batch = _batch(6, 11, 7, np.float32)
