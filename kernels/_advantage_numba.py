@@ -297,13 +297,13 @@ def _exp_row(lr, out):
         out[b] = exp(lr[b])
 
 
-# Rows whose ratios one exp pass computes, when a thread owns whole rows: 8 rows of float64
-# (64 KiB) stay in L2 for their sweeps, and one long pass has less loop overhead than eight
-# (issue 19: float64 T 128 x B 1024, 332 -> 304 µs).
-_EXP_ROWS = 8
+# Rows handled together: one exp pass for their ratios (when a thread owns whole rows they are
+# contiguous: 8 rows of float64, 64 KiB, stay in L2 for the sweeps), then their sweeps, in one
+# call (issue 19: float64 T 128 x B 1024, 332 -> ~290 µs against one row at a time).
+_GROUP_ROWS = 8
 
 
-@njit(**_JIT)
+@njit(inline="always", **_JIT)
 def _vtrace_sweep(
     r, v, nv, te, tr, vs_next, gamma, lam, rho_clip, c_clip, pg_rho_clip, first, acc, pg, vs
 ):
@@ -311,7 +311,6 @@ def _vtrace_sweep(
     # the sweep's stores then hit lines already in cache, and no scratch row competes for L1).
     # Selects, not branches, so that it vectorises. vs_next is read whether or not it is
     # used: a load behind the select became a masked load.
-    wide_vectors()
     for b in range(r.shape[0]):
         x = pg[b]
         rb, vb, nvb, vn = r[b], v[b], nv[b], vs_next[b]
@@ -331,27 +330,41 @@ def _vtrace_sweep(
 
 
 @njit(**_JIT)
-def _vtrace_c_block(
-    lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, pg, vs, b0, b1
+def _vtrace_rows(
+    lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, acc, pg, vs,
+    t0, t1, b0, b1,
 ):
+    """Rows t1 down to t0 (inclusive) of the columns [b0, b1)."""
     T, B = r.shape
-    acc = np.zeros(b1 - b0, pg.dtype)  # the trace's running sum, one per column
-    whole_rows = b0 == 0 and b1 == B
-    for t in range(T - 1, -1, -1):
-        # The ratios first, in a pass of their own: the exp's long dependency chain then
-        # overlaps across elements instead of stalling the recursion's (5-20 % faster).
-        if not whole_rows:
+    # The ratios first, in a pass of their own: the exp's long dependency chain then overlaps
+    # across elements instead of stalling the recursion's (5-20 % faster).
+    if b0 == 0 and b1 == B:
+        n = (t1 + 1 - t0) * B
+        _exp_row(lr[t0 : t1 + 1].reshape(n), pg[t0 : t1 + 1].reshape(n))
+    else:
+        for t in range(t1, t0 - 1, -1):
             _exp_row(lr[t, b0:b1], pg[t, b0:b1])
-        elif (T - 1 - t) % _EXP_ROWS == 0:  # rows t0..t are contiguous: one pass for all
-            t0 = max(t - _EXP_ROWS + 1, 0)
-            n = (t + 1 - t0) * B
-            _exp_row(lr[t0 : t + 1].reshape(n), pg[t0 : t + 1].reshape(n))
+    wide_vectors()
+    for t in range(t1, t0 - 1, -1):
         # Row T-1 bootstraps from nv: first=True selects it (acc starts at zero).
         first = t == T - 1
         vs_next = nv[t, b0:b1] if first else vs[t + 1, b0:b1]
         _vtrace_sweep(
             r[t, b0:b1], v[t, b0:b1], nv[t, b0:b1], term[t, b0:b1], trunc[t, b0:b1], vs_next,
             gamma, lam, rho_clip, c_clip, pg_rho_clip, first, acc, pg[t, b0:b1], vs[t, b0:b1],
+        )
+
+
+@njit(**_JIT)
+def _vtrace_c_block(
+    lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, pg, vs, b0, b1
+):
+    T = r.shape[0]
+    acc = np.zeros(b1 - b0, pg.dtype)  # the trace's running sum, one per column
+    for t1 in range(T - 1, -1, -_GROUP_ROWS):
+        _vtrace_rows(
+            lr, r, v, nv, term, trunc, gamma, lam, rho_clip, c_clip, pg_rho_clip, acc, pg, vs,
+            max(t1 - _GROUP_ROWS + 1, 0), t1, b0, b1,
         )
 
 
