@@ -57,7 +57,6 @@ Learning: An Introduction" (2nd ed.), §7.1 and §12.1.
 
 from __future__ import annotations
 
-import bisect
 import math
 import numbers
 import os
@@ -211,9 +210,7 @@ def _time_axis(time_axis, ndim: int) -> bool:
     return ndim == 2 and time_axis % 2 == 1
 
 
-def _addresses(*arrays: np.ndarray) -> list[int]:
-    # numba's a.ctypes.data; numpy's __array_interface__ builds a dict (~3 us each)
-    return _fast().addresses(*arrays)
+_NONE_PLACED = np.zeros(0, np.int64)
 
 
 def _buffer(nbytes: int) -> tuple[np.ndarray, int]:
@@ -232,7 +229,7 @@ def _buffer(nbytes: int) -> tuple[np.ndarray, int]:
             if kept[0].nbytes == nbytes and sys.getrefcount(kept[0]) == 2:
                 return kept
         buf = np.empty(nbytes, np.uint8)
-        new = (buf, _addresses(buf)[0])
+        new = (buf, _fast().address(buf))
         idle = [i for i, k in enumerate(_buffers) if sys.getrefcount(k[0]) == 2]
         while idle and (len(_buffers) >= _KEEP_BUFFERS
                         or sum(k[0].nbytes for k in _buffers) + nbytes > _KEEP_BYTES):
@@ -244,29 +241,22 @@ def _buffer(nbytes: int) -> tuple[np.ndarray, int]:
 
 
 def _placed_empties(
-    count: int, shape: tuple[int, ...], dtype: np.dtype, loads: list[int]
+    count: int, shape: tuple[int, ...], dtype: np.dtype, loads: list, placed: list[int]
 ) -> list[np.ndarray]:
-    """``count`` C-ordered empty arrays, each starting, within a page, far from every address
-    in ``loads`` and from the arrays placed before it (mod 4 KiB): in the middle of the widest
-    gap between them, so the kernel's stores to it never falsely alias the loads of the other
-    arrays' same rows. Their memory comes from one :func:`_buffer` (one call, not one each:
-    this runs on every call of the API, with caches cold from the last kernel)."""
+    """``count`` C-ordered empty arrays, each starting, within a page, in the middle of the
+    widest gap between the start offsets of the arrays in ``loads``, the offsets in ``placed``
+    and each other (``page_targets``), so the kernel's stores to them never falsely alias the
+    loads of the same rows of the inputs. Their memory comes from one :func:`_buffer`. This
+    runs on every call, with caches cold from the last kernel: one compiled call for all the
+    offsets, one buffer for all the results. The new offsets are added to ``placed``."""
     nbytes = math.prod(shape) * dtype.itemsize
     span = (-(-nbytes // _PAGE) + 1) * _PAGE  # whole pages, and one to slide the start in
     buf, address = _buffer(count * span)
-    points = sorted(a % _PAGE for a in loads)
+    done = np.array(placed, np.int64) if placed else _NONE_PLACED
+    targets = _fast().page_targets(count, done, *loads)
+    placed.extend(targets)
     arrays = []
-    for i in range(count):
-        target = 0
-        if points:
-            width, low, prev = -1, 0, points[-1] - _PAGE  # the gap that wraps round the page
-            for p in points:
-                if p - prev > width:
-                    width, low = p - prev, prev
-                prev = p
-            target = ((low + width // 2) % _PAGE) & ~63  # a cache-line boundary in the middle
-        bisect.insort(points, target)
-        loads.append(target)  # a later placement in this call keeps away from it too
+    for i, target in enumerate(targets):
         start = i * span + (target - address - i * span) % _PAGE
         arrays.append(buf[start : start + nbytes].view(dtype).reshape(shape))
     return arrays
@@ -321,8 +311,10 @@ class _Batch:
             self.T, self.B = self.shape
         self.arrays = arrays
         self.place = self.order == "C" and self.T * self.B * self.dtype.itemsize >= _PLACE_MIN_BYTES
-        # Where the kernel loads rows from (float inputs: bool rows have another stride).
-        self.loads = _addresses(*(arrays[k] for k in floats)) if self.place else []
+        # What the kernel loads rows from (float inputs: bool rows have another stride), and
+        # the page offsets of the results placed so far.
+        self.loads = [arrays[k] for k in floats]
+        self.placed: list[int] = []
 
     def _validate(self, floats: dict, flags: dict, time_axis) -> dict:
         """Any input: checked (a clear error for each fault), as time-major arrays in one layout."""
@@ -380,7 +372,7 @@ class _Batch:
         in C, away from the inputs and from each other)."""
         if not self.place:
             return [np.empty((self.T, self.B), self.dtype, order=self.order) for _ in range(count)]
-        return _placed_empties(count, (self.T, self.B), self.dtype, self.loads)
+        return _placed_empties(count, (self.T, self.B), self.dtype, self.loads, self.placed)
 
     def outputs(self, out, names: tuple[str, ...]):
         """Kernel targets for each output, plus the user buffers to copy into afterwards."""
