@@ -478,6 +478,21 @@ def test_results_start_away_from_the_inputs_within_a_page():
     )
 
 
+def test_page_targets_split_the_widest_gap_between_inputs_and_earlier_results():
+    """Results start mid-way through the widest gap (mod 4 KiB) left by the inputs' start
+    offsets, earlier results and each other, on a cache-line boundary."""
+    from gristmill.kernels import _advantage_numba as fast
+
+    buf = np.empty(3 * 4096, np.uint8)
+    page = (-buf.ctypes.data) % 4096
+    at = lambda offset: buf[page + offset :]  # noqa: E731
+    none = np.zeros(0, np.int64)
+    # inputs at 0 and 1024: the widest gap is 1024 -> 4096, then -1536 (wrapping) -> 0
+    assert list(fast.page_targets(2, none, at(0), at(1024))) == [2560, 3328]
+    assert list(fast.page_targets(1, np.array([2560]), at(0), at(1024))) == [3328]
+    assert list(fast.page_targets(1, none, at(100))) == [(100 + 2048) & ~63]
+
+
 def test_large_results_reuse_memory_only_once_nothing_refers_to_it():
     """Placed results come from kept buffers (no fresh mmap, page faults and zeroing per
     call): a buffer is reused once its results are gone, never while one (or a view of it)
