@@ -10,13 +10,16 @@ the opponent's seat of a learner, or both seats in bot-vs-bot play.
 - ``expander``: generals-bots' ``ExpanderAgent``: a random move that captures an enemy cell if
   any (source army > target army + 1), else one that captures a neutral cell, else random.
 - ``general``: a stronger scripted bot. It remembers the enemy general once seen; grabs a
-  neutral city when a neighbouring stack can take it; otherwise takes the largest stack outside
-  its garrison (the general keeps ``army // 3`` once the game is past tick 50) and convoys it
-  along a BFS path towards the enemy general (or, until found, the nearest enemy/fog cell),
-  capturing on the way; early on (and with nothing to convoy) it expands like ``expander``,
-  preferring cells far from its own general, and with nothing to capture it walks its largest
-  stack one step along a BFS towards the fog. It draws no random numbers: ties go to the first
-  move in scan order, so its move is a function of its observation and memory (imitable).
+  neutral city (or the general) when a neighbouring stack can take it; from tick
+  ``CONVOY_FROM`` = 25 it convoys a stack along a BFS path towards the enemy general or, until
+  found, its likely place (fog >= ``FAR`` = 20 steps from its own general next to enemy land,
+  else enemy land, else such fog, else any fog), capturing on the way; before that, and with
+  no stack able to step, it expands like ``expander``, preferring cells far from its own
+  general; with nothing to capture it walks a stack one step along a BFS towards the fog.
+  Convoy and gather pick the stack by one rule (:func:`_advance`): the largest with a step
+  that gets closer (the general counts two thirds of its army and moves half, a garrison).
+  It draws no random numbers: ties go to the first move in scan order, so its move is a
+  function of its observation and memory (imitable).
 
 ``random`` and ``expander`` draw from a per-(board, player) xorshift RNG ``rng`` uint64 [N, 2];
 ``general`` keeps its memory in ``mem`` int32 [N, 2, 2] (the enemy general's position per
@@ -51,6 +54,8 @@ DC = np.array([0, 0, -1, 1], dtype=np.int64)
 __all__ = ["BOTS", "Bot", "bot_actions"]
 
 _jit = nb.njit(cache=True, nogil=True)
+FAR = 20  # generalsio maps' minimum BFS distance between the generals (maps.MapGenerator)
+CONVOY_FROM = 25  # the tick from which stacks convoy (before it: expansion only)
 
 
 @_jit
@@ -197,6 +202,66 @@ def _bfs(obs, sources_r, sources_c, n_src, dist, queue):
 
 
 @_jit
+def _next_to_enemy_land(obs, i, j):
+    S0, S1 = obs.shape
+    for d in range(4):
+        a = i + DR[d]
+        c = j + DC[d]
+        if 0 <= a < S0 and 0 <= c < S1:
+            code = obs[a, c] & CODE_MASK
+            if code == C_ENEMY or code == C_ENEMY_CITY:
+                return True
+    return False
+
+
+@_jit
+def _advance(obs, m4, dist, out):
+    """Step one stack towards ``dist``'s sources; False if no stack can (convoy and gather).
+
+    Of the own stacks with a step that lowers ``dist`` (onto own land, a cell the stack can
+    take, or fog), the one with the most army to spare (the general counts two thirds of its
+    army and moves half, keeping a garrison) takes its lowest-``dist`` step. Ties go to the
+    first stack and direction in scan order.
+    """
+    S0, S1 = obs.shape
+    best = -1
+    ba = 1  # a stack of 1 cannot move
+    for i in range(S0):
+        for j in range(S1):
+            if not (m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]):
+                continue
+            a = obs[i, j] >> CODE_BITS
+            if (obs[i, j] & CODE_MASK) == C_OWN_GENERAL:
+                a = a - a // 3
+            if a <= ba:
+                continue
+            bd = -1
+            bdist = dist[i, j]
+            for d in range(4):
+                if not m4[i, j, d]:
+                    continue
+                a2 = i + DR[d]
+                c2 = j + DC[d]
+                if dist[a2, c2] >= bdist:
+                    continue
+                v = obs[a2, c2]
+                code = v & CODE_MASK
+                if (code >= C_OWN and code <= C_OWN_GENERAL) or a - 1 > (v >> CODE_BITS) \
+                        or code == C_FOG:
+                    bdist = dist[a2, c2]
+                    bd = d
+            if bd >= 0:
+                ba = a
+                best = (i * S1 + j) * 4 + bd
+    if best < 0:
+        return False
+    cell, d = divmod(best, 4)
+    r, c = divmod(cell, S1)
+    _move(out, r, c, d, 1 if (obs[r, c] & CODE_MASK) == C_OWN_GENERAL else 0)
+    return True
+
+
+@_jit
 def _general_one(obs, m4, t, b, p, out, mem, dist, queue, src_r, src_c):
     S0, S1 = obs.shape
     # remember the enemy general; find own general
@@ -236,63 +301,45 @@ def _general_one(obs, m4, t, b, p, out, mem, dist, queue, src_r, src_c):
     if best >= 0:
         _move_key(out, best, S1)
         return
-    # 2. target: the enemy general if known, else visible enemy cells, else fog cells
+    # 2. target: the enemy general if known, else the first non-empty of (search)
+    #    0: fog cells >= FAR steps from the own general next to visible enemy land (the enemy
+    #       land leads to its general, which generalsio maps place >= 20 BFS steps away),
+    #    1: visible enemy cells, 2: fog cells >= FAR steps from the own general, 3: fog cells.
+    # With 1 and 3 only (nearest enemy cell, else nearest fog) the bot found the enemy general
+    # at a median tick ~300 against expander and scored 75-78 %; with this search 88-89 %.
     n_src = 0
     if mem[b, p, 0] >= 0:
         src_r[0] = mem[b, p, 0]
         src_c[0] = mem[b, p, 1]
         n_src = 1
     else:
-        for want in range(2):
+        dist[:, :] = 1 << 30
+        if gr >= 0:
+            src_r[0] = gr
+            src_c[0] = gc
+            _bfs(obs, src_r, src_c, 1, dist, queue)  # the own general's distances
+        for want in range(4):
             for i in range(S0):
                 for j in range(S1):
                     code = obs[i, j] & CODE_MASK
-                    ok = (code == C_ENEMY or code == C_ENEMY_CITY) if want == 0 else code == C_FOG
+                    if want == 1:
+                        ok = code == C_ENEMY or code == C_ENEMY_CITY
+                    else:
+                        ok = code == C_FOG and (want == 3 or FAR <= dist[i, j] < (1 << 30))
+                        if ok and want == 0:
+                            ok = _next_to_enemy_land(obs, i, j)
                     if ok:
                         src_r[n_src] = i
                         src_c[n_src] = j
                         n_src += 1
             if n_src > 0:
                 break
-    expand_phase = t < 50 or (t % 50) < 14
-    if n_src > 0 and not expand_phase:
+    if n_src > 0 and t >= CONVOY_FROM:
+        # 3. convoy: the stack with the most army to spare steps towards the target (from
+        # tick CONVOY_FROM on: convoying only in ticks 14-49 of every 50 drew more games)
         _bfs(obs, src_r, src_c, n_src, dist, queue)
-        # 3. convoy: the largest movable stack outside the garrison steps towards the target
-        bi = -1
-        bj = -1
-        ba = 1
-        for i in range(S0):
-            for j in range(S1):
-                code = obs[i, j] & CODE_MASK
-                if code < C_OWN or code > C_OWN_GENERAL:
-                    continue
-                if not (m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]):
-                    continue
-                a = obs[i, j] >> CODE_BITS
-                if code == C_OWN_GENERAL:
-                    a = a - a // 3  # garrison
-                if a > ba and dist[i, j] < (1 << 30):
-                    ba = a
-                    bi = i
-                    bj = j
-        if bi >= 0 and ba >= 4:
-            bd = -1
-            bdist = dist[bi, bj]
-            for d in range(4):
-                if m4[bi, bj, d]:
-                    a2 = bi + DR[d]
-                    c2 = bj + DC[d]
-                    if dist[a2, c2] < bdist:
-                        v = obs[a2, c2]
-                        code = v & CODE_MASK
-                        own = code >= C_OWN and code <= C_OWN_GENERAL
-                        if own or ba - 1 > (v >> CODE_BITS) or code == C_FOG:
-                            bdist = dist[a2, c2]
-                            bd = d
-            if bd >= 0:
-                is_gen = (obs[bi, bj] & CODE_MASK) == C_OWN_GENERAL
-                _move(out, bi, bj, bd, 1 if is_gen else 0)
-                return
+        if _advance(obs, m4, dist, out):
+            return
     # 4. expand: capture the neutral/enemy plain cell reachable with the smallest stack,
     # preferring cells far from the own general; ties go to the first move in scan order
     # (row, column, then up/down/left/right), so the choice is a function of the observation
@@ -319,9 +366,9 @@ def _general_one(obs, m4, t, b, p, out, mem, dist, queue, src_r, src_c):
     if best >= 0:
         _move_key(out, best, S1)
         return
-    # 5. gather: nothing to capture, so the largest stack that can step onto own land closer
-    # (BFS) to the fog walks one step there, towards land to take (the agent's distance plane
-    # 17). A random direction here taught a BC clone to average, and walk there and back.
+    # 5. gather: nothing to capture, so the same rule as the convoy walks a stack one step
+    # towards the nearest fog (the agent's distance plane 17), towards land to take. A random
+    # direction here taught a BC clone to average, and walk there and back.
     n_src = 0
     for i in range(S0):
         for j in range(S1):
@@ -330,44 +377,26 @@ def _general_one(obs, m4, t, b, p, out, mem, dist, queue, src_r, src_c):
                 src_c[n_src] = j
                 n_src += 1
     _bfs(obs, src_r, src_c, n_src, dist, queue)
+    if _advance(obs, m4, dist, out):
+        return
+    # no stack can step closer: merge the largest stack into its largest own neighbour
     best = -1
-    ba = 1
+    best_score = -1.0
     for i in range(S0):
         for j in range(S1):
             if not (m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]):
                 continue
             a = obs[i, j] >> CODE_BITS
-            if a <= ba:
-                continue
-            bdist = dist[i, j]
             for d in range(4):
                 if not m4[i, j, d]:
                     continue
-                a2 = i + DR[d]
-                c2 = j + DC[d]
-                code = obs[a2, c2] & CODE_MASK
-                if (code == C_OWN or code == C_OWN_CITY) and dist[a2, c2] < bdist:
-                    bdist = dist[a2, c2]
-                    best = (i * S1 + j) * 4 + d
-                    ba = a
-    if best < 0:
-        # no stack can step closer: merge the largest stack into its largest own neighbour
-        best_score = -1.0
-        for i in range(S0):
-            for j in range(S1):
-                if not (m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]):
-                    continue
-                a = obs[i, j] >> CODE_BITS
-                for d in range(4):
-                    if not m4[i, j, d]:
-                        continue
-                    v = obs[i + DR[d], j + DC[d]]
-                    code = v & CODE_MASK
-                    if code == C_OWN or code == C_OWN_CITY:
-                        s = a + (v >> CODE_BITS) * 0.01
-                        if s > best_score:
-                            best_score = s
-                            best = (i * S1 + j) * 4 + d
+                v = obs[i + DR[d], j + DC[d]]
+                code = v & CODE_MASK
+                if code == C_OWN or code == C_OWN_CITY:
+                    s = a + (v >> CODE_BITS) * 0.01
+                    if s > best_score:
+                        best_score = s
+                        best = (i * S1 + j) * 4 + d
     if best < 0:
         _pass(out)
         return

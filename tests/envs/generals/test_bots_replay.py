@@ -5,7 +5,16 @@ from __future__ import annotations
 import gristmill.envs.generals as G
 import numpy as np
 import pytest
-from gristmill.envs.generals.encoding import C_FOG, C_NEUTRAL_CITY, C_OWN, C_OWN_GENERAL, CODE_BITS
+from gristmill.envs.generals.bots import FAR
+from gristmill.envs.generals.encoding import (
+    C_ENEMY,
+    C_FOG,
+    C_MOUNTAIN,
+    C_NEUTRAL_CITY,
+    C_OWN,
+    C_OWN_GENERAL,
+    CODE_BITS,
+)
 from gristmill.envs.generals.tournament import play_match
 
 
@@ -182,3 +191,47 @@ def test_general_bot_gathers_its_largest_stack_towards_the_fog():
     for seed in range(4):
         out = G.Bot("general", 1, seed=seed).act(obs, masks, scalars, (True, False))
         assert out[0, 0].tolist() == [0, 3, 2, 0, 0]  # move (3, 2) up, whole stack
+
+
+def _general_move(obs, masks, tick):
+    """The ``general`` bot's move for player 0 of a one-board observation at ``tick``."""
+    scalars = np.zeros((1, 2, 5), np.int32)
+    scalars[0, :, 4] = tick
+    return G.Bot("general", 1).act(obs, masks, scalars, (True, False))[0, 0].tolist()
+
+
+def test_general_bot_convoys_and_gathers_by_one_stack_rule():
+    """Convoy (from tick 25) and gather pick the same stack: the largest with a step closer to
+    the target, the general counting two thirds of its army and moving half (its garrison).
+    Here the target of both is the fog in row 0, so the move must not depend on the tick."""
+    S = 5
+    obs = np.zeros((1, 2, S, S), np.int32)  # row 0 fog
+    obs[0, 0, 1:] = C_OWN | 1 << CODE_BITS
+    obs[0, 0, 3, 3] = C_OWN | 21 << CODE_BITS
+    masks = np.zeros((1, 2, S, S, 4), np.uint8)
+    masks[0, 0, 4, 0, [0, 3]] = 1  # the general: up, right
+    masks[0, 0, 3, 3] = 1
+    for general_army, move in ((30, [0, 3, 3, 0, 0]),  # 30 - 10 = 20 < 21: the stack walks up
+                               (60, [0, 4, 0, 0, 1])):  # 60 - 20 = 40 > 21: the general, half
+        obs[0, 0, 4, 0] = C_OWN_GENERAL | general_army << CODE_BITS
+        for tick in (10, 30, 120):  # gather (before the convoys start), convoy, convoy
+            assert _general_move(obs, masks, tick) == move, (general_army, tick)
+
+
+def test_general_bot_searches_far_fog_next_to_enemy_land():
+    """With the enemy general unknown, the convoy heads for fog >= FAR steps from its own
+    general next to enemy land (where the enemy general can be), not to the nearest enemy
+    cell (which cannot be the general: generalsio maps put the generals >= 20 steps apart)."""
+    S = 24
+    obs = np.full((1, 2, S, S), C_MOUNTAIN, np.int32)  # a corridor along row 0
+    obs[0, 0, 0] = C_FOG
+    obs[0, 0, 0, 0] = C_ENEMY | 1 << CODE_BITS  # near enemy land, left
+    obs[0, 0, 0, 1] = C_OWN_GENERAL | 1 << CODE_BITS
+    obs[0, 0, 0, 2] = C_OWN | 20 << CODE_BITS
+    obs[0, 0, 0, 3] = C_OWN | 1 << CODE_BITS
+    obs[0, 0, 0, FAR + 1] = C_ENEMY | 1 << CODE_BITS  # far enemy land; fog beyond it
+    masks = np.zeros((1, 2, S, S, 4), np.uint8)
+    masks[0, 0, 0, 2, [2, 3]] = 1  # the stack: left, right
+    assert _general_move(obs, masks, 120) == [0, 0, 2, 3, 0]  # right, towards column FAR + 2
+    obs[0, 0, 0, FAR + 1] = C_FOG  # no far enemy land: the nearest enemy cell is the target
+    assert _general_move(obs, masks, 120) == [0, 0, 2, 2, 0]
