@@ -24,7 +24,11 @@ import time
 from gristmill.envs.doom import game_instance, game_instances, unlink_game_shm
 from gristmill.kernels import procfs
 
-__all__ = ["WorkerGames", "report_worker_games", "reap_orphan_games"]
+__all__ = ["GAMES_LEDGER", "WorkerGames", "report_worker_games", "reap_orphan_games"]
+
+# A file that WorkerGames appends each recorded instance id to (one per line), for whoever
+# cleans up after this process if it dies with its games (a Ray member on a killed node).
+GAMES_LEDGER = "GRISTMILL_GAMES_LEDGER"
 
 
 def report_worker_games(env) -> dict:
@@ -86,6 +90,15 @@ class WorkerGames:
     def __init__(self):
         self.instances: dict[int, set[str]] = {}
         self._seen: dict[int, set[int]] = {}  # worker -> game pids already read
+        self.ledger = os.environ.get(GAMES_LEDGER)
+
+    def _add(self, worker: int, ids) -> None:
+        known = self.instances.setdefault(worker, set())
+        new = set(ids) - known
+        known |= new
+        if new and self.ledger:
+            with open(self.ledger, "a") as f:
+                f.write("".join(f"{iid}\n" for iid in sorted(new)))
 
     def scan(self, worker: int, pid: int) -> None:
         """Record the games running now as children of ``worker``'s process ``pid``: cheap
@@ -97,14 +110,14 @@ class WorkerGames:
             iid = game_instance(child)
             if iid is not None:
                 seen.add(child)
-                self.instances.setdefault(worker, set()).add(iid)
+                self._add(worker, [iid])
         seen &= children
 
     def record(self, report: dict) -> None:
         """Take the ids of an ``env_started`` report sent by :func:`report_worker_games`."""
         ids = report.get("game_instances")
         if ids:
-            self.instances.setdefault(int(report["worker"]), set()).update(map(str, ids))
+            self._add(int(report["worker"]), map(str, ids))
 
     def cleanup(self, worker: int | None = None, timeout: float = 10.0) -> list[str]:
         """Reap orphaned games (:func:`reap_orphan_games`), then remove the /dev/shm entries of

@@ -29,6 +29,7 @@ The actor is a plain class that the controller wraps (``ray.remote``).
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 import queue
@@ -42,6 +43,7 @@ import numpy as np
 import torch
 from gristmill.apps.console import RunConsole
 from gristmill.apps.doom.config import TrainConfig
+from gristmill.apps.doom.games import GAMES_LEDGER
 from gristmill.apps.doom.model import build_model
 from gristmill.apps.doom.trainer import DoomTrainer
 from gristmill.envs.doom import game_instances, unlink_game_shm
@@ -99,6 +101,7 @@ def reap_games_of_dead_members(prefix: str, timeout: float = 10.0) -> list[str]:
     training, and its workers' games inherit it; a game whose tag starts with ``prefix`` and
     names a dead pid is one of those.
     """
+    removed = _forget_dead_ledgers(prefix)
     stale: dict[int, str] = {}
     for pid, iid in game_instances().items():
         tag = procfs.environ(pid).get(MEMBER_TAG.encode(), b"").decode()
@@ -113,7 +116,27 @@ def reap_games_of_dead_members(prefix: str, timeout: float = 10.0) -> list[str]:
     deadline = time.monotonic() + timeout
     while any(procfs.alive(p) for p in stale) and time.monotonic() < deadline:
         time.sleep(0.05)  # not our children: their parent (init) reaps them
-    return unlink_game_shm(stale.values())
+    return removed + unlink_game_shm(stale.values())
+
+
+def _forget_dead_ledgers(prefix: str) -> list[str]:
+    """Remove the /dev/shm entries of the games in the ledgers (``<member dir>/games.<pid>``,
+    :data:`~.games.GAMES_LEDGER`) of dead member processes whose tag ``<member dir>#<pid>``
+    starts with ``prefix``: games that died with their node leave entries that no running
+    process names any more. Games still running are left alone; each ledger is removed."""
+    base = prefix[:-1] if prefix.endswith("#") else prefix
+    removed: list[str] = []
+    paths = glob.glob(os.path.join(glob.escape(base), "games.*"))
+    paths += glob.glob(os.path.join(glob.escape(base), "*", "games.*"))
+    for path in paths:
+        owner = path.rpartition(".")[2]
+        tag = f"{os.path.dirname(path)}#{owner}"
+        if not owner.isdigit() or not tag.startswith(prefix) or procfs.alive(int(owner)):
+            continue
+        with open(path) as f:
+            removed += unlink_game_shm(line.strip() for line in f if line.strip())
+        os.remove(path)
+    return removed
 
 
 def weights_checksum(model_state: dict) -> float:
@@ -299,6 +322,7 @@ class DoomMember:
             old = set()
         removed = reap_games_of_dead_members(os.path.abspath(self.dir) + "#")
         os.environ[MEMBER_TAG] = f"{os.path.abspath(self.dir)}#{os.getpid()}"
+        os.environ[GAMES_LEDGER] = os.path.join(os.path.abspath(self.dir), f"games.{os.getpid()}")
         removed += [e.name for e in clean(pids=old)]
         record = {"pid": os.getpid(), "node": node, "host": os.uname().nodename,
                   "started": self.started}  # fmt: skip

@@ -165,6 +165,8 @@ def test_a_member_on_a_killed_node_restarts_from_its_checkpoint_and_the_league_k
     driver's payoff table has lost no match, and both members keep training."""
     from ray.cluster_utils import Cluster  # noqa: PLC0415 - after the token is set
 
+    doom_shm = lambda: {n for n in os.listdir("/dev/shm") if n.startswith("ViZDoom")}  # noqa: E731
+    shm_before = doom_shm()
     cluster = Cluster(
         initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
     )
@@ -242,6 +244,9 @@ def test_a_member_on_a_killed_node_restarts_from_its_checkpoint_and_the_league_k
         clean(pids=members)  # and the shared memory of the members that died with it
     assert refused.returncode != 0 and "refused this driver's token" in refused_err, refused_err
     assert proc.returncode == 130, err[-3000:]  # interrupted, and said so
+    # the games that died with the node left VizDoom's entries: the driver removed them
+    # (from the member's ledger of its games), as it did the live games' of the others
+    assert doom_shm() <= shm_before, doom_shm() - shm_before
     summary = last_json(out)
     assert summary["ray"]["member_restarts"][k] >= 1, summary["ray"]
     member = summary["policies"][k]
