@@ -261,6 +261,57 @@ def _advance(obs, m4, dist, out):
     return True
 
 
+_CAPTURE, _EXPAND, _MERGE = 0, 1, 2  # what _best_scored_move scores
+
+
+@_jit
+def _move_score(kind, a, v, r2, c2, gr, gc):
+    """The score of moving a stack of ``a`` onto cell (r2, c2) holding ``v`` for step ``kind``
+    of the ``general`` bot; -inf where the step would not take that move."""
+    code = v & CODE_MASK
+    army = v >> CODE_BITS
+    if kind == _CAPTURE:  # the enemy general, else the weakest city, a neighbour can take
+        if a - 1 > army:
+            if code == C_ENEMY_GENERAL:
+                return 1e9
+            if code == C_NEUTRAL_CITY or code == C_ENEMY_CITY:
+                return 1e6 - army
+        return -np.inf
+    if kind == _EXPAND:  # a plain cell with the smallest stack, far from the own general
+        if (code == C_NEUTRAL or code == C_ENEMY) and a - 1 > army:
+            return 1e6 - 10.0 * a + abs(r2 - gr) + abs(c2 - gc) + (5e5 if code == C_ENEMY
+                                                                   else 0.0)
+        return -np.inf
+    if code == C_OWN or code == C_OWN_CITY:  # _MERGE: the largest stack into its largest
+        return a + army * 0.01  # own neighbour
+    return -np.inf
+
+
+@_jit
+def _best_scored_move(obs, m4, kind, gr, gc, floor):
+    """The legal move with the highest :func:`_move_score` above ``floor``, as a move key
+    (-1 if none); ties go to the first move in scan order (row, column, then up/down/left/
+    right), so the choice is a function of the observation."""
+    S0, S1 = obs.shape
+    best = -1
+    best_score = floor
+    for i in range(S0):
+        for j in range(S1):
+            if not (m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]):
+                continue
+            a = obs[i, j] >> CODE_BITS
+            for d in range(4):
+                if not m4[i, j, d]:
+                    continue
+                r2 = i + DR[d]
+                c2 = j + DC[d]
+                s = _move_score(kind, a, obs[r2, c2], r2, c2, gr, gc)
+                if s > best_score:
+                    best_score = s
+                    best = (i * S1 + j) * 4 + d
+    return best
+
+
 @_jit
 def _general_one(obs, m4, t, b, p, out, mem, dist, queue, src_r, src_c):
     S0, S1 = obs.shape
@@ -277,27 +328,7 @@ def _general_one(obs, m4, t, b, p, out, mem, dist, queue, src_r, src_c):
                 gr = i
                 gc = j
     # 1. capture the enemy general or a city if a neighbouring stack can
-    best = -1
-    best_score = -1.0
-    for i in range(S0):
-        for j in range(S1):
-            if not (m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]):
-                continue
-            a = obs[i, j] >> CODE_BITS
-            for d in range(4):
-                if not m4[i, j, d]:
-                    continue
-                v = obs[i + DR[d], j + DC[d]]
-                code = v & CODE_MASK
-                if a - 1 > (v >> CODE_BITS):
-                    s = -1.0
-                    if code == C_ENEMY_GENERAL:
-                        s = 1e9
-                    elif code == C_NEUTRAL_CITY or code == C_ENEMY_CITY:
-                        s = 1e6 - (v >> CODE_BITS)
-                    if s > best_score:
-                        best_score = s
-                        best = (i * S1 + j) * 4 + d
+    best = _best_scored_move(obs, m4, _CAPTURE, gr, gc, -1.0)
     if best >= 0:
         _move_key(out, best, S1)
         return
@@ -341,28 +372,8 @@ def _general_one(obs, m4, t, b, p, out, mem, dist, queue, src_r, src_c):
         if _advance(obs, m4, dist, out):
             return
     # 4. expand: capture the neutral/enemy plain cell reachable with the smallest stack,
-    # preferring cells far from the own general; ties go to the first move in scan order
-    # (row, column, then up/down/left/right), so the choice is a function of the observation
-    best = -1
-    best_score = -1e18
-    for i in range(S0):
-        for j in range(S1):
-            if not (m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]):
-                continue
-            a = obs[i, j] >> CODE_BITS
-            for d in range(4):
-                if not m4[i, j, d]:
-                    continue
-                a2 = i + DR[d]
-                c2 = j + DC[d]
-                v = obs[a2, c2]
-                code = v & CODE_MASK
-                if (code == C_NEUTRAL or code == C_ENEMY) and a - 1 > (v >> CODE_BITS):
-                    s = 1e6 - 10.0 * a + abs(a2 - gr) + abs(c2 - gc) + (5e5 if code == C_ENEMY
-                                                                         else 0.0)
-                    if s > best_score:
-                        best_score = s
-                        best = (i * S1 + j) * 4 + d
+    # preferring cells far from the own general
+    best = _best_scored_move(obs, m4, _EXPAND, gr, gc, -1e18)
     if best >= 0:
         _move_key(out, best, S1)
         return
@@ -380,23 +391,7 @@ def _general_one(obs, m4, t, b, p, out, mem, dist, queue, src_r, src_c):
     if _advance(obs, m4, dist, out):
         return
     # no stack can step closer: merge the largest stack into its largest own neighbour
-    best = -1
-    best_score = -1.0
-    for i in range(S0):
-        for j in range(S1):
-            if not (m4[i, j, 0] | m4[i, j, 1] | m4[i, j, 2] | m4[i, j, 3]):
-                continue
-            a = obs[i, j] >> CODE_BITS
-            for d in range(4):
-                if not m4[i, j, d]:
-                    continue
-                v = obs[i + DR[d], j + DC[d]]
-                code = v & CODE_MASK
-                if code == C_OWN or code == C_OWN_CITY:
-                    s = a + (v >> CODE_BITS) * 0.01
-                    if s > best_score:
-                        best_score = s
-                        best = (i * S1 + j) * 4 + d
+    best = _best_scored_move(obs, m4, _MERGE, gr, gc, -1.0)
     if best < 0:
         _pass(out)
         return
