@@ -1,7 +1,9 @@
 """gristmill-speed: env-stepping throughput of gristmill's pool against EnvPool and Gymnasium.
 
-For each task (default: Pong-v5, Breakout-v5, Ant-v5, HalfCheetah-v5, Humanoid-v5) it runs,
-after a warm-up, ``--repeats`` windows of ``--seconds`` each and reports the median of:
+For each task (default: Pong-v5, Breakout-v5, Ant-v5, HalfCheetah-v5, Humanoid-v5) it opens
+every configuration, warms each up, then runs ``--repeats`` rounds of one ``--seconds`` window
+per configuration in turn (``--sequential``: each configuration's windows back to back), and
+reports the median window of:
 
 * ``raw``: the bare single-core emulator/simulator loop (ALE ``act`` with its internal frame
   skip 4 + one grayscale fetch; MuJoCo ``mj_step(model, data, frame_skip)``, with MuJoCo's
@@ -257,39 +259,84 @@ DRIVERS: dict[str, Callable] = {
 }
 
 
+def _warm(step, seconds: float) -> None:
+    t_end = time.perf_counter() + seconds
+    while time.perf_counter() < t_end:
+        step()
+
+
+def _window(step, per_call: int, seconds: float) -> tuple[float, float]:
+    """One measured window of ``seconds``: (env steps/s, env steps per CPU-second)."""
+    calls = 0
+    c0, t0 = cpu_seconds(), time.perf_counter()
+    t_end = t0 + seconds
+    while True:
+        for _ in range(8 if per_call > 1 else 64):
+            step()
+        calls += 8 if per_call > 1 else 64
+        now = time.perf_counter()
+        if now >= t_end:
+            break
+    steps = calls * per_call
+    return steps / (now - t0), steps / max(cpu_seconds() - c0, 1e-9)
+
+
+def _row(system, task, n, b, w, rates, per_cpu) -> dict:
+    r = statistics.median(rates)
+    return {"system": system, "task": task, "num_envs": n, "batch_size": b,
+            "num_workers": w, "steps_per_s": r, "frames_per_s": r * frame_skip(task),
+            "steps_per_cpu_s": statistics.median(per_cpu), "runs": rates}
+
+
 def measure(system: str, task: str, num_envs: int = 1, batch_size: int | None = None,
             num_workers: int = 0, seconds: float = 3.0, warmup: float = 1.0,
             repeats: int = 3) -> dict:
-    """Run one configuration; returns medians of steps/s and steps per CPU-second."""
+    """Run one configuration alone; returns medians of steps/s and steps per CPU-second."""
     b = batch_size or num_envs
     step, per_call, close = DRIVERS[system](task, num_envs, b, num_workers)
     try:
-        t_end = time.perf_counter() + warmup
-        while time.perf_counter() < t_end:
-            step()
-        rates, per_cpu = [], []
-        for _ in range(repeats):
-            calls = 0
-            c0, t0 = cpu_seconds(), time.perf_counter()
-            t_end = t0 + seconds
-            while True:
-                for _ in range(8 if per_call > 1 else 64):
-                    step()
-                calls += 8 if per_call > 1 else 64
-                now = time.perf_counter()
-                if now >= t_end:
-                    break
-            steps = calls * per_call
-            cpu = max(cpu_seconds() - c0, 1e-9)
-            rates.append(steps / (now - t0))
-            per_cpu.append(steps / cpu)
+        _warm(step, warmup)
+        runs = [_window(step, per_call, seconds) for _ in range(repeats)]
     finally:
         close()
-    fs = frame_skip(task)
-    r = statistics.median(rates)
-    return {"system": system, "task": task, "num_envs": num_envs, "batch_size": b,
-            "num_workers": num_workers, "steps_per_s": r, "frames_per_s": r * fs,
-            "steps_per_cpu_s": statistics.median(per_cpu), "runs": rates}
+    return _row(system, task, num_envs, b, num_workers, [r for r, _ in runs],
+                [c for _, c in runs])
+
+
+def measure_interleaved(task: str, plan: list[tuple], seconds: float, warmup: float,
+                        repeats: int, progress=None) -> list[dict]:
+    """Every configuration of ``plan`` (``(system, num_envs, batch_size, workers)``) opened
+    at once, then ``repeats`` rounds of one window per configuration in turn, so that a
+    drift of the machine's speed (other tenants, clocks: +-30 % over tens of seconds on a
+    shared VM) hits every system alike instead of whichever ran during it. Before each
+    window the configuration runs ``min(warmup, 0.5)`` s unmeasured: that drains the batches
+    its pool finished while idle and the previous pool's in-flight work. Idle pools block
+    (no spinning), so they cost the measured one nothing."""
+    opened, results = [], []
+    try:
+        for system, n, b, w in plan:
+            try:
+                step, per_call, close = DRIVERS[system](task, n, b, w)
+            except Exception as e:  # noqa: BLE001 - a peer that fails is reported, not fatal
+                results.append({"system": system, "task": task, "num_envs": n,
+                                "batch_size": b, "num_workers": w, "error": repr(e)})
+                continue
+            opened.append(((system, n, b, w), step, per_call, close, [], []))
+            _warm(step, warmup)
+        for _ in range(repeats):
+            for cfg, step, per_call, _close, rates, per_cpu in opened:
+                if progress:
+                    progress(f"{task} {cfg[0]} n={cfg[1]} b={cfg[2]}")
+                _warm(step, min(warmup, 0.5))
+                rate, cpu = _window(step, per_call, seconds)
+                rates.append(rate)
+                per_cpu.append(cpu)
+    finally:
+        for *_, close, _r, _c in opened:
+            close()
+    results += [_row(cfg[0], task, *cfg[1:], rates, per_cpu)
+                for cfg, _s, _p, _c, rates, per_cpu in opened]
+    return results
 
 
 # ---- the table --------------------------------------------------------------------------------
@@ -328,7 +375,10 @@ def _start_load(n: int) -> list[subprocess.Popen]:
 
 
 def run_table(tasks, systems, grid, seconds, warmup, repeats, cores, load=0,
-              progress=True, batches=(2,), workers=None) -> list[dict]:
+              progress=True, batches=(2,), workers=None, interleave=True) -> list[dict]:
+    """Measure every configuration of every task; ``interleave`` (default): per task, the
+    configurations' windows alternate round by round (:func:`measure_interleaved`), else
+    each configuration runs its windows alone, one after the other."""
     try:
         import envpool  # noqa: F401
         have_envpool = True
@@ -348,21 +398,30 @@ def run_table(tasks, systems, grid, seconds, warmup, repeats, cores, load=0,
         from rich.progress import Progress
 
         with Progress(disable=not progress, transient=False) as bar:
-            job = bar.add_task("benchmarking", total=len(plan))
-            for task, (system, n, b, w) in plan:
+            job = bar.add_task("benchmarking", total=len(plan) * (repeats if interleave else 1))
+            if interleave:
+                def tick(desc):
+                    bar.update(job, description=desc)
+                    bar.advance(job)
+
+                for task in dict.fromkeys(t for t, _ in plan):
+                    results += measure_interleaved(task, [c for t, c in plan if t == task],
+                                                   seconds, warmup, repeats, tick)
+            for task, (system, n, b, w) in ([] if interleave else plan):
                 bar.update(job, description=f"{task} {system} n={n} b={b}")
                 try:
                     res = measure(system, task, n, b, w, seconds, warmup, repeats)
                 except Exception as e:  # noqa: BLE001 - a peer that fails is reported, not fatal
                     res = {"system": system, "task": task, "num_envs": n, "batch_size": b,
                            "num_workers": w, "error": repr(e)}
-                res["load"] = load
                 results.append(res)
                 bar.advance(job)
     finally:
         for p in loaders:
             p.kill()
             p.wait()
+    for res in results:
+        res["load"] = load
     add_ratios(results, cores)
     return results
 
@@ -521,6 +580,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=3.0, help="seconds per measured window")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds per config")
     p.add_argument("--repeats", type=int, default=3, help="windows per config (median)")
+    p.add_argument("--sequential", action="store_true",
+                   help="run each configuration's windows back to back instead of "
+                        "alternating every configuration of a task round by round (the "
+                        "default, robust to the machine's speed drifting during the run)")
     p.add_argument("--cores", type=int, default=_cores(), help="cores for the physical limit "
                    "and the worker/thread counts (default: available cores)")
     p.add_argument("--load", type=int, default=0,
@@ -570,10 +633,12 @@ def main(argv: list[str] | None = None) -> int:
     if workers and min(workers) < 1:
         p.error(f"--workers must be >= 1, got {args.workers!r}")
     meta = {"cores": args.cores, "load": args.load, "seconds": args.seconds,
-            "repeats": args.repeats, "command": " ".join(sys.argv),
+            "repeats": args.repeats, "interleaved": not args.sequential,
+            "command": " ".join(sys.argv),
             "loadavg_before": os.getloadavg()}
     results = run_table(tasks, systems, grid, args.seconds, args.warmup, args.repeats,
-                        args.cores, args.load, progress, batches, workers)
+                        args.cores, args.load, progress, batches, workers,
+                        interleave=not args.sequential)
     print_table(results)
     payload = {"meta": meta, "results": results}
     if args.python_env:

@@ -64,3 +64,34 @@ def test_both_pools_get_the_same_config_grid():
         (8, 8, 2), (8, 8, 3), (12, 12, 2), (12, 12, 3)}
     default = configs("Ant-v5", ["envpool-sync", "gristmill-sync"], [8], 2, True)
     assert default == [("envpool-sync", 8, 8, 0), ("gristmill-sync", 8, 8, 2)]
+
+
+def test_interleaved_windows_alternate_between_configurations(monkeypatch):
+    """Round r measures every configuration once before round r + 1 starts, so a drift of
+    the machine's speed lands on every system alike; a driver that fails is one error row."""
+    from gristmill.apps import speed_runner as sr
+
+    order: list[str] = []
+
+    def recorder(name):
+        def driver(task, n, b, w):
+            def step():
+                if not order or order[-1] != name:
+                    order.append(name)
+            return step, b, lambda: None
+        return driver
+
+    def broken(task, n, b, w):
+        raise RuntimeError("no such pool")
+
+    monkeypatch.setitem(sr.DRIVERS, "a", recorder("a"))
+    monkeypatch.setitem(sr.DRIVERS, "b", recorder("b"))
+    monkeypatch.setitem(sr.DRIVERS, "bad", broken)
+    rows = sr.measure_interleaved("CartPole-v1", [("a", 4, 4, 0), ("bad", 4, 4, 0),
+                                                  ("b", 4, 2, 0)],
+                                  seconds=0.02, warmup=0.01, repeats=3)
+    assert order == ["a", "b"] + ["a", "b"] * 3  # warm-ups, then three alternating rounds
+    by = {r["system"]: r for r in rows}
+    assert "no such pool" in by["bad"]["error"]
+    assert len(by["a"]["runs"]) == len(by["b"]["runs"]) == 3
+    assert by["b"]["batch_size"] == 2 and by["b"]["steps_per_s"] > 0
