@@ -15,6 +15,10 @@ Import only what you need; each module is independent and none needs torch or gy
   (Cython) with the stdlib ``queue`` semantics.
 - :mod:`gristmill.kernels.shmsignal` -- process-shared semaphores and atomic counters in a
   shared buffer (Cython); the env pool's hand-off.
+- :mod:`gristmill.kernels.stacked_linear` -- per-slot linear layers at a few rows per slot
+  (Numba), a population's inference round.
 """
 
-__all__ = ["advantage", "args", "dispatch", "pixels", "shm", "shmqueue", "shmsignal"]
+__all__ = [
+    "advantage", "args", "dispatch", "pixels", "shm", "shmqueue", "shmsignal", "stacked_linear",
+]

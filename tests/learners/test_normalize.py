@@ -96,3 +96,40 @@ def test_uint8_images_take_the_exact_kernel_path():
         rtol=1e-5,
         atol=1e-5,
     )
+
+
+@pytest.mark.parametrize("image", [True, False])
+def test_affine_cache_follows_every_change_of_the_statistics(image):
+    """affine() caches its (a, b) between calls; an update, a load_state_dict, an in-place
+    edit, a replaced buffer or other subtract/scale arguments must each give what a fresh
+    normaliser with the same statistics gives."""
+    rng = np.random.default_rng(2)
+    shape = (3, 4, 5)
+
+    def batch(n=9):
+        x = torch.from_numpy(rng.integers(0, 256, (n, *shape), dtype=np.uint8))
+        return x if image else x.float()
+
+    def fresh(rms):
+        ref = RunningMeanStd(shape)
+        ref.load_state_dict(rms.state_dict())
+        return ref
+
+    rms = RunningMeanStd(shape)
+    x = batch()
+    first = rms.affine(x, 10.0, 1 / 255)
+    torch.testing.assert_close(rms.affine(x, 10.0, 1 / 255), first)  # served from the cache
+    rms.update(batch(), 10.0, 1 / 255)
+    after_update = rms.affine(x, 10.0, 1 / 255)
+    assert not torch.allclose(after_update, first)
+    torch.testing.assert_close(after_update, fresh(rms).affine(x, 10.0, 1 / 255))
+    other = RunningMeanStd(shape)
+    other.update(batch(), 0.0, 1.0)
+    rms.load_state_dict(other.state_dict())
+    torch.testing.assert_close(rms.affine(x, 10.0, 1 / 255), fresh(other).affine(x, 10.0, 1 / 255))
+    with torch.no_grad():
+        rms.var.mul_(4.0)
+    torch.testing.assert_close(rms.affine(x, 10.0, 1 / 255), fresh(rms).affine(x, 10.0, 1 / 255))
+    rms.mean = rms.mean + 1.0  # a replaced buffer
+    torch.testing.assert_close(rms.affine(x, 10.0, 1 / 255), fresh(rms).affine(x, 10.0, 1 / 255))
+    torch.testing.assert_close(rms.affine(x, 0.0, 1.0), fresh(rms).affine(x, 0.0, 1.0))

@@ -52,6 +52,25 @@ def test_fused_act_equals_each_policys_act_for_uneven_groups(core):
     assert_matches_each_act(stack, models, groups_of(models, {2: 3, 0: 1, 3: 2, 4: 2}))
 
 
+@pytest.mark.parametrize("core", ["gru", "lstm"])
+def test_rounds_past_the_kernels_rows_take_baddbmm_and_match_too(core, monkeypatch):
+    """Up to _KERNEL_ROWS agents per policy the stacked layers run in the stacked_linear
+    kernel, above it in torch.baddbmm: both paths give each model's own act."""
+    from gristmill.learners import policy_stack
+
+    calls = []
+    real = policy_stack.stacked_linear
+    monkeypatch.setattr(policy_stack, "stacked_linear",
+                        lambda *a: calls.append(a[0].shape) or real(*a))
+    models = population(core)
+    stack = PolicyStack(models[:3])
+    assert_matches_each_act(stack, models, groups_of(models, {0: 2, 1: 1, 2: 2}))
+    assert calls and all(shape[1] == 2 for shape in calls)
+    calls.clear()
+    assert_matches_each_act(stack, models, groups_of(models, {0: 17, 2: 3}))
+    assert not calls
+
+
 def test_fused_act_on_far_apart_ids_gathers_their_weights():
     """Ids 0 and 4 (span over twice the groups): their weights are gathered, same result."""
     models = population("gru")
