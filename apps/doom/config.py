@@ -43,6 +43,11 @@ class TrainConfig(RunConfig):
     res_h: int = option(72, "observation height after the resize")
     grayscale: bool = option(False, "one channel instead of RGB")
     timelimit: float = option(0.0, "multiplayer match minutes (0: the scenario's 4 minutes)")
+    reward_shaping: str = option(
+        "", "override delta coefficients of the env's shaping, 'VAR=up,down ...' (e.g. "
+        "'DAMAGECOUNT=0.15,-0.15'); a fresh run's policies start from them, and PBT's "
+        "resets go back to them"
+    )
     reward_scale: float = option(1.0, "multiplies rewards before they are stored")
     reward_clip: float = option(1000.0, "clips scaled rewards to [-c, c]")
     # model
@@ -146,6 +151,11 @@ class TrainConfig(RunConfig):
             )
         if self.num_policies < 1:
             raise ValueError(f"num_policies must be >= 1, got {self.num_policies}")
+        if self.reward_shaping.strip():  # a named error before any process starts
+            from gristmill.envs.doom import doom_spec
+            from gristmill.envs.doom.shaping import default_scheme, override_scheme
+
+            override_scheme(default_scheme(doom_spec(self.env).shaping), self.reward_shaping)
         if self.snapshot_every_env_steps < 0 or self.max_snapshots < 1:
             raise ValueError("snapshot_every_env_steps must be >= 0 and max_snapshots >= 1")
         if not 0.0 <= self.snapshot_opponent_prob <= 1.0:

@@ -41,7 +41,7 @@ from collections import deque
 import numpy as np
 import torch
 from gristmill.envs.doom import doom_spec
-from gristmill.envs.doom.shaping import default_scheme, scheme_vector
+from gristmill.envs.doom.shaping import default_scheme, override_scheme, scheme_vector
 from gristmill.learners import APPOLearner
 from gristmill.learners.league import (
     DRAW,
@@ -90,7 +90,9 @@ class DoomLeague:
         pcfg = pbt_config(cfg)
         defaults = {k: getattr(base, k) for k in tuned_hyperparameters(pcfg)}
         # the env's shaping coefficients (None: nothing to shape with), one copy per policy
-        self.default_shaping = default_scheme(doom_spec(cfg.env).shaping)
+        self.default_shaping = override_scheme(
+            default_scheme(doom_spec(cfg.env).shaping), cfg.reward_shaping
+        )
         self.pbt = PBT(
             pcfg,
             defaults,

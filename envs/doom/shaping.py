@@ -28,6 +28,7 @@ __all__ = [
     "DeltaShaping",
     "make_shaping",
     "default_scheme",
+    "override_scheme",
     "scheme_param_names",
     "scheme_vector",
     "scheme_from_vector",
@@ -181,6 +182,37 @@ def default_scheme(kind: str | None) -> dict | None:
         known = ["gathering", *_SCHEMES]
         raise ValueError(f"unknown Doom reward shaping {kind!r}; known: {known}")
     return copy.deepcopy(_SCHEMES[kind])
+
+
+def override_scheme(scheme: dict | None, overrides: str) -> dict | None:
+    """``scheme`` with some delta coefficients replaced: ``overrides`` is
+    ``"VAR=up,down VAR=up,down ..."`` (spaces or ``;`` between entries; Sample Factory's
+    ``(coeff_up, coeff_down)`` of ``reward_shaping_scheme['delta']``), e.g.
+    ``"DAMAGECOUNT=0.15,-0.15"``. An empty string returns ``scheme`` unchanged; a variable the
+    scheme does not have, a malformed entry, or overrides for an env without coefficients
+    raise a ValueError naming it."""
+    entries = [e for e in overrides.replace(";", " ").split() if e]
+    if not entries:
+        return scheme
+    if scheme is None:
+        raise ValueError(f"reward shaping overrides {overrides!r} for an env whose shaping has "
+                         "no coefficients")
+    out = copy.deepcopy(scheme)
+    for entry in entries:
+        var, _, values = entry.partition("=")
+        parts = values.split(",")
+        try:
+            up, down = (float(v) for v in parts) if len(parts) == 2 else (None, None)
+        except ValueError:
+            up = None
+        if up is None:
+            raise ValueError(f"reward shaping override {entry!r}: expected VAR=up,down "
+                             "(two numbers)")
+        if var not in out["delta"]:
+            raise ValueError(f"reward shaping override {entry!r}: no variable {var!r} in the "
+                             f"scheme; it has {sorted(out['delta'])}")
+        out["delta"][var] = (up, down)
+    return out
 
 
 def _leaves(scheme: dict):

@@ -600,3 +600,29 @@ def test_pbt_shapes_rewards_per_policy_and_resume_restores_the_coefficients(tmp_
         np.testing.assert_allclose(channels.arrays["policy_params"][1], expect1)
     finally:
         channels.close()
+
+
+def test_reward_shaping_override_reaches_the_table_the_workers_read(tmp_path, no_new_games):
+    """--reward_shaping replaces the env's default coefficients for every policy of a fresh
+    run: the channels' policy_params rows (what each player's env shapes with) hold them."""
+    from gristmill.apps.doom.config import TrainConfig
+    from gristmill.apps.doom.trainer import DoomTrainer
+    from gristmill.envs.doom import doom_spec
+    from gristmill.envs.doom.shaping import default_scheme, override_scheme, scheme_vector
+    from gristmill.samplers.rollout import RolloutChannels
+
+    cfg = TrainConfig(env="doom_duel", num_policies=2, num_workers=1, num_envs_per_worker=2,
+                      reward_shaping="DAMAGECOUNT=0.15,-0.15", train_dir=str(tmp_path),
+                      experiment="override")
+    trainer = DoomTrainer(cfg)
+    trainer._resume()
+    expect = scheme_vector(override_scheme(default_scheme(doom_spec("doom_duel").shaping),
+                                           "DAMAGECOUNT=0.15,-0.15"))
+    assert not np.array_equal(expect, scheme_vector(default_scheme("deathmatch_v1")))
+    channels = RolloutChannels(trainer.layout)
+    try:
+        trainer.league.assign_initial(channels.arrays)
+        for k in (0, 1):
+            assert np.array_equal(channels.arrays["policy_params"][k], expect)
+    finally:
+        channels.close()

@@ -53,3 +53,13 @@ def test_learner_threads_take_half_the_cores_unless_set(monkeypatch):
     assert learner_threads(TrainConfig(torch_threads=3)) == 3
     monkeypatch.setattr(os, "cpu_count", lambda: None)
     assert learner_threads(TrainConfig()) == 1
+
+
+def test_reward_shaping_overrides_are_checked_before_any_process_starts():
+    TrainConfig(env="doom_duel", reward_shaping="DAMAGECOUNT=0.15,-0.15").validate()
+    with pytest.raises(ValueError, match="no variable 'DAMAGE'"):
+        TrainConfig(env="doom_duel", reward_shaping="DAMAGE=0.15,-0.15").validate()
+    with pytest.raises(ValueError, match="expected VAR=up,down"):
+        TrainConfig(env="doom_duel", reward_shaping="DAMAGECOUNT=0.15").validate()
+    with pytest.raises(ValueError, match="no coefficients"):  # doom_basic shapes nothing
+        TrainConfig(env="doom_basic", reward_shaping="DAMAGECOUNT=0.15,-0.15").validate()

@@ -372,3 +372,22 @@ def test_each_duel_player_shapes_with_its_own_coefficients():
             env.set_agent_params(2, default)
     finally:
         env.close()
+
+
+def test_shaping_overrides_replace_exactly_the_named_coefficients():
+    from gristmill.envs.doom.shaping import override_scheme
+
+    base = default_scheme("deathmatch_v1")
+    out = override_scheme(base, "DAMAGECOUNT=0.15,-0.15; DEATHCOUNT=-2,2")
+    assert out["delta"]["DAMAGECOUNT"] == (0.15, -0.15)
+    assert out["delta"]["DEATHCOUNT"] == (-2.0, 2.0)
+    assert base["delta"]["DAMAGECOUNT"] == (0.01, -0.01)  # the input is not edited
+    changed = scheme_vector(out) != scheme_vector(base)
+    assert changed.sum() == 4  # two variables, up and down each
+    assert override_scheme(base, "  ") is base
+    with pytest.raises(ValueError, match="no variable 'FRAGS'"):
+        override_scheme(base, "FRAGS=1,1")
+    with pytest.raises(ValueError, match="two numbers"):
+        override_scheme(base, "FRAGCOUNT=1,x")
+    with pytest.raises(ValueError, match="no coefficients"):
+        override_scheme(None, "FRAGCOUNT=1,1")
