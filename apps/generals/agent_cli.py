@@ -5,8 +5,13 @@ Examples::
     gristmill-generals bc-data --games 400 --out runs/g/bc_data.npz
     gristmill-generals bc-data --gioreplay replays/*.gioreplay --out human.npz
     gristmill-generals bc --data runs/g/bc_data.npz --run runs/g --epochs 4
+    gristmill-generals bc --data runs/g/bc_data.npz --run runs/g --dagger-rounds 3  # + DAgger
     gristmill-generals train --run runs/g --bc-games 300 --bc-epochs 3 --minutes 90
     gristmill-generals eval --run runs/g --games 200          # bots + snapshots, rating table
+
+``bc --dagger-rounds K --dagger-games G`` follows the BC epochs with K DAgger rounds (the
+clone plays G games against the bots, the teacher labels every state it reaches, and training
+goes on over all the data so far; ``dagger/round_<k>.npz``, ``dagger/policy_<k>.pt``).
 
 ``train`` runs the phases in order, each resumable: BC data (``bc_data.npz``), behaviour
 cloning (``bc.pt`` per epoch, ``bc_policy.pt`` when done), self-play in the league (a
@@ -103,10 +108,24 @@ def _run_bc(args, policy, data, run: Path, stop, writer):
     train, val = data.split(args.held_out, args.seed)
     _log(f"bc: {train.num_samples:,} train / {val.num_samples:,} held-out samples, net "
          f"{policy.net.num_parameters():,} params")
-    metrics = train_bc(policy, train, val, args.epochs, lanes=args.lanes, lr=args.lr,
-                       checkpoint=run / "bc.pt", writer=writer, seed=args.seed, log=_log,
-                       should_stop=stop)
-    return metrics
+    train_bc(policy, train, val, args.epochs, lanes=args.lanes, lr=args.lr,
+             checkpoint=run / "bc.pt", writer=writer, seed=args.seed, log=_log, should_stop=stop)
+    return train, val
+
+
+def _run_dagger(args, policy, train, val, run: Path, stop, writer):
+    from .bc import run_dagger
+
+    _log(f"dagger: {args.dagger_rounds} rounds of {args.dagger_games} games "
+         f"({args.teacher} labels, clone vs {','.join(args.opponents)} at temperature "
+         f"{args.dagger_temperature}, beta {args.dagger_beta} x {args.dagger_beta_decay}^round)"
+         f", {args.dagger_epochs} epochs each")
+    run_dagger(policy, train, val, run, args.dagger_rounds, args.dagger_games,
+               args.dagger_epochs, args.epochs, teacher=args.teacher, opponents=args.opponents,
+               beta=args.dagger_beta, beta_decay=args.dagger_beta_decay,
+               temperature=args.dagger_temperature, boards=args.boards, maps=args.maps,
+               truncation=args.truncation, held_out=args.held_out, lanes=args.lanes, lr=args.lr,
+               seed=args.seed, writer=writer, log=_log, should_stop=stop)
 
 
 def cmd_bc_data(args) -> int:
@@ -129,7 +148,9 @@ def cmd_bc(args) -> int:
     policy = _policy(args)
     writer = _writer(run)
     try:
-        _run_bc(args, policy, data, run, stop, writer)
+        train, val = _run_bc(args, policy, data, run, stop, writer)
+        if args.dagger_rounds and not stop():
+            _run_dagger(args, policy, train, val, run, stop, writer)
     finally:
         writer.close()
     if not stop():
@@ -285,13 +306,33 @@ def _data_args(p: argparse.ArgumentParser, games_flag: str = "--games") -> None:
     p.add_argument(games_flag, dest="games" if games_flag == "--games" else "bc_games", type=int,
                    default=0 if games_flag == "--games" else 300,
                    help="bot games to record (teacher vs opponents)")
+    _game_args(p)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def _game_args(p) -> None:
     p.add_argument("--teacher", choices=BOTS, default="general")
     p.add_argument("--opponents", nargs="+", choices=BOTS, default=["general", "expander",
                                                                     "random"])
     p.add_argument("--boards", type=int, default=64, help="engine boards while recording")
     p.add_argument("--maps", choices=("uniform", "generalsio"), default="generalsio")
     p.add_argument("--truncation", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
+
+
+def _dagger_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("DAgger (after the BC epochs; bc.pt and dagger/ resume it)")
+    g.add_argument("--dagger-rounds", type=int, default=0,
+                   help="rounds of: the clone plays, the teacher labels, train on everything")
+    g.add_argument("--dagger-games", type=int, default=200, help="games per round")
+    g.add_argument("--dagger-epochs", type=int, default=1,
+                   help="epochs per round over all the data so far")
+    g.add_argument("--dagger-beta", type=float, default=0.0,
+                   help="round 1's share of games the teacher plays instead of the clone")
+    g.add_argument("--dagger-beta-decay", type=float, default=0.5,
+                   help="beta of round k = beta x decay^(k-1)")
+    g.add_argument("--dagger-temperature", type=float, default=0.25,
+                   help="the clone samples at this temperature (0: argmax)")
+    _game_args(g)
 
 
 def _bc_args(p: argparse.ArgumentParser) -> None:
@@ -309,12 +350,14 @@ def add_commands(sub) -> None:
     p.add_argument("--out", required=True, help="output .npz")
     p.set_defaults(fn=cmd_bc_data)
 
-    p = sub.add_parser("bc", help="behaviour cloning on recorded data")
+    p = sub.add_parser("bc", help="behaviour cloning on recorded data, then DAgger rounds")
     p.add_argument("--data", required=True)
-    p.add_argument("--run", required=True, help="run folder (bc.pt, bc_policy.pt, tb/)")
+    p.add_argument("--run", required=True, help="run folder (bc.pt, bc_policy.pt, tb/, "
+                   "dagger/); bc_policy.pt is written when BC and DAgger are done")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     _bc_args(p)
+    _dagger_args(p)
     _net_args(p)
     p.set_defaults(fn=cmd_bc)
 

@@ -1,23 +1,28 @@
 """Behaviour-cloning data and training: bot games, replay loaders (gristmill and .gioreplay),
-the streamed memory features, and a few BC steps that lower the loss."""
+the streamed memory features, a few BC steps that lower the loss, and DAgger (the clone's
+games labelled by the teacher; the ``bc --dagger-rounds`` CLI)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
-from gristmill.apps.generals.agent import Policy
+from gristmill.apps.generals.agent import NetBot, Policy
 from gristmill.apps.generals.bc import (
     Stream,
     Trajectories,
     bot_games,
+    dagger_games,
     from_gioreplay,
     from_replay,
     train_bc,
+    unpack_masks,
 )
-from gristmill.envs.generals import AgentFeatures, GeneralsEngine, MemoryFeatures
+from gristmill.envs.generals import AgentFeatures, Bot, GeneralsEngine, MemoryFeatures
 from gristmill.envs.generals.gioreplay import GioReplayError, load_gioreplay
 from gristmill.envs.generals.tournament import play_match
 from gristmill.learners.generals_net import action_index
@@ -153,3 +158,79 @@ def test_gioreplay_refuses_what_it_cannot_replay(tmp_path, change, message):
     path.write_text(json.dumps(_gio(**change)))
     with pytest.raises(GioReplayError, match=message):
         load_gioreplay(path)
+
+
+def _replay_seat(data: Trajectories, k: int, player) -> np.ndarray:
+    """Action indices int64 [T] that ``player`` (Bot interface, 1 board) chooses on trajectory
+    ``k``'s recorded states, fed to it one tick at a time as seat 0 of a fresh game."""
+    out = []
+    for r in range(data.starts[k], data.starts[k + 1]):
+        obs = np.zeros((1, 2, 24, 24), np.int32)
+        sc = np.zeros((1, 2, 5), np.int32)
+        masks = np.zeros((1, 2, 24, 24, 4), np.uint8)
+        obs[0, 0], sc[0, 0], masks[0, 0] = data.obs[r], data.scalars[r], unpack_masks(
+            data.masks[r])
+        sc[0, 1, 4] = sc[0, 0, 4]
+        out.append(player.act(obs, masks, sc, (True, False))[0, 0])
+    return action_index(np.stack(out), 24)
+
+
+def test_dagger_labels_are_the_teachers_moves_on_the_states_the_clone_reached():
+    torch.manual_seed(0)
+    policy = Policy.create(history=2, **TINY)
+    played: list[np.ndarray] = []
+    data = dagger_games(policy, 4, opponents=("expander", "random"), temperature=0, boards=4,
+                        truncation=60, seed=1, played=played)
+    assert data.num_trajectories == 4 and data.info["clone_games"] == 4
+    assert [len(p) for p in played] == list(np.diff(data.starts))
+    assert (data.scalars[data.starts[:-1], 4] == 0).all() and data.legal.all()
+    executed = np.concatenate(played)
+    assert (executed != data.actions).mean() > 0.5  # the clone's moves were played, not these
+    for k in range(data.num_trajectories):
+        # a fresh teacher on the recorded states returns exactly the labels ...
+        np.testing.assert_array_equal(_replay_seat(data, k, Bot("general", 1)),
+                                      data.actions[data.starts[k]:data.starts[k + 1]])
+        # ... and a fresh greedy clone exactly the moves that were executed there
+        np.testing.assert_array_equal(_replay_seat(data, k, NetBot(policy, 1, greedy=True)),
+                                      played[k])
+    moves, same = data.info["clone_moves"], data.info["clone_moves_as_teacher"]
+    assert moves == data.num_samples and same == int((executed == data.actions).sum())
+
+
+def test_dagger_with_beta_one_is_the_teacher_playing():
+    policy = Policy.create(history=2, **TINY)
+    played: list[np.ndarray] = []
+    data = dagger_games(policy, 3, opponents=("random",), beta=1.0, boards=3, truncation=40,
+                        played=played)
+    assert data.info["clone_games"] == 0 and data.num_trajectories == 3
+    np.testing.assert_array_equal(np.concatenate(played), data.actions)
+
+
+def test_bc_cli_runs_dagger_rounds_and_resumes_them(tmp_path):
+    bot_games(4, opponents=("expander",), boards=4, truncation=50).save(tmp_path / "d.npz")
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "gristmill.apps.generals", "bc", "--data",
+           str(tmp_path / "d.npz"), "--run", str(run_dir), "--epochs", "1", "--lanes", "32",
+           "--dagger-games", "2", "--boards", "2", "--truncation", "50", "--opponents",
+           "random", "--channels", "8", "--blocks", "1", "--stem-channels", "4", "--history",
+           "2", "--threads", "1"]
+
+    def run(rounds):
+        proc = subprocess.run(cmd + ["--dagger-rounds", str(rounds)], capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    out = run(1)
+    assert "bc epoch 1/1" in out and "dagger round 1/1: 2 games" in out
+    assert "bc epoch 2/2" in out and "dagger round 1/1 done" in out and "val_top1=" in out
+    assert "clone_win_rate=" in out and "clone_random_win_rate=" in out
+    out = run(2)  # round 1 is kept, round 2 plays the clone trained in round 1
+    assert "resumed at epoch 2" in out and "round 1/2" not in out
+    assert "dagger round 2/2: 2 games" in out and "bc epoch 3/3" in out
+    for f in ("dagger/round_001.npz", "dagger/round_002.npz", "dagger/policy_002.pt",
+              "bc_policy.pt"):
+        assert (run_dir / f).exists(), f
+    assert Trajectories.load(run_dir / "dagger/round_002.npz").info["clone_games"] == 2
+    out = run(2)  # nothing left to do
+    assert "resumed at epoch 3" in out and "dagger round" not in out
