@@ -29,7 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from gristmill.envs.generals import AgentFeatures
-from gristmill.envs.generals.agent_input import num_agent_channels
+from gristmill.envs.generals.agent_input import (
+    INPUT_LAYOUT,
+    num_agent_channels,
+    widen_input_layout,
+)
 from gristmill.envs.generals.observation import compact_from_fields, compact_from_planes, move_mask
 from gristmill.learners.generals_net import (
     GeneralsNet,
@@ -64,7 +68,7 @@ class Policy:
 
     def state(self) -> dict:
         return {"format": "gristmill-generals-policy/1", "net": self.net.cfg.to_dict(),
-                "history": self.history,
+                "history": self.history, "input_layout": INPUT_LAYOUT,
                 "weights": {k: v.detach().cpu() for k, v in self.net.state_dict().items()}}
 
     def save(self, path: str | Path) -> Path:
@@ -75,8 +79,15 @@ class Policy:
     def from_state(cls, state: dict, device="cpu") -> Policy:
         if state.get("format") != "gristmill-generals-policy/1":
             raise ValueError(f"not a gristmill Generals policy (format={state.get('format')!r})")
-        net = GeneralsNet(GeneralsNetConfig(**state["net"]))
-        net.load_state_dict(state["weights"])
+        layout = state.get("input_layout", 1)  # files before layout 2 did not say
+        cfg, weights = dict(state["net"]), dict(state["weights"])
+        if layout != INPUT_LAYOUT:
+            # an older input layout: zero weights on the planes added since, same outputs
+            w = weights["stem.weight"]
+            weights["stem.weight"] = torch.from_numpy(widen_input_layout(w.numpy(), layout))
+            cfg["in_channels"] = weights["stem.weight"].shape[1]
+        net = GeneralsNet(GeneralsNetConfig(**cfg))
+        net.load_state_dict(weights)
         return cls(net, state["history"], device)
 
     @classmethod

@@ -145,7 +145,12 @@ def cmd_bc(args) -> int:
     run.mkdir(parents=True, exist_ok=True)
     stop = _Stop().install()
     data = Trajectories.load(args.data)
-    policy = _policy(args)
+    if args.init:
+        from .agent import Policy
+
+        policy = Policy.load(args.init, device=args.device)
+    else:
+        policy = _policy(args)
     writer = _writer(run)
     try:
         train, val = _run_bc(args, policy, data, run, stop, writer)
@@ -356,6 +361,9 @@ def add_commands(sub) -> None:
                    "dagger/); bc_policy.pt is written when BC and DAgger are done")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init", help="start from this policy's weights (its network sizes win "
+                   "over the network flags; an older input layout gets zero weights on the new "
+                   "planes); a fresh optimizer")
     _bc_args(p)
     _dagger_args(p)
     _net_args(p)

@@ -16,7 +16,11 @@ channels   content
 17-19      walking distance / 48 (capped at 1; 1 where no target is reachable) from
            the nearest fog cell, the nearest visible enemy cell, the remembered
            enemy general (BFS around mountains and fogged obstacles)
-20-        memory (:mod:`.memory`): seen, mountain, city, enemy general, last-seen
+20         walking distance / 48 from the own general
+21         walking distance / 48 to the enemy general's likely place: the remembered
+           general, else the ``general`` bot's search (``bots._attack_target``: fog
+           >= 20 steps from the own general next to enemy land, else enemy cells, ...)
+22-        memory (:mod:`.memory`): seen, mountain, city, enemy general, last-seen
            enemy army / 250, age / 500, own then enemy army deltas / 250
 =========  =====================================================================
 
@@ -28,6 +32,13 @@ held-out top-1 barely moved (0.455 -> 0.459), but the clone found the enemy gene
 games and won more of them against ``random``: sampling, 5 -> 17 of 100 games (14 -> 33 with
 ``apps.generals.agent``'s ban on moving straight back).
 
+Planes 20-21 came with input layout 2 (:data:`INPUT_LAYOUT`). Without them a BC clone of the
+``general`` bot could not see its teacher's search target, a set of fog cells defined by their
+walking distance from the own general, and DAgger rounds on that clone lowered its wins (the
+teacher's labels pointed where the clone's inputs gave no reason to go). A layout-1 network
+keeps its outputs when widened to layout 2 with zero weights on the new planes
+(:func:`widen_input_layout`).
+
 One Numba pass writes the selected seats straight into the output (no [N, 2, ...] float
 intermediate): the learner's seats and the opponent's seats are built as two calls.
 """
@@ -37,10 +48,11 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from .bots import _bfs
+from .bots import FAR, _attack_target, _bfs
 from .encoding import (
     _PLANE_OF_CODE,
     C_ENEMY,
+    C_ENEMY_CITY,
     C_FOG,
     C_FOG_OBSTACLE,
     C_MOUNTAIN,
@@ -53,22 +65,53 @@ from .encoding import (
 )
 from .memory import MemoryFeatures
 
-__all__ = ["AgentFeatures", "agent_planes_reference", "num_agent_channels"]
+__all__ = ["INPUT_LAYOUT", "AgentFeatures", "agent_planes_reference", "num_agent_channels",
+           "widen_input_layout"]
 
-BASE_CHANNELS = 20
+INPUT_LAYOUT = 2  # 1: planes 0-19 then memory; 2: + planes 20-21 (own general, attack target)
+BASE_CHANNELS = 22
+_NEW_IN_LAYOUT = {2: (20, 2)}  # layout -> (first new plane, how many)
 ARMY, LAND, TIME, DIST = 1 / 250, 1 / 100, 1 / 500, 1 / 48
 
 
-def num_agent_channels(history: int = 7) -> int:
-    return BASE_CHANNELS + 6 + 2 * history
+def num_agent_channels(history: int = 7, layout: int = INPUT_LAYOUT) -> int:
+    if layout not in range(1, INPUT_LAYOUT + 1):
+        raise ValueError(f"unknown Generals input layout {layout} (this gristmill knows 1.."
+                         f"{INPUT_LAYOUT})")
+    return BASE_CHANNELS - sum(n for v, (_, n) in _NEW_IN_LAYOUT.items() if v > layout) \
+        + 6 + 2 * history
+
+
+def widen_input_layout(weight: np.ndarray, layout: int) -> np.ndarray:
+    """The first conv's ``weight [out, C, kh, kw]`` for input ``layout``, as the same function
+    of layout :data:`INPUT_LAYOUT` planes: zero columns where the newer layouts inserted planes,
+    so a network trained on the old layout answers exactly as before and fine-tuning can learn
+    to use the new planes."""
+    num_agent_channels(1, layout)  # validates
+    for v in range(layout + 1, INPUT_LAYOUT + 1):
+        at, n = _NEW_IN_LAYOUT[v]
+        zeros = np.zeros((weight.shape[0], n) + weight.shape[2:], weight.dtype)
+        weight = np.concatenate([weight[:, :at], zeros, weight[:, at:]], 1)
+    return weight
+
+
+@nb.njit(cache=True, nogil=True)
+def _distance_from(obs, src_r, src_c, n, dist, queue, out):
+    """``out[i, j]`` = walking distance x DIST (capped at 1) from the nearest of the ``n``
+    cells ``(src_r, src_c)``, through cells that are not mountains or fogged obstacles; 1 where
+    none is reachable. The BFS is the ``general`` bot's own (its convoys walk these distances).
+    ``dist``/``queue`` are int64 scratch of S0 x S1 / S0 * S1."""
+    S0, S1 = obs.shape
+    _bfs(obs, src_r, src_c, n, dist, queue)
+    for i in range(S0):
+        for j in range(S1):
+            out[i, j] = min(dist[i, j] * DIST, 1.0)
 
 
 @nb.njit(cache=True, nogil=True)
 def _distance(obs, source, dist, queue, src_r, src_c, out):
-    """``out[i, j]`` = walking distance x DIST (capped at 1) from the nearest cell where
-    ``source`` is true, through cells that are not mountains or fogged obstacles; 1 where none
-    is reachable. The BFS is the ``general`` bot's own (its convoys walk these distances).
-    ``dist``/``queue``/``src_r``/``src_c`` are int64 scratch of S0 x S1 / S0 * S1 each."""
+    """:func:`_distance_from` the cells where ``source`` is true (``src_r``/``src_c`` int64
+    scratch of S0 * S1)."""
     S0, S1 = obs.shape
     n = 0
     for i in range(S0):
@@ -77,10 +120,28 @@ def _distance(obs, source, dist, queue, src_r, src_c, out):
                 src_r[n] = i
                 src_c[n] = j
                 n += 1
-    _bfs(obs, src_r, src_c, n, dist, queue)
+    _distance_from(obs, src_r, src_c, n, dist, queue, out)
+
+
+@nb.njit(cache=True, nogil=True)
+def _general_planes(ob, remembered, dist, queue, src_r, src_c, o):
+    """Planes 20 (from the own general) and 21 (to the attack target) of one seat;
+    ``remembered`` = the memory's enemy-general flags [S, S]."""
+    S0, S1 = ob.shape
+    gr, gc, er, ec = -1, -1, -1, -1
     for i in range(S0):
         for j in range(S1):
-            out[i, j] = min(dist[i, j] * DIST, 1.0)
+            if (ob[i, j] & CODE_MASK) == C_OWN_GENERAL and gr < 0:
+                gr, gc = i, j
+            if remembered[i, j] != 0 and er < 0:
+                er, ec = i, j
+    n = 0
+    if gr >= 0:
+        src_r[0], src_c[0] = gr, gc
+        n = 1
+    _distance_from(ob, src_r, src_c, n, dist, queue, o[20])
+    n = _attack_target(ob, er, ec, gr, gc, dist, queue, src_r, src_c)
+    _distance_from(ob, src_r, src_c, n, dist, queue, o[21])
 
 
 @nb.njit(cache=True, nogil=True)
@@ -111,6 +172,7 @@ def _write(boards, players, obs, scalars, table, flags, enemy_army, age, deltas,
                     else:
                         source[i, j] = flags[b, p, 3, i, j] != 0
             _distance(ob, source, dist, queue, src_r, src_c, o[17 + q])
+        _general_planes(ob, flags[b, p, 3], dist, queue, src_r, src_c, o)
         for i in range(S0):
             for j in range(S1):
                 v = obs[b, p, i, j]
@@ -188,8 +250,9 @@ class AgentFeatures:
         return out
 
 
-def _distance_reference(code: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """Plain-Python multi-source BFS for the distance planes (the test oracle)."""
+def _steps_reference(code: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Plain-Python multi-source BFS: steps from the nearest ``source`` cell, inf where none is
+    reachable (the test oracle)."""
     from collections import deque
 
     S0, S1 = code.shape
@@ -205,7 +268,33 @@ def _distance_reference(code: np.ndarray, source: np.ndarray) -> np.ndarray:
                     code[a, c] not in (C_MOUNTAIN, C_FOG_OBSTACLE):
                 dist[a, c] = dist[i, j] + 1
                 todo.append((a, c))
-    return np.minimum(dist * DIST, 1.0).astype(np.float32)
+    return dist
+
+
+def _distance_reference(code: np.ndarray, source: np.ndarray) -> np.ndarray:
+    return np.minimum(_steps_reference(code, source) * DIST, 1.0).astype(np.float32)
+
+
+def attack_target_reference(code: np.ndarray, remembered: np.ndarray) -> np.ndarray:
+    """Plain-NumPy ``bots._attack_target``: bool [S, S] of the cells a convoy walks to (the
+    remembered enemy general, else the search; see there)."""
+    if remembered.any():
+        out = np.zeros(code.shape, bool)
+        out[tuple(np.argwhere(remembered)[0])] = True
+        return out
+    own = code == C_OWN_GENERAL
+    far = (_steps_reference(code, own) >= FAR) & (_steps_reference(code, own) < np.inf)
+    enemy_land = (code == C_ENEMY) | (code == C_ENEMY_CITY)
+    near_enemy = np.zeros(code.shape, bool)
+    near_enemy[1:] |= enemy_land[:-1]
+    near_enemy[:-1] |= enemy_land[1:]
+    near_enemy[:, 1:] |= enemy_land[:, :-1]
+    near_enemy[:, :-1] |= enemy_land[:, 1:]
+    fog = code == C_FOG
+    for cells in (fog & far & near_enemy, enemy_land, fog & far, fog):
+        if cells.any():
+            return cells
+    return cells
 
 
 def agent_planes_reference(obs: np.ndarray, scalars: np.ndarray,
@@ -223,7 +312,9 @@ def agent_planes_reference(obs: np.ndarray, scalars: np.ndarray,
     base[11:15] = (np.array([LAND, ARMY, LAND, ARMY]) * scalars[:4])[:, None, None]
     base[15] = scalars[4] * TIME
     base[16] = (scalars[4] % 50) / 50
-    for q, source in enumerate((code == C_FOG, code >= C_ENEMY, memory[3] != 0)):
+    for q, source in enumerate((code == C_FOG, code >= C_ENEMY, memory[3] != 0,
+                                code == C_OWN_GENERAL,
+                                attack_target_reference(code, memory[3] != 0))):
         base[17 + q] = _distance_reference(code, source)
     mem = memory.astype(np.float32).copy()
     mem[4] *= ARMY

@@ -26,6 +26,29 @@ def test_policy_file_round_trips_weights_and_sizes(tmp_path):
     assert [f.name for f in tmp_path.iterdir()] == ["p.pt"]  # no temporary left
 
 
+def test_a_policy_file_of_input_layout_1_loads_and_answers_as_before_on_the_new_planes():
+    """Files from before input layout 2 (no planes 20-21) load widened: the same logits and
+    value on layout-2 planes as the old network had on the planes it knew."""
+    from gristmill.learners.generals_net import GeneralsNet, GeneralsNetConfig
+
+    torch.manual_seed(0)
+    new = Policy.create(history=2, **TINY)
+    old_cfg = GeneralsNetConfig(**{**new.net.cfg.to_dict(),
+                                   "in_channels": new.net.cfg.in_channels - 2})
+    old = GeneralsNet(old_cfg)
+    state = {"format": "gristmill-generals-policy/1", "net": old_cfg.to_dict(), "history": 2,
+             "weights": old.state_dict()}  # as layout-1 files were written
+    loaded = Policy.from_state(state)
+    assert loaded.net.cfg == new.net.cfg
+    planes = torch.rand(3, new.net.cfg.in_channels, 24, 24)
+    mask = torch.rand(3, 24, 24, 4) < 0.3
+    with torch.no_grad():
+        got = loaded.net(planes, mask)
+        want = old(torch.cat([planes[:, :20], planes[:, 22:]], 1), mask)
+    torch.testing.assert_close(got, want)
+    assert Policy.from_state(loaded.state()).net.cfg == new.net.cfg  # saved as layout 2
+
+
 def test_net_plays_a_tournament_and_a_gymnasium_env_without_invalid_moves():
     torch.manual_seed(0)
     player = NetPlayer(Policy.create(history=2, **TINY), "tiny")

@@ -234,3 +234,12 @@ def test_bc_cli_runs_dagger_rounds_and_resumes_them(tmp_path):
     assert Trajectories.load(run_dir / "dagger/round_002.npz").info["clone_games"] == 2
     out = run(2)  # nothing left to do
     assert "resumed at epoch 3" in out and "dagger round" not in out
+    # --init: a new run starting from that clone's weights (and its sizes, not the flags')
+    init = cmd[: cmd.index("--run") + 1] + [str(tmp_path / "run2"), "--epochs", "1",
+                                            "--init", str(run_dir / "bc_policy.pt"),
+                                            "--history", "2", "--threads", "1"]
+    proc = subprocess.run(init, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "bc epoch 1/1" in proc.stdout and "resumed" not in proc.stdout
+    assert Policy.load(tmp_path / "run2/bc_policy.pt").net.cfg == \
+        Policy.load(run_dir / "bc_policy.pt").net.cfg
