@@ -25,14 +25,14 @@ Trunk (``GeneralsNetConfig``):
 Heads: policy = 1x1 conv to 8 move planes + a linear pass logit from the pooled trunk; value =
 mean- and max-pooled trunk -> 64 -> 1.
 
-Cost per board (S = 24, C_in = 39; :func:`macs_per_board` computes any configuration):
+Cost per board (S = 24, C_in = 41: input layout 2 with history 7; :func:`macs_per_board` computes any configuration):
 
 =====================================  ==========  =========  ================================
 configuration                          MACs        params     inference, 1 core, batch 256
 =====================================  ==========  =========  ================================
-unet, stem 16, 32 ch, 2 blocks (dflt)  10.9 M      54 k       ~2.9 k boards/s
-unet, stem 24, 48 ch, 3 blocks         28.0 M      157 k      ~1.3 k boards/s
-full resolution, 32 ch, 2 blocks       27.9 M      53 k       ~1.3 k boards/s
+unet, stem 16, 32 ch, 2 blocks (dflt)  11.1 M      54 k       ~2.9 k boards/s
+unet, stem 24, 48 ch, 3 blocks         28.3 M      157 k      ~1.3 k boards/s
+full resolution, 32 ch, 2 blocks       28.2 M      53 k       ~1.3 k boards/s
 =====================================  ==========  =========  ================================
 
 (a forward pass is 2 FLOPs per MAC: the default is ~22 MFLOP per board; timings on the loaded
