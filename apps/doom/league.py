@@ -144,6 +144,8 @@ class DoomLeague:
         self.population.register("mapping", self.mapping)
         self.population.register("pfsp", self.pfsp)
         self.population.register("snapshots", _SnapshotClock(self))
+        # optional: manifests from before it was saved still resume
+        self.population.register("episodes", _EpisodeWindow(self), required=False)
         self.episodes = [{k: deque(maxlen=100) for k in _EPISODE_KEYS} for _ in range(n)]
         self.objectives = [deque(maxlen=pcfg.stats_avg) for _ in range(n)]
         self.num_episodes = [0] * n
@@ -314,6 +316,36 @@ class DoomLeague:
         for key, value in pbt_scalars(p.hyperparameters, p.reward_shaping).items():
             out[f"pbt/{key}"] = value
         return out
+
+
+class _EpisodeWindow:
+    """The league's per-policy episode statistics (the last 100 episodes, the last
+    ``stats_avg`` objectives PBT ranks on, episode counts) and its match count, saved with the
+    population so that a resumed run ranks, shows and rates on the same window."""
+
+    def __init__(self, league: DoomLeague):
+        self.league = league
+
+    def state_dict(self) -> dict:
+        lg = self.league
+        return {
+            "episodes": [{k: list(v) for k, v in e.items()} for e in lg.episodes],
+            "objectives": [list(o) for o in lg.objectives],
+            "num_episodes": list(lg.num_episodes),
+            "matches": lg.matches,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        lg = self.league
+        for mine, saved in zip(lg.episodes, state["episodes"]):
+            for k, v in mine.items():
+                v.clear()
+                v.extend(saved.get(k, []))
+        for mine, saved in zip(lg.objectives, state["objectives"]):
+            mine.clear()
+            mine.extend(saved)
+        lg.num_episodes = [int(x) for x in state["num_episodes"]]
+        lg.matches = int(state["matches"])
 
 
 class _SnapshotClock:

@@ -265,6 +265,11 @@ class MemberTrainer(DoomTrainer):
         self.league.trained(k)
         self.learner.cfg = self.league._learner_cfg(self.league.population[k])
 
+    def _resume(self) -> None:
+        super()._resume()
+        # the episodes restored with the league were reported before; the controller kept them
+        self.seen_episodes = self.league.num_episodes[0]
+
     # ------------------------------------------------------------------ polled state
     def take_new(self) -> dict:
         """What happened since the last call: new episodes' objectives and scored matches."""

@@ -131,6 +131,7 @@ class Population:
         self.snapshots: dict[str, Snapshot] = {}
         self.fixed: list[str] = []
         self._components: dict[str, Stateful] = {}
+        self._optional: set[str] = set()
         self._checkpoints: list[str | None] = [None] * num_policies
         if hyperparameters is None:
             raise ValueError("hyperparameters are required (a dict, or one per policy)")
@@ -265,11 +266,15 @@ class Population:
         return self.ratings
 
     # ------------------------------------------------------------------ persistence
-    def register(self, name: str, component: Stateful) -> None:
-        """Save ``component.state_dict()`` with the population and restore it on :meth:`load`."""
+    def register(self, name: str, component: Stateful, required: bool = True) -> None:
+        """Save ``component.state_dict()`` with the population and restore it on :meth:`load`.
+        A manifest without the state of a ``required=False`` component (written before it
+        existed) leaves it as it is; a required one is an error."""
         if name in self._components:
             raise ValueError(f"a component named {name!r} is already registered")
         self._components[name] = component
+        if not required:
+            self._optional.add(name)
 
     @property
     def manifest_path(self) -> str:
@@ -358,7 +363,8 @@ class Population:
                 f"{self.manifest_path} holds {m['num_policies']} policies; this population "
                 f"has {self.num_policies}"
             )
-        missing = [n for n in self._components if n not in m["components"]]
+        missing = [n for n in self._components
+                   if n not in m["components"] and n not in self._optional]
         if missing:
             raise ValueError(f"{self.manifest_path} holds no state for components {missing}")
         states = [
@@ -391,7 +397,8 @@ class Population:
         self.payoff.load_state_dict(m["payoff"])
         self.ratings = None if m["ratings"] is None else RatingTable.from_state_dict(m["ratings"])
         for name, component in self._components.items():
-            component.load_state_dict(m["components"][name])
+            if name in m["components"]:
+                component.load_state_dict(m["components"][name])
 
 
 def load_member_weights(

@@ -402,8 +402,19 @@ def test_every_policy_trains_checkpoints_and_resumes(tmp_path, no_new_games):
         assert list((exp / "checkpoints" / f"p{k}").glob("checkpoint_*.pt"))
     assert summary["steps"]["balanced"], summary["steps"]
 
+    manifest = json.loads((exp / "population.json").read_text())
+    window = manifest["components"]["episodes"]
+    assert window["num_episodes"] == [p["episodes"] for p in pols]
     again, err = run_train(*args, "--train_for_env_steps", "1200")
     assert "resumed from" in err
+    # the episode window (what PBT ranks on) came back: counts go on from where they were
+    for before, after in zip(pols, again["policies"]):
+        assert after["episodes"] >= before["episodes"]
+    resumed = json.loads((exp / "population.json").read_text())["components"]["episodes"]
+    assert sum(window["num_episodes"]) > 0 and max(resumed["num_episodes"]) <= 100
+    for k in (0, 1):  # fewer than 100 episodes: the saved window is the head of the new one
+        old = window["objectives"][k]
+        assert resumed["objectives"][k][: len(old)] == old
     # the snapshots came back with the population, and more joined
     first = summary["league"]["snapshots"]
     assert first and again["league"]["snapshots"][: len(first)] == first

@@ -309,3 +309,34 @@ def test_appo_learners_fit_and_a_replacement_masks_the_receivers_stale_samples(t
     assert learners[1].train(in_flight) is None  # every in-flight sample is masked
     stats = learners[1].train(batch(pop[1]))
     assert stats["valids_fraction"] == 1.0 and stats["lr"] == 2 * base.learning_rate
+
+
+class _Counter:
+    def __init__(self, n=0):
+        self.n = n
+
+    def state_dict(self):
+        return {"n": self.n}
+
+    def load_state_dict(self, state):
+        self.n = state["n"]
+
+
+def test_a_manifest_without_an_optional_components_state_resumes_and_a_required_one_refuses(
+        tmp_path):
+    pop = make_population(tmp_path)
+    pop.save()  # written before either component existed
+    late, counter = make_population(tmp_path), _Counter(7)
+    late.register("added_later", counter, required=False)
+    late.load()
+    assert counter.n == 7  # left as it was
+    counter.n = 9
+    late.save()
+    again, restored = make_population(tmp_path), _Counter()
+    again.register("added_later", restored, required=False)
+    again.load()
+    assert restored.n == 9  # saved from then on
+    strict = make_population(tmp_path)
+    strict.register("new_required", _Counter())
+    with pytest.raises(ValueError, match="no state for components \\['new_required'\\]"):
+        strict.load()
