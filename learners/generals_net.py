@@ -25,7 +25,8 @@ Trunk (``GeneralsNetConfig``):
 Heads: policy = 1x1 conv to 8 move planes + a linear pass logit from the pooled trunk; value =
 mean- and max-pooled trunk -> 64 -> 1.
 
-Cost per board (S = 24, C_in = 41: input layout 2 with history 7; :func:`macs_per_board` computes any configuration):
+Cost per board (S = 24, C_in = 41: input layout 2 with history 7; :func:`macs_per_board`
+computes any configuration):
 
 =====================================  ==========  =========  ================================
 configuration                          MACs        params     inference, 1 core, batch 256
