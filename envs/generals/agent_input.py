@@ -139,8 +139,8 @@ def _general_planes(ob, remembered, dist, queue, src_r, src_c, o):
     if gr >= 0:
         src_r[0], src_c[0] = gr, gc
         n = 1
-    _distance_from(ob, src_r, src_c, n, dist, queue, o[20])
-    n = _attack_target(ob, er, ec, gr, gc, dist, queue, src_r, src_c)
+    _distance_from(ob, src_r, src_c, n, dist, queue, o[20])  # leaves the BFS in dist
+    n = _attack_target(ob, er, ec, dist, src_r, src_c)
     _distance_from(ob, src_r, src_c, n, dist, queue, o[21])
 
 

@@ -262,28 +262,23 @@ def _advance(obs, m4, dist, out):
 
 
 @_jit
-def _attack_target(obs, er, ec, gr, gc, dist, queue, src_r, src_c):
+def _attack_target(obs, er, ec, own_dist, src_r, src_c):
     """The cells a convoy of the ``general`` bot walks to, into ``src_r``/``src_c``; returns
     how many (0: none). The enemy general (``er``, ``ec``; -1 if never seen) if known, else the
     first non-empty of (a search)
-    0: fog cells >= FAR steps from the own general (``gr``, ``gc``) next to visible enemy land
+    0: fog cells >= FAR steps from the own general (``own_dist``: :func:`_bfs` from it, all
+       1 << 30 without one) next to visible enemy land
        (the enemy land leads to its general, which generalsio maps place >= 20 BFS steps away),
     1: visible enemy cells, 2: fog cells >= FAR steps from the own general, 3: fog cells.
     With 1 and 3 only (nearest enemy cell, else nearest fog) the bot found the enemy general at
     a median tick ~300 against expander and scored 75-78 %; with this search 88-89 %. The
-    league agent's input plane 21 is the walking distance to these cells.
-    ``dist``/``queue`` are scratch (as :func:`_bfs`)."""
+    league agent's input plane 21 is the walking distance to these cells."""
     S0, S1 = obs.shape
     n_src = 0
     if er >= 0:
         src_r[0] = er
         src_c[0] = ec
         return 1
-    dist[:, :] = 1 << 30
-    if gr >= 0:
-        src_r[0] = gr
-        src_c[0] = gc
-        _bfs(obs, src_r, src_c, 1, dist, queue)  # the own general's distances
     for want in range(4):
         for i in range(S0):
             for j in range(S1):
@@ -291,7 +286,7 @@ def _attack_target(obs, er, ec, gr, gc, dist, queue, src_r, src_c):
                 if want == 1:
                     ok = code == C_ENEMY or code == C_ENEMY_CITY
                 else:
-                    ok = code == C_FOG and (want == 3 or FAR <= dist[i, j] < (1 << 30))
+                    ok = code == C_FOG and (want == 3 or FAR <= own_dist[i, j] < (1 << 30))
                     if ok and want == 0:
                         ok = _next_to_enemy_land(obs, i, j)
                 if ok:
@@ -375,7 +370,14 @@ def _general_one(obs, m4, t, b, p, out, mem, dist, queue, src_r, src_c):
         _move_key(out, best, S1)
         return
     # 2. target: the enemy general if known, else where it likely is (_attack_target)
-    n_src = _attack_target(obs, mem[b, p, 0], mem[b, p, 1], gr, gc, dist, queue, src_r, src_c)
+    n_src = 0
+    if gr >= 0:
+        src_r[0] = gr
+        src_c[0] = gc
+        n_src = 1
+    if mem[b, p, 0] < 0:
+        _bfs(obs, src_r, src_c, n_src, dist, queue)  # the own general's distances
+    n_src = _attack_target(obs, mem[b, p, 0], mem[b, p, 1], dist, src_r, src_c)
     if n_src > 0 and t >= CONVOY_FROM:
         # 3. convoy: the stack with the most army to spare steps towards the target (from
         # tick CONVOY_FROM on: convoying only in ticks 14-49 of every 50 drew more games)

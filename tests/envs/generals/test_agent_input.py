@@ -69,14 +69,16 @@ def test_attack_target_plane_follows_the_general_bots_search_through_every_branc
 
 
 def test_attack_target_is_any_fog_when_all_fog_is_near_the_own_general():
-    from gristmill.envs.generals.bots import _attack_target
+    from gristmill.envs.generals.bots import _attack_target, _bfs
     from gristmill.envs.generals.encoding import C_FOG, C_NEUTRAL, C_OWN_GENERAL
 
     code = np.full((8, 8), C_NEUTRAL, np.int32)
     code[0, 0], code[0, 5], code[7, 7] = C_OWN_GENERAL, C_FOG, C_FOG
     dist, queue = np.empty((8, 8), np.int64), np.empty(64, np.int64)
     r, c = np.empty(64, np.int64), np.empty(64, np.int64)
-    n = _attack_target(code, -1, -1, 0, 0, dist, queue, r, c)
+    r[0] = c[0] = 0
+    _bfs(code, r, c, 1, dist, queue)  # from the own general
+    n = _attack_target(code, -1, -1, dist, r, c)
     want = attack_target_reference(code, np.zeros((8, 8), bool))
     assert sorted(zip(r[:n], c[:n])) == [(0, 5), (7, 7)] == sorted(zip(*np.nonzero(want)))
 
