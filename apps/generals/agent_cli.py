@@ -7,6 +7,7 @@ Examples::
     gristmill-generals bc --data runs/g/bc_data.npz --run runs/g --epochs 4
     gristmill-generals bc --data runs/g/bc_data.npz --run runs/g --dagger-rounds 3  # + DAgger
     gristmill-generals train --run runs/g --bc-games 300 --bc-epochs 3 --minutes 90
+    gristmill-generals train --run runs/g2 --init runs/bc/bc_policy.pt --minutes 60  # no BC
     gristmill-generals eval --run runs/g --games 200          # bots + snapshots, rating table
 
 ``bc --dagger-rounds K --dagger-games G`` follows the BC epochs with K DAgger rounds (the
@@ -178,6 +179,9 @@ def cmd_train(args) -> int:
     try:
         policy = _policy(args)
         bc_done = run / "bc_policy.pt"
+        if args.init and not bc_done.exists():
+            Policy.load(args.init).save(bc_done)  # (an older input layout saved widened)
+            _log(f"train: self-play from {args.init} (no BC)")
         if args.bc_epochs > 0 and not bc_done.exists():
             data_path = Path(args.bc_data) if args.bc_data else run / "bc_data.npz"
             if data_path.exists():
@@ -374,6 +378,8 @@ def add_commands(sub) -> None:
     _data_args(p, "--bc-games")
     p.add_argument("--bc-data", help="use this BC data file instead of recording")
     p.add_argument("--bc-epochs", type=int, default=3, help="0: no BC")
+    p.add_argument("--init", help="self-play from this policy file instead of BC (it becomes "
+                   "the run's bc_policy.pt: the exploiters' reset point)")
     _bc_args(p)
     p.add_argument("--steps", type=int, default=10**12, help="self-play agent steps")
     p.add_argument("--minutes", type=float, help="wall-clock budget for the whole command")

@@ -54,3 +54,24 @@ def test_play_accepts_an_agent_checkpoint_and_names_a_bad_player(tmp_path):
     assert "| tiny | random | 2 |" in out and (tmp_path / "reps" / "game_000.npz").exists()
     proc = subprocess.run(CLI + ["play", "nobot", "random"], capture_output=True, text=True)
     assert proc.returncode == 2 and "neither a bot" in proc.stderr
+
+
+def test_train_init_starts_selfplay_from_a_policy_file_without_bc(tmp_path):
+    import torch
+    from gristmill.apps.generals.agent import Policy
+
+    torch.manual_seed(0)
+    start = Policy.create(history=2, channels=8, blocks=1, stem_channels=4)
+    start.save(tmp_path / "start.pt")
+    run_dir = tmp_path / "run"
+    out = run("train", "--run", str(run_dir), "--init", str(tmp_path / "start.pt"),
+              "--truncation", "60", "--sp-boards", "4", "--rollout", "16", "--minibatch", "32",
+              "--steps", "64", *TINY)
+    assert "self-play from" in out and "bc epoch" not in out and "bc-data" not in out
+    assert not (run_dir / "bc_data.npz").exists()
+    kept = Policy.load(run_dir / "bc_policy.pt")  # the exploiters' reset point: the start
+    for a, b in zip(kept.net.state_dict().values(), start.net.state_dict().values()):
+        assert torch.equal(a, b)
+    trained = Policy.load(run_dir / "policy.pt")
+    assert any(not torch.equal(a, b) for a, b in zip(trained.net.state_dict().values(),
+                                                     start.net.state_dict().values()))
