@@ -576,12 +576,6 @@ def train_bc(policy: Policy, train: Trajectories, val: Trajectories | None, epoc
     return metrics
 
 
-def _checkpoint_epoch(checkpoint: Path) -> int:
-    if not checkpoint.exists():
-        return 0
-    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"])
-
-
 def run_dagger(policy: Policy, train: Trajectories, val: Trajectories, run_dir: str | Path,
                rounds: int, games: int, epochs: int, bc_epochs: int, *, teacher: str = "general",
                opponents: Sequence[str] = ("general", "expander", "random"), beta: float = 0.0,
@@ -611,14 +605,14 @@ def run_dagger(policy: Policy, train: Trajectories, val: Trajectories, run_dir: 
     for k in range(1, rounds + 1):
         target = bc_epochs + k * epochs
         path = ddir / f"round_{k:03d}.npz"
-        if _checkpoint_epoch(ck) >= target and path.exists():  # done before a resume
+        st = torch.load(ck, map_location="cpu", weights_only=False) if ck.exists() else None
+        if st is not None and st["epoch"] >= target and path.exists():  # done before a resume
             r_train, r_val = Trajectories.load(path).split(held_out, seed + k)
             trains.append(r_train)
             vals.append(r_val)
             continue
         b_k = beta * beta_decay ** (k - 1)
-        if ck.exists():  # the games are the current clone's: the checkpoint's weights
-            st = torch.load(ck, map_location="cpu", weights_only=False)
+        if st is not None:  # the games are the current clone's: the checkpoint's weights
             policy.net.load_state_dict(Policy.from_state(st["policy"]).net.state_dict())
         if path.exists():
             data = Trajectories.load(path)

@@ -275,6 +275,16 @@ def _distance_reference(code: np.ndarray, source: np.ndarray) -> np.ndarray:
     return np.minimum(_steps_reference(code, source) * DIST, 1.0).astype(np.float32)
 
 
+def _next_to_reference(cells: np.ndarray) -> np.ndarray:
+    """bool [S, S]: the cells with a 4-neighbour in ``cells``."""
+    out = np.zeros(cells.shape, bool)
+    out[1:] |= cells[:-1]
+    out[:-1] |= cells[1:]
+    out[:, 1:] |= cells[:, :-1]
+    out[:, :-1] |= cells[:, 1:]
+    return out
+
+
 def attack_target_reference(code: np.ndarray, remembered: np.ndarray) -> np.ndarray:
     """Plain-NumPy ``bots._attack_target``: bool [S, S] of the cells a convoy walks to (the
     remembered enemy general, else the search; see there)."""
@@ -282,16 +292,11 @@ def attack_target_reference(code: np.ndarray, remembered: np.ndarray) -> np.ndar
         out = np.zeros(code.shape, bool)
         out[tuple(np.argwhere(remembered)[0])] = True
         return out
-    own = code == C_OWN_GENERAL
-    far = (_steps_reference(code, own) >= FAR) & (_steps_reference(code, own) < np.inf)
+    steps = _steps_reference(code, code == C_OWN_GENERAL)
+    far = (steps >= FAR) & (steps < np.inf)
     enemy_land = (code == C_ENEMY) | (code == C_ENEMY_CITY)
-    near_enemy = np.zeros(code.shape, bool)
-    near_enemy[1:] |= enemy_land[:-1]
-    near_enemy[:-1] |= enemy_land[1:]
-    near_enemy[:, 1:] |= enemy_land[:, :-1]
-    near_enemy[:, :-1] |= enemy_land[:, 1:]
     fog = code == C_FOG
-    for cells in (fog & far & near_enemy, enemy_land, fog & far, fog):
+    for cells in (fog & far & _next_to_reference(enemy_land), enemy_land, fog & far, fog):
         if cells.any():
             return cells
     return cells

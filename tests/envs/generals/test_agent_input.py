@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from gristmill.envs.generals import AgentFeatures, Bot, GeneralsEngine, MemoryFeatures
 from gristmill.envs.generals.agent_input import (
+    _next_to_reference,
     agent_planes_reference,
     attack_target_reference,
     num_agent_channels,
@@ -53,11 +54,7 @@ def test_attack_target_plane_follows_the_general_bots_search_through_every_branc
                 code = eng.obs[b, p] & CODE_MASK
                 target = attack_target_reference(code, m[b, p, 3] != 0)
                 enemy = (code == C_ENEMY) | (code == C_ENEMY_CITY)
-                near = np.zeros_like(enemy)
-                near[1:] |= enemy[:-1]
-                near[:-1] |= enemy[1:]
-                near[:, 1:] |= enemy[:, :-1]
-                near[:, :-1] |= enemy[:, 1:]
+                near = _next_to_reference(enemy)
                 seen.add("general" if m[b, p, 3].any() else "enemy land" if
                          (target == enemy).all() and enemy.any() else "far fog by enemy"
                          if (target <= near).all() else "far fog")
