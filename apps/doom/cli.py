@@ -90,6 +90,10 @@ def _interrupt() -> None:
     raise KeyboardInterrupt
 
 
+def _progress(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)  # stdout holds only the JSON result
+
+
 def main(argv: list[str] | None = None) -> int:
     # Idle OpenMP threads sleep instead of spinning: on a small box the spin steals the cores
     # the games and the other torch thread need (must be set before torch starts OpenMP).
@@ -127,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
             with StopSignal(on_stop=_interrupt) as stop:
                 result = match(args.a, args.b, args.episodes, args.bot_episodes, args.timelimit,
                                args.video, args.deterministic, args.seed,
-                               should_stop=lambda: stop.requested)  # fmt: skip
+                               should_stop=lambda: stop.requested,
+                               progress=_progress)  # fmt: skip
             if stop.requested:  # arrived after the last step
                 raise KeyboardInterrupt
         except KeyboardInterrupt:

@@ -63,7 +63,8 @@ def _check(should_stop) -> None:
         raise KeyboardInterrupt
 
 
-def _duels(players, cfg, episodes, timelimit, video, deterministic, seed: int, should_stop):
+def _duels(players, cfg, episodes, timelimit, video, deterministic, seed: int, should_stop,
+           progress):
     env = _env("doom_duel", cfg, timelimit)
     finals: list[list[dict]] = [[], []]
     writer = None
@@ -85,6 +86,11 @@ def _duels(players, cfg, episodes, timelimit, video, deterministic, seed: int, s
                 done = any(term) or any(trunc)
             for j in (0, 1):
                 finals[j].append(infos[j])
+            fa, fb = (float(i.get("FRAGCOUNT", 0.0)) for i in infos)
+            wa, wb = (float(i.get("true_objective", 0.0)) > 0 for i in infos)  # as _tally
+            won = "A won" if wa else "B won" if wb else "draw"
+            progress(f"duel {ep + 1}/{episodes} (seed {seed + ep}): frags A {fa:.0f} B {fb:.0f}"
+                     f", {won}")
     finally:
         env.close()
         if writer is not None:
@@ -92,8 +98,8 @@ def _duels(players, cfg, episodes, timelimit, video, deterministic, seed: int, s
     return finals
 
 
-def _vs_bots(player, cfg, episodes, timelimit, deterministic, seed: int,
-             should_stop) -> list[dict]:
+def _vs_bots(player, name, cfg, episodes, timelimit, deterministic, seed: int,
+             should_stop, progress) -> list[dict]:
     env = _env("doom_duel_bots", cfg, timelimit)
     out = []
     try:
@@ -106,6 +112,9 @@ def _vs_bots(player, cfg, episodes, timelimit, deterministic, seed: int,
                 obs, _, term, trunc, info = env.step(player.act(obs, deterministic))
                 done = term or trunc
             out.append(info)
+            progress(f"{name} vs bot {ep + 1}/{episodes} (seed {seed + ep}): frags "
+                     f"{float(info.get('FRAGCOUNT', 0.0)):.0f}, deaths "
+                     f"{float(info.get('DEATHCOUNT', 0.0)):.0f}")
     finally:
         env.close()
     return out
@@ -121,10 +130,12 @@ def match(
     deterministic: bool = False,
     seed: int = 0,
     should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[str], None] = lambda line: None,
 ) -> dict:
     """Play the duels and the bot games; returns the result rows and where the video is.
     ``should_stop`` is polled before every step: when it returns True the match raises
-    ``KeyboardInterrupt`` (its games are closed on the way out)."""
+    ``KeyboardInterrupt`` (its games are closed on the way out). ``progress`` gets one line
+    per finished game (a 4-minute duel takes about a minute of CPU)."""
     if episodes < 0 or bot_episodes < 0 or timelimit <= 0:
         raise ValueError("episodes and bot_episodes must be >= 0 and timelimit > 0 (minutes)")
     if seed < 0:
@@ -152,10 +163,14 @@ def match(
     ]
     duels = [[], []]
     if episodes:
-        duels = _duels(players, cfg, episodes, timelimit, video, deterministic, seed, should_stop)
+        duels = _duels(
+            players, cfg, episodes, timelimit, video, deterministic, seed, should_stop, progress
+        )
     rows = []
     for name, player, infos in zip((a, b), players, duels):
-        bots = _vs_bots(player, cfg, bot_episodes, timelimit, deterministic, seed, should_stop)
+        bots = _vs_bots(
+            player, name, cfg, bot_episodes, timelimit, deterministic, seed, should_stop, progress
+        )
         rows.append({"player": name, "checkpoint": player.path, "duel": _tally(infos),
                      "vs_bots": _tally(bots)})  # fmt: skip
     draws = episodes - rows[0]["duel"]["wins"] - rows[1]["duel"]["wins"]

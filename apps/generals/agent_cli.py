@@ -177,11 +177,14 @@ def cmd_train(args) -> int:
     writer = _writer(run)
     t0 = time.perf_counter()
     try:
-        policy = _policy(args)
         bc_done = run / "bc_policy.pt"
         if args.init and not bc_done.exists():
             Policy.load(args.init).save(bc_done)  # (an older input layout saved widened)
             _log(f"train: self-play from {args.init} (no BC)")
+        if bc_done.exists():
+            policy = Policy.load(bc_done, args.device)
+        else:
+            policy = _policy(args)
         if args.bc_epochs > 0 and not bc_done.exists():
             data_path = Path(args.bc_data) if args.bc_data else run / "bc_data.npz"
             if data_path.exists():
@@ -195,8 +198,6 @@ def cmd_train(args) -> int:
                 return 0
             policy.save(bc_done)
             _log(f"bc: done in {time.perf_counter() - t0:.0f} s -> {bc_done}")
-        elif bc_done.exists():
-            policy = Policy.load(bc_done, args.device)
         cfg = SelfPlayConfig(boards=args.sp_boards, rollout=args.rollout, epochs=args.ppo_epochs,
                              minibatch=args.minibatch, lr=args.sp_lr, ent_coef=args.ent_coef,
                              reward="winlose" if args.no_shaping else "shaped",

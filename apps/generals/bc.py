@@ -529,6 +529,10 @@ def train_bc(policy: Policy, train: Trajectories, val: Trajectories | None, epoc
         st = torch.load(checkpoint, map_location="cpu", weights_only=False)
         policy.net.load_state_dict(Policy.from_state(st["policy"]).net.state_dict())
         opt.load_state_dict(st["optim"])
+        if opt.param_groups[0]["lr"] != lr:  # the caller's rate wins over the checkpoint's
+            log(f"bc: learning rate {opt.param_groups[0]['lr']:g} -> {lr:g}")
+            for g in opt.param_groups:
+                g["lr"] = lr
         start, step = st["epoch"], st["step"]
         log(f"bc: resumed at epoch {start} (step {step}) from {checkpoint}")
 

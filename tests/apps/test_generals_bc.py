@@ -95,7 +95,7 @@ def test_stream_batches_mix_game_phases_instead_of_sweeping_the_game():
     assert np.median(spread) >= 50, spread
 
 
-def test_bc_steps_lower_the_loss_and_resume(tmp_path):
+def test_bc_steps_lower_the_loss_and_resume_at_the_given_lr(tmp_path):
     torch.manual_seed(0)
     data = bot_games(4, opponents=("expander",), boards=4, truncation=80, seed=3)
     train, val = data.split(0.25)
@@ -107,8 +107,13 @@ def test_bc_steps_lower_the_loss_and_resume(tmp_path):
     assert m3["train_policy_loss"] < m1["train_policy_loss"]
     assert 0 <= m3["val_top1"] <= 1
     lines = []
-    train_bc(policy, train, val, epochs=3, lanes=64, checkpoint=ck, log=lines.append)
+    train_bc(policy, train, val, epochs=3, lanes=64, lr=3e-3, checkpoint=ck, log=lines.append)
     assert lines and "resumed at epoch 3" in lines[0] and len(lines) == 1
+    # a resume trains at the rate it is given, not at the checkpoint's
+    lines = []
+    train_bc(policy, train, val, epochs=4, lanes=64, lr=1e-4, checkpoint=ck, log=lines.append)
+    assert "bc: learning rate 0.003 -> 0.0001" in lines
+    assert torch.load(ck, weights_only=False)["optim"]["param_groups"][0]["lr"] == 1e-4
 
 
 def _gio(**kw):
