@@ -173,36 +173,44 @@ def _write(boards, players, obs, scalars, table, flags, enemy_army, age, deltas,
                         source[i, j] = flags[b, p, 3, i, j] != 0
             _distance(ob, source, dist, queue, src_r, src_c, o[17 + q])
         _general_planes(ob, flags[b, p, 3], dist, queue, src_r, src_c, o)
+        # plane by plane: each loop writes one contiguous [S, S] plane (cell by cell across
+        # all 41 planes strided every store by a plane and took 4x as long)
         for i in range(S0):
             for j in range(S1):
-                v = obs[b, p, i, j]
+                v = ob[i, j]
                 c = v & CODE_MASK
                 a = np.float32((v >> CODE_BITS) * ARMY)
-                own = c >= C_OWN and c <= C_OWN_GENERAL
-                o[0, i, j] = a if own else 0.0
+                o[0, i, j] = a if (c >= C_OWN and c <= C_OWN_GENERAL) else 0.0
                 o[1, i, j] = a if c >= C_ENEMY else 0.0
                 o[2, i, j] = a if (c == C_NEUTRAL or c == C_NEUTRAL_CITY) else 0.0
-                for q in range(8):
-                    o[3 + q, i, j] = table[c, q]
-                o[11, i, j] = sc[0] * LAND
-                o[12, i, j] = sc[1] * ARMY
-                o[13, i, j] = sc[2] * LAND
-                o[14, i, j] = sc[3] * ARMY
-                o[15, i, j] = t * TIME
-                o[16, i, j] = (t % 50) / 50.0
-                seen = flags[b, p, 0, i, j]
-                for q in range(4):
+        for q in range(8):
+            for i in range(S0):
+                for j in range(S1):
+                    o[3 + q, i, j] = table[ob[i, j] & CODE_MASK, q]
+        o[11] = sc[0] * LAND
+        o[12] = sc[1] * ARMY
+        o[13] = sc[2] * LAND
+        o[14] = sc[3] * ARMY
+        o[15] = t * TIME
+        o[16] = (t % 50) / 50.0
+        for q in range(4):
+            for i in range(S0):
+                for j in range(S1):
                     o[M + q, i, j] = flags[b, p, q, i, j]
+        for i in range(S0):
+            for j in range(S1):
                 o[M + 4, i, j] = enemy_army[b, p, i, j] * ARMY
-                o[M + 5, i, j] = (age[b, p, i, j] if seen else t) * TIME
-                for q in range(K):
-                    if q < t:
-                        slot = (t - q) % K
+                o[M + 5, i, j] = (age[b, p, i, j] if flags[b, p, 0, i, j] else t) * TIME
+        for q in range(K):
+            if q < t:
+                slot = (t - q) % K
+                for i in range(S0):
+                    for j in range(S1):
                         o[M + 6 + q, i, j] = deltas[b, p, slot, 0, i, j] * ARMY
                         o[M + 6 + K + q, i, j] = deltas[b, p, slot, 1, i, j] * ARMY
-                    else:
-                        o[M + 6 + q, i, j] = 0.0
-                        o[M + 6 + K + q, i, j] = 0.0
+            else:
+                o[M + 6 + q] = 0.0
+                o[M + 6 + K + q] = 0.0
 
 
 class AgentFeatures:
