@@ -175,6 +175,7 @@ class SelfPlay:
         self._opponent_nets: dict[str, Policy] = {}
         self.timers: dict[str, float] = defaultdict(float)
         self._started = self._seen = False
+        self._rollout_planes = self._rollout_masks = None
         if self.pop.has_checkpoint():
             self.pop.load()
             self.log(f"selfplay: resumed at update {self.updates} ({self.agent_steps:,} agent "
@@ -351,8 +352,12 @@ class SelfPlay:
     def _rollout(self) -> dict:
         cfg, eng, pol = self.cfg, self.engine, self.policy
         n, T, S, C = cfg.boards, cfg.rollout, pol.pad_to, pol.net.cfg.in_channels
-        planes = np.empty((T + 1, n, C, S, S), np.float32)
-        masks = np.empty((T + 1, n, S, S, 4), np.uint8)
+        # the [T + 1, n, C, S, S] planes (~200 MB at the defaults) are kept between rollouts:
+        # freshly mapped pages cost their first write, which tripled the feature time
+        if self._rollout_planes is None or self._rollout_planes.shape[:2] != (T + 1, n):
+            self._rollout_planes = np.empty((T + 1, n, C, S, S), np.float32)
+            self._rollout_masks = np.empty((T + 1, n, S, S, 4), np.uint8)
+        planes, masks = self._rollout_planes, self._rollout_masks
         idx = np.empty((T, n), np.int64)
         logp = np.empty((T, n), np.float32)
         values = np.empty((T + 1, n), np.float32)
