@@ -166,10 +166,19 @@ def cmd_bc(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from gristmill.learners.league import PFSP_WEIGHTINGS
+
     from .agent import Policy
     from .bc import Trajectories
     from .selfplay import SelfPlay, SelfPlayConfig
 
+    if args.pfsp not in PFSP_WEIGHTINGS:  # checked before hours of BC, not after
+        print(f"train: unknown --pfsp {args.pfsp!r}; choose from {PFSP_WEIGHTINGS}",
+              file=sys.stderr)
+        return 2
+    if args.start_kl < 0:
+        print(f"train: --start-kl must be >= 0, got {args.start_kl}", file=sys.stderr)
+        return 2
     _threads(args.threads)
     run = Path(args.run)
     run.mkdir(parents=True, exist_ok=True)
@@ -201,6 +210,7 @@ def cmd_train(args) -> int:
         cfg = SelfPlayConfig(boards=args.sp_boards, rollout=args.rollout, epochs=args.ppo_epochs,
                              minibatch=args.minibatch, lr=args.sp_lr, ent_coef=args.ent_coef,
                              reward="winlose" if args.no_shaping else "shaped",
+                             pfsp=args.pfsp, start_kl_coef=args.start_kl,
                              truncation=args.truncation, maps=args.maps,
                              snapshot_threshold=args.snapshot_threshold,
                              snapshot_min_gap=args.snapshot_gap,
@@ -390,6 +400,12 @@ def add_commands(sub) -> None:
     p.add_argument("--minibatch", type=int, default=512)
     p.add_argument("--sp-lr", type=float, default=2e-4)
     p.add_argument("--ent-coef", type=float, default=0.001)
+    p.add_argument("--start-kl", type=float, default=0.0,
+                   help="weight of KL(start policy || policy) in the PPO loss (AlphaStar's "
+                   "penalty towards the supervised policy; 0: none)")
+    p.add_argument("--pfsp", default="hard",
+                   help="PFSP weighting of the opponents by the learner's win rate x: hard "
+                   "(1 - x)^2, variance x (1 - x), linear, linear_capped")
     p.add_argument("--no-shaping", action="store_true", help="win/lose reward only")
     p.add_argument("--snapshot-threshold", type=float, default=0.6)
     p.add_argument("--snapshot-gap", type=int, default=10, help="min updates between snapshots")

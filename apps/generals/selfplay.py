@@ -14,7 +14,11 @@ the learner cannot yet beat would otherwise never grow; at ~7 s per update on 2 
 default 40 gives ~25 snapshots in 2 hours).
 
 PPO after Straka & Schmid (arXiv 2507.06825): gamma = 1, lambda = 0.95, clip 0.15 (policy and
-value, CleanRL's loss), small entropy bonus; GAE from ``gristmill.kernels.advantage``. Rewards
+value, CleanRL's loss), small entropy bonus; GAE from ``gristmill.kernels.advantage``. With
+``start_kl_coef > 0`` the loss adds AlphaStar's penalty towards the supervised policy,
+``coef * KL(pi_start || pi)`` on every minibatch, where ``pi_start`` is the policy self-play
+started from (the BC clone): 40 minutes of plain PPO from a strong clone flattened it (entropy
+0.94 -> 1.3) and lost games it used to win. Rewards
 are the engine's (``"shaped"``: win/lose + the paper's potential difference; ``"winlose"``).
 A game cut at ``truncation`` is a draw and terminal (the tick is in the observation), and its
 potential drops to 0 there as at a capture, so a shaped game returns exactly its outcome.
@@ -76,6 +80,7 @@ class SelfPlayConfig:
     maps: str = "generalsio"
     bots: tuple[str, ...] = BOTS
     pfsp: str = "hard"
+    start_kl_coef: float = 0.0
     snapshot_threshold: float = 0.6
     snapshot_min_gap: int = 10
     snapshot_max_gap: int = 40
@@ -92,6 +97,8 @@ class SelfPlayConfig:
         for b in self.bots:
             if b not in BOTS:
                 raise ValueError(f"unknown bot {b!r}; choose from {BOTS}")
+        if self.start_kl_coef < 0:
+            raise ValueError(f"start_kl_coef must be >= 0, got {self.start_kl_coef}")
         if self.boards < 1 or self.rollout < 1 or self.minibatch < 1:
             raise ValueError("boards, rollout and minibatch must be >= 1")
         if not 0 <= self.exploiter_boards < 1:
@@ -151,6 +158,11 @@ class SelfPlay:
         self.slices = [slice(0, n - k)] + ([slice(n - k, n)] if k else [])
         self._reset_weights = {name: w.detach().clone() for name, w in
                                policy.net.state_dict().items()}
+        self._start_net = None  # the frozen start policy of the KL penalty
+        if cfg.start_kl_coef > 0:
+            self._start_net = GeneralsNet(net_cfg).to(policy.device)
+            self._start_net.load_state_dict(self._reset_weights)
+            self._start_net.eval().requires_grad_(False)
         self.pop = Population(
             str(self.run_dir), len(self.slices), make_model=lambda: GeneralsNet(net_cfg),
             make_optimizer=lambda m, hp: torch.optim.Adam(m.parameters(),
@@ -403,8 +415,17 @@ class SelfPlay:
                                        tens["adv"][mb], d.entropy(), value, tens["values"][mb],
                                        tens["ret"][mb], clip_coef=cfg.clip, clip_vloss=True,
                                        ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef)
+                loss = out["loss"]
+                if self._start_net is not None:
+                    with torch.no_grad():
+                        start = MaskedPolicy(self._start_net(tens["planes"][mb],
+                                                             tens["masks"][mb])[0]).log_p
+                    # KL(pi_start || pi); masked moves have p_start = 0 exactly
+                    kl = (start.exp() * (start - d.log_p)).sum(-1).mean()
+                    loss = loss + cfg.start_kl_coef * kl
+                    stats["start_kl"].append(kl.item())
                 opt.zero_grad(set_to_none=True)
-                out["loss"].backward()
+                loss.backward()
                 torch.nn.utils.clip_grad_norm_(pol.net.parameters(), cfg.grad_clip)
                 opt.step()
                 for k, v in out.items():

@@ -126,3 +126,29 @@ def test_the_learners_stored_masks_ban_moving_an_army_straight_back(tmp_path):
                 assert batch["masks"][t + 1, b, r2, c2, d ^ 1] == 0, (t, b)
                 banned += 1
     assert banned > 20
+
+
+def test_start_kl_keeps_selfplay_near_the_policy_it_started_from(tmp_path):
+    # AlphaStar's KL(pi_start || pi) penalty: the same updates at a high learning rate end
+    # much closer to the start policy with a heavy weight on it than without
+    from gristmill.learners.generals_net import MaskedPolicy
+
+    start = Policy.create(history=2, **TINY)
+    kls = {}
+    for coef in (0.0, 30.0):
+        torch.manual_seed(0)
+        cfg = SelfPlayConfig(boards=6, rollout=20, epochs=2, minibatch=40, lr=3e-3,
+                             truncation=40, start_kl_coef=coef, seed=0)
+        sp = SelfPlay(Policy.from_state(start.state()), cfg, tmp_path / str(coef),
+                      log=lambda s: None)
+        stats = sp.run(agent_steps=3 * 6 * 20)
+        assert ("start_kl" in stats) == (coef > 0)  # logged when it is in the loss
+        S = sp.policy.pad_to  # the last rollout's inputs
+        planes = torch.from_numpy(sp._rollout_planes[:20].reshape(-1, start.net.cfg.in_channels,
+                                                                   S, S))
+        masks = torch.from_numpy(sp._rollout_masks[:20].reshape(-1, S, S, 4))
+        with torch.no_grad():
+            p0 = MaskedPolicy(start.net(planes, masks)[0]).log_p
+            p1 = MaskedPolicy(sp.policy.net(planes, masks)[0]).log_p
+        kls[coef] = float((p0.exp() * (p0 - p1)).sum(-1).mean())
+    assert 0 <= kls[30.0] < 0.5 * kls[0.0], kls

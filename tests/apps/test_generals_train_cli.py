@@ -75,3 +75,12 @@ def test_train_init_starts_selfplay_from_a_policy_file_without_bc(tmp_path):
     trained = Policy.load(run_dir / "policy.pt")
     assert any(not torch.equal(a, b) for a, b in zip(trained.net.state_dict().values(),
                                                      start.net.state_dict().values()))
+
+
+def test_train_refuses_a_bad_pfsp_weighting_or_kl_weight_before_doing_anything(tmp_path):
+    for flag, value, words in (("--pfsp", "nope", "unknown --pfsp 'nope'"),
+                               ("--start-kl", "-1", "--start-kl must be >= 0")):
+        proc = subprocess.run(CLI + ["train", "--run", str(tmp_path / "r"), flag, value],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and words in proc.stderr, proc.stderr[-2000:]
+        assert not (tmp_path / "r").exists()
