@@ -38,9 +38,14 @@ def _env(name: str, cfg, timelimit: float):
     )(0)
 
 
+def _won(info: dict) -> bool:
+    """An outright win (strictly more frags): the env's ``true_objective``."""
+    return float(info.get("true_objective", 0.0)) > 0
+
+
 def _tally(infos: list[dict]) -> dict:
     return {
-        "wins": sum(float(i.get("true_objective", 0.0)) > 0 for i in infos),
+        "wins": sum(_won(i) for i in infos),
         "frags": float(sum(i.get("FRAGCOUNT", 0.0) for i in infos)),
         "deaths": float(sum(i.get("DEATHCOUNT", 0.0) for i in infos)),
         "games": len(infos),
@@ -87,8 +92,7 @@ def _duels(players, cfg, episodes, timelimit, video, deterministic, seed: int, s
             for j in (0, 1):
                 finals[j].append(infos[j])
             fa, fb = (float(i.get("FRAGCOUNT", 0.0)) for i in infos)
-            wa, wb = (float(i.get("true_objective", 0.0)) > 0 for i in infos)  # as _tally
-            won = "A won" if wa else "B won" if wb else "draw"
+            won = "A won" if _won(infos[0]) else "B won" if _won(infos[1]) else "draw"
             progress(f"duel {ep + 1}/{episodes} (seed {seed + ep}): frags A {fa:.0f} B {fb:.0f}"
                      f", {won}")
     finally:

@@ -187,11 +187,12 @@ def cmd_train(args) -> int:
     t0 = time.perf_counter()
     try:
         bc_done = run / "bc_policy.pt"
-        if args.init and not bc_done.exists():
-            Policy.load(args.init).save(bc_done)  # (an older input layout saved widened)
-            _log(f"train: self-play from {args.init} (no BC)")
         if bc_done.exists():
             policy = Policy.load(bc_done, args.device)
+        elif args.init:
+            policy = Policy.load(args.init, args.device)
+            policy.save(bc_done)  # (an older input layout saved widened)
+            _log(f"train: self-play from {args.init} (no BC)")
         else:
             policy = _policy(args)
         if args.bc_epochs > 0 and not bc_done.exists():

@@ -366,7 +366,7 @@ class SelfPlay:
         n, T, S, C = cfg.boards, cfg.rollout, pol.pad_to, pol.net.cfg.in_channels
         # the [T + 1, n, C, S, S] planes (~200 MB at the defaults) are kept between rollouts:
         # freshly mapped pages cost their first write, which tripled the feature time
-        if self._rollout_planes is None or self._rollout_planes.shape[:2] != (T + 1, n):
+        if self._rollout_planes is None:
             self._rollout_planes = np.empty((T + 1, n, C, S, S), np.float32)
             self._rollout_masks = np.empty((T + 1, n, S, S, 4), np.uint8)
         planes, masks = self._rollout_planes, self._rollout_masks

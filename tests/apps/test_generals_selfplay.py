@@ -139,8 +139,7 @@ def test_start_kl_keeps_selfplay_near_the_policy_it_started_from(tmp_path):
         torch.manual_seed(0)
         cfg = SelfPlayConfig(boards=6, rollout=20, epochs=2, minibatch=40, lr=3e-3,
                              truncation=40, start_kl_coef=coef, seed=0)
-        sp = SelfPlay(Policy.from_state(start.state()), cfg, tmp_path / str(coef),
-                      log=lambda s: None)
+        sp = SelfPlay(start.copy(), cfg, tmp_path / str(coef), log=lambda s: None)
         stats = sp.run(agent_steps=3 * 6 * 20)
         assert ("start_kl" in stats) == (coef > 0)  # logged when it is in the loss
         S = sp.policy.pad_to  # the last rollout's inputs
