@@ -3,7 +3,7 @@
 Built the way generals-agent (Straka & Schmid, arXiv 2507.06825; ``selfplay/``) does it:
 generals-bots 2.5.0's ``GymnasiumGenerals`` (generalsio maps, truncation 500) in gymnasium's
 ``AsyncVectorEnv``; memory features updated in NumPy from the 15 observation planes; the same
-torch model as gristmill's trainer (``GeneralsNet``, the same 37 input channels); the learner
+torch model as gristmill's trainer (``GeneralsNet``, the same input channels); the learner
 plays player 0, a frozen copy plays player 1 by argmax; PPO with the same loss, epochs and
 minibatches. Only the plumbing differs from ``apps/generals/selfplay.py``.
 
@@ -24,12 +24,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from generals.core.grid import GridFactory  # noqa: E402
 from generals.envs import GymnasiumGenerals  # noqa: E402
+from gristmill.envs.generals.agent_input import num_agent_channels  # noqa: E402
 from gristmill.learners.generals_net import GeneralsNet, GeneralsNetConfig, MaskedPolicy  # noqa: E402
 from gristmill.learners.losses import cleanrl_ppo_loss  # noqa: E402
 from gymnasium.vector import AsyncVectorEnv  # noqa: E402
 
 AGENTS = ["p0", "p1"]
 K = 7
+# gristmill's input = 17 observation planes, the distance planes, 6 + 2 K memory planes
+NO_TARGET_PLANES = num_agent_channels(K) - 17 - (6 + 2 * K)
 
 
 class NumpyMemory:
@@ -73,8 +76,9 @@ class NumpyMemory:
         neu = x[:, 0:1] * x[:, 4:5]
         base = [own / 250, opp / 250, neu / 250, x[:, 1:9], x[:, 9:10] / 100, x[:, 10:11] / 250,
                 x[:, 11:12] / 100, x[:, 12:13] / 250, t / 500, (t % 50) / 50,
-                # the paper's input has no distance planes: "no target" (1) keeps the same net
-                np.ones_like(t.repeat(3, axis=1))]
+                # the paper's input has none of gristmill's distance planes (17 on):
+                # "no target" (1) keeps the same net
+                np.ones_like(t.repeat(NO_TARGET_PLANES, axis=1))]
         mem = [self.seen[:, seat, None], self.mount[:, seat, None], self.city[:, seat, None],
                self.gen[:, seat, None], self.earmy[:, seat, None] / 250,
                self.age[:, seat, None] / 500,

@@ -44,7 +44,10 @@ def gristmill_throughput(boards, rollout, updates, threads, size):
     from gristmill.apps.generals.agent import Policy
     from gristmill.apps.generals.selfplay import SelfPlay, SelfPlayConfig
 
+    from gristmill.learners import retain_freed_memory
+
     torch.set_num_threads(threads)
+    retain_freed_memory()  # as `gristmill-generals train` does
     torch.manual_seed(0)
     policy = Policy.create(**SIZES[size])
     cfg = SelfPlayConfig(boards=boards, rollout=rollout, epochs=2, minibatch=512, bots=(),

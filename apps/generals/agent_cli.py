@@ -25,35 +25,23 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from gristmill.apps.stop_signal import StopSignal
 from gristmill.envs.generals import BOTS
 
 __all__ = ["add_commands"]
 
 
-class _Stop:
-    """Ctrl-C / SIGTERM set a flag that the loops poll; a second Ctrl-C aborts at once."""
-
-    def __init__(self):
-        self.flag = False
-
-    def __call__(self) -> bool:
-        return self.flag
-
-    def install(self):
-        def handler(signum, frame):
-            if self.flag:
-                raise KeyboardInterrupt
-            self.flag = True
-            print("stopping: saving (Ctrl-C again to abort)", flush=True)
-
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
-        return self
+def _install_stop() -> Callable[[], bool]:
+    """Ctrl-C / SIGTERM set a flag that the loops poll (the returned callable); a second Ctrl-C
+    aborts at once."""
+    sig = StopSignal(on_stop=lambda: print("stopping: saving (Ctrl-C again to abort)",
+                                           flush=True)).install()
+    return lambda: sig.requested
 
 
 def _log(msg: str) -> None:
@@ -71,6 +59,14 @@ def _threads(n: int | None) -> None:
 
     if n:
         torch.set_num_threads(n)
+
+
+def _training_process() -> None:
+    """Keep freed host memory in the heap (``learners.retain_freed_memory``): the PPO and BC
+    steps' activations are fresh ``mmap`` blocks otherwise, page-faulted in on every step."""
+    from gristmill.learners import retain_freed_memory  # noqa: PLC0415 - imports torch
+
+    retain_freed_memory()
 
 
 def _policy(args):
@@ -142,9 +138,10 @@ def cmd_bc(args) -> int:
     from .bc import Trajectories
 
     _threads(args.threads)
+    _training_process()
     run = Path(args.run)
     run.mkdir(parents=True, exist_ok=True)
-    stop = _Stop().install()
+    stop = _install_stop()
     data = Trajectories.load(args.data)
     if args.init:
         from .agent import Policy
@@ -180,9 +177,10 @@ def cmd_train(args) -> int:
         print(f"train: --start-kl must be >= 0, got {args.start_kl}", file=sys.stderr)
         return 2
     _threads(args.threads)
+    _training_process()
     run = Path(args.run)
     run.mkdir(parents=True, exist_ok=True)
-    stop = _Stop().install()
+    stop = _install_stop()
     writer = _writer(run)
     t0 = time.perf_counter()
     try:

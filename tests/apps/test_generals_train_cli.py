@@ -84,3 +84,40 @@ def test_train_refuses_a_bad_pfsp_weighting_or_kl_weight_before_doing_anything(t
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2 and words in proc.stderr, proc.stderr[-2000:]
         assert not (tmp_path / "r").exists()
+
+
+def test_train_ctrl_c_saves_the_league_and_the_same_command_resumes_it(tmp_path):
+    import re
+    import signal
+
+    import torch
+    from gristmill.apps.generals.agent import Policy
+
+    torch.manual_seed(0)
+    Policy.create(history=2, channels=8, blocks=1, stem_channels=4).save(tmp_path / "start.pt")
+    run_dir = tmp_path / "run"
+    cmd = CLI + ["train", "--run", str(run_dir), "--init", str(tmp_path / "start.pt"),
+                 "--truncation", "60", "--sp-boards", "4", "--rollout", "16", "--minibatch",
+                 "32", *TINY]
+    proc = subprocess.Popen(cmd + ["--steps", "10000000"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        seen = []
+        for line in proc.stdout:  # the first finished update, not a sleep
+            seen.append(line)
+            if " upd 2 " in line:
+                break
+        assert " upd 2 " in seen[-1], "".join(seen)[-2000:]
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=300)[0]
+    finally:
+        proc.kill()
+    out = "".join(seen) + rest
+    assert proc.returncode == 0, out[-2000:]
+    assert "stopping: saving" in out and "wrote" not in rest.split("stopping")[-1]
+    assert not (run_dir / "policy.pt").exists()  # a stopped run is not a finished one
+    assert (run_dir / "population.json").exists()
+    out = run(*cmd[3:], "--steps", "64")  # the budget is spent: resume, save, finish
+    resumed = re.search(r"resumed at update (\d+)", out)
+    assert resumed and int(resumed.group(1)) >= 2, out[-2000:]
+    assert (run_dir / "policy.pt").exists()
