@@ -43,7 +43,6 @@ def gristmill_throughput(boards, rollout, updates, threads, size):
     import torch
     from gristmill.apps.generals.agent import Policy
     from gristmill.apps.generals.selfplay import SelfPlay, SelfPlayConfig
-
     from gristmill.learners import retain_freed_memory
 
     torch.set_num_threads(threads)
