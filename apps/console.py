@@ -5,11 +5,13 @@
   ``<experiment dir>/summary.json``.
 - Status lines hold the same key figures in the same order in every app::
 
-      [  62.3s] frames     143,360 | fps  2,301 | reward  -0.412 | left 2:31 | <app figures>
+      [  62.3s] frames     143,360 | fps  2,301 (mean 1,934) | reward  -0.412 | left 2:31 | ...
 
-  elapsed wall time, env frames (frame skip counted), frames/s over the last interval, the
-  mean reward of the last 100 episodes, the time left when the budget is fixed, then the
-  app's own figures (``key value`` pairs).
+  elapsed wall time, env frames (frame skip counted), frames/s over the last interval and,
+  from the second line on, the mean since the first line (a learner that trains in batches
+  makes the interval's rate swing between 0 and twice the mean), the mean reward of the last
+  100 episodes, the time left when the budget is fixed, then the app's own figures
+  (``key value`` pairs).
 - On a terminal, a progress bar under the status lines shows frames done of the budget, the
   rate and the time left. In a file or a pipe there is no bar and the console is
   :data:`PIPE_WIDTH` columns wide, so a status line never splits in two.
@@ -57,12 +59,14 @@ def format_status(
     fps: float,
     reward: float | None,
     left: float | None = None,
+    mean_fps: float | None = None,
     **extra,
 ) -> str:
     """One status line (see the module docstring); ``extra`` values are printed as given,
     floats with 3 decimals."""
     r = float("nan") if reward is None else reward
-    parts = [f"[{elapsed:7.1f}s] frames {frames:>11,}", f"fps {fps:6,.0f}", f"reward {r:7.3f}"]
+    rate = f"fps {fps:6,.0f}" + ("" if mean_fps is None else f" (mean {mean_fps:,.0f})")
+    parts = [f"[{elapsed:7.1f}s] frames {frames:>11,}", rate, f"reward {r:7.3f}"]
     if left is not None:
         parts.append(f"left {_clock(left)}")
     for key, value in extra.items():
@@ -123,17 +127,22 @@ class RunConsole:
         kwargs.setdefault("soft_wrap", True)  # a long notice stays one line in a log file
         self.console.print(*objects, **kwargs)
 
+    def mean_fps(self, elapsed: float, frames: int) -> float | None:
+        """Frames/s since the first status line (a resumed run counts from its resume);
+        ``None`` before a second line."""
+        if self._first is None or elapsed <= self._first[0]:
+            return None
+        return (frames - self._first[1]) / (elapsed - self._first[0])
+
     def time_left(self, elapsed: float, frames: int) -> float | None:
         """Seconds to the end of the budget at the run's mean rate so far; ``None`` when
         there is no fixed budget, ``inf`` while the rate is unknown."""
         if not self.total and not self.seconds:
             return None
         left = math.inf
-        if self.total and self._first is not None:
-            t0, f0 = self._first
-            if elapsed > t0 and frames > f0:
-                rate = (frames - f0) / (elapsed - t0)
-                left = max(0.0, self.total - frames) / rate
+        rate = self.mean_fps(elapsed, frames)
+        if self.total and rate:
+            left = max(0.0, self.total - frames) / rate
         if self.seconds:
             left = min(left, max(0.0, self.seconds - elapsed))
         return left
@@ -153,7 +162,8 @@ class RunConsole:
                 left=_clock(left if left is not None else math.inf),
             )
         if not self.quiet:
-            line = format_status(elapsed, frames, fps, reward, left, **extra)
+            line = format_status(elapsed, frames, fps, reward, left,
+                                 self.mean_fps(elapsed, frames), **extra)
             self.console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     def summary(self, summary: dict, exp_dir: str | None = None) -> None:

@@ -27,6 +27,18 @@ def test_key_figures_come_first_in_the_same_order():
     assert "reward     nan" in line  # no episode yet
 
 
+def test_the_mean_rate_since_the_first_line_stands_beside_the_intervals_rate():
+    out = io.StringIO()
+    con = RunConsole(10_000, console=make_console(out))
+    con.status(10.0, 1_000, 100.0, None)  # the first line: no mean yet
+    con.status(15.0, 1_000, 0.0, None)  # a batched learner: an interval with nothing trained
+    con.status(20.0, 3_000, 400.0, None)
+    lines = out.getvalue().splitlines()
+    assert "| fps    100 | " in lines[0] and "mean" not in lines[0]
+    assert "| fps      0 (mean 0) | " in lines[1]
+    assert "| fps    400 (mean 200) | " in lines[2]  # 2,000 frames in 10 s
+
+
 def test_time_left_follows_the_frame_rate_and_the_time_budget():
     con = RunConsole(1000, console=make_console(io.StringIO()))
     assert con.time_left(0.0, 0) == float("inf")  # no rate yet
