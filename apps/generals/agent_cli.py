@@ -6,6 +6,9 @@ Examples::
     gristmill-generals bc-data --gioreplay replays/*.gioreplay --out human.npz
     gristmill-generals bc --data runs/g/bc_data.npz --run runs/g --epochs 4
     gristmill-generals bc --data runs/g/bc_data.npz --run runs/g --dagger-rounds 3  # + DAgger
+    gristmill-generals bc-data --own-wins runs/g/policy.pt --opponents general --out wins.npz
+    gristmill-generals bc --data runs/g/bc_data.npz wins.npz --run runs/g3 \
+        --init runs/g/policy.pt --epochs 1                     # self-imitation on its wins
     gristmill-generals train --run runs/g --bc-games 300 --bc-epochs 3 --minutes 90
     gristmill-generals train --run runs/g2 --init runs/bc/bc_policy.pt --minutes 60  # no BC
     gristmill-generals eval --run runs/g --games 200          # bots + snapshots, rating table
@@ -78,19 +81,32 @@ def _policy(args):
 
 
 def _make_data(args, out: Path):
-    from .bc import Trajectories, bot_games, from_gioreplay, from_replay
+    from .bc import Trajectories, bot_games, from_gioreplay, from_replay, own_wins
 
     parts = []
     if args.games:
         _log(f"bc-data: {args.games} games, {args.teacher} vs {','.join(args.opponents)}")
         parts.append(bot_games(args.games, args.teacher, args.opponents, args.boards,
                                args.maps, args.truncation, args.seed))
+    if getattr(args, "own_wins", None):  # (train's BC data has no such option)
+        from .agent import Policy
+
+        g = args.own_wins_games
+        _log(f"bc-data: {g} games of {args.own_wins} vs {','.join(args.opponents)} at "
+             f"temperature {args.temperature}, keeping games of outcome {args.keep_outcomes}")
+        own = own_wins(Policy.load(args.own_wins), g, args.opponents, args.temperature,
+                       args.boards, args.maps, args.truncation, args.seed, args.keep_outcomes)
+        i = own.info
+        _log(f"bc-data: it won {i['player_wins']} of {i['games']} games (drew "
+             f"{i['player_draws']}); kept {i['kept_games']}")
+        parts.append(own)
     if args.replays:
         parts.append(from_replay(args.replays))
     if args.gioreplay:
         parts.append(from_gioreplay(args.gioreplay, log=_log))
     if not parts:
-        raise ValueError("bc-data: nothing to record (give --games, --replays or --gioreplay)")
+        raise ValueError("bc-data: nothing to record (give --games, --own-wins, --replays or "
+                         "--gioreplay)")
     data = Trajectories.concat(parts)
     data.save(out)
     _log(f"bc-data: {data.num_samples:,} samples in {data.num_trajectories} trajectories, "
@@ -142,7 +158,7 @@ def cmd_bc(args) -> int:
     run = Path(args.run)
     run.mkdir(parents=True, exist_ok=True)
     stop = _install_stop()
-    data = Trajectories.load(args.data)
+    data = Trajectories.concat([Trajectories.load(p) for p in args.data])
     if args.init:
         from .agent import Policy
 
@@ -364,13 +380,22 @@ def add_commands(sub) -> None:
     p = sub.add_parser("bc-data", help="record behaviour-cloning data (bots, replays, "
                        ".gioreplay)")
     _data_args(p)
+    p.add_argument("--own-wins", metavar="POLICY",
+                   help="self-imitation: record this policy file's own moves in games against "
+                   "--opponents, keeping only the games it won")
+    p.add_argument("--own-wins-games", type=int, default=400, help="games --own-wins plays")
+    p.add_argument("--keep-outcomes", type=int, nargs="+", choices=(1, 0, -1), default=[1],
+                   help="--own-wins keeps the games of these outcomes (1 won, 0 drawn, -1 lost)")
+    p.add_argument("--temperature", type=float, default=0.25,
+                   help="--own-wins samples its moves at this temperature (0: argmax)")
     p.add_argument("--replays", nargs="+", help="gristmill replay files (.npz)")
     p.add_argument("--gioreplay", nargs="+", help="generals.io 1v1 .gioreplay files")
     p.add_argument("--out", required=True, help="output .npz")
     p.set_defaults(fn=cmd_bc_data)
 
     p = sub.add_parser("bc", help="behaviour cloning on recorded data, then DAgger rounds")
-    p.add_argument("--data", required=True)
+    p.add_argument("--data", required=True, nargs="+",
+                   help="bc-data files (several are trained on together)")
     p.add_argument("--run", required=True, help="run folder (bc.pt, bc_policy.pt, tb/, "
                    "dagger/); bc_policy.pt is written when BC and DAgger are done")
     p.add_argument("--epochs", type=int, default=3)

@@ -53,6 +53,7 @@ __all__ = [
     "dagger_games",
     "from_gioreplay",
     "from_replay",
+    "own_wins",
     "pack_masks",
     "replay_trajectories",
     "run_dagger",
@@ -207,7 +208,8 @@ class _Recorder:
 def _play_and_record(games: int, teacher: str, opponents: Sequence[str], boards: int,
                      maps: str, truncation: int, seed: int, clone: NetBot | None = None,
                      beta: float = 1.0, played: list | None = None,
-                     should_stop: Callable[[], bool] = lambda: False
+                     should_stop: Callable[[], bool] = lambda: False,
+                     record_played: bool = False
                      ) -> tuple[list[tuple], dict[str, int], int, int]:
     """The tick loop of :func:`bot_games` and :func:`dagger_games`.
 
@@ -219,6 +221,8 @@ def _play_and_record(games: int, teacher: str, opponents: Sequence[str], boards:
     seats of teacher-vs-teacher games when there is no clone) are recorded with the teacher's
     move as the action. Exactly the first ``games`` games started are recorded, each to its
     end (no bias towards short games); boards whose next game would exceed it stop recording.
+    With ``record_played`` the recorded action is the move executed on the seat (the clone's
+    own, for self-imitation), not the teacher's label.
 
     Returns (the recorded parts for :meth:`Trajectories.build`, the clone's results:
     ``games``, ``wins``, ``draws`` and per opponent ``<name>_games`` etc., and the moves it
@@ -265,13 +269,13 @@ def _play_and_record(games: int, teacher: str, opponents: Sequence[str], boards:
             same = (executed[b_cl, l_seat[b_cl]] == labels[b_cl, l_seat[b_cl]]).all(-1)
             res["moves"] += len(b_cl)
             res["moves_as_teacher"] += int(same.sum())
-        rec.before(eng, labels, np.flatnonzero(counted))
+        rec.before(eng, executed if record_played else labels, np.flatnonzero(counted))
         if played is not None:
             for b in np.flatnonzero(counted):
                 moves.setdefault(b, []).append(executed[b, l_seat[b]].copy())
         eng.step(executed)
         # a label the engine did not execute is legal: the teacher picks from the move mask
-        rec.after(eng, ~(executed == labels).all(-1))
+        rec.after(eng, None if record_played else ~(executed == labels).all(-1))
         for b in np.flatnonzero((eng.terminated | eng.truncated) & counted):
             w = int(eng.episode_winner[b])
             rec.finish(b, w)
@@ -337,6 +341,41 @@ def dagger_games(policy: Policy, games: int, teacher: str = "general",
     info = {"source": f"dagger:{teacher} labels, clone vs {','.join(opponents)}",
             "games": done, "illegal_moves": 0, **{f"clone_{k}": v for k, v in res.items()}}
     return Trajectories.build(parts, info, policy.pad_to)
+
+
+def own_wins(policy: Policy, games: int, opponents: Sequence[str] = ("general",),
+             temperature: float = 0.25, boards: int = 64, maps: str = "generalsio",
+             truncation: int = 500, seed: int = 0, keep: Sequence[int] = (1,),
+             played: list | None = None,
+             should_stop: Callable[[], bool] = lambda: False) -> Trajectories:
+    """Self-imitation data: ``games`` games of ``policy`` against the scripted ``opponents``
+    (seats alternating, as :func:`dagger_games`), its own moves recorded, and only the games
+    whose outcome for it is in ``keep`` (1: won, 0: drawn, -1: lost) kept. Behaviour cloning
+    on them is the simplest form of self-imitation learning (Oh, Guo, Singh & Lee 2018,
+    "Self-Imitation Learning", arXiv 1806.05635: imitate the agent's own past decisions where
+    the return beat the value estimate; here, where the game was won): a supervised step
+    towards what already wins, at the cost of playing games and no PPO update. The policy
+    moves as in evaluation (:class:`NetBot`, the reversal ban, ``temperature``; 0: argmax).
+    ``info`` counts the games played and kept and the policy's results (``player_wins``,
+    ``player_<opponent>_wins``, ...).
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0 (0: argmax), got {temperature}")
+    if not set(keep) <= {-1, 0, 1} or not keep:
+        raise ValueError(f"keep holds outcomes among 1 (won), 0 (drawn), -1 (lost), got {keep}")
+    n = max(2, min(boards, games))
+    player = NetBot(policy, n, "player", greedy=temperature == 0, seed=seed,
+                    temperature=temperature or 1.0)
+    parts, res, done, _ = _play_and_record(games, opponents[0], opponents, boards, maps,
+                                           truncation, seed, player, 0.0, played, should_stop,
+                                           record_played=True)
+    kept = [p for p in parts if p[-1] in keep]
+    if played is not None:  # the executed moves of the kept games only, in the same order
+        played[:] = [m for m, p in zip(played, parts) if p[-1] in keep]
+    info = {"source": f"own games of a policy vs {','.join(opponents)}, outcomes {list(keep)}",
+            "games": done, "kept_games": len(kept), "illegal_moves": 0,
+            **{f"player_{k}": v for k, v in res.items() if not k.startswith("moves")}}
+    return Trajectories.build(kept, info, policy.pad_to)
 
 
 def replay_trajectories(game_map: MapArrays, actions: np.ndarray, priority: str = "priority",

@@ -19,6 +19,7 @@ from gristmill.apps.generals.bc import (
     dagger_games,
     from_gioreplay,
     from_replay,
+    own_wins,
     train_bc,
     unpack_masks,
 )
@@ -209,6 +210,49 @@ def test_dagger_with_beta_one_is_the_teacher_playing():
                         played=played)
     assert data.info["clone_games"] == 0 and data.num_trajectories == 3
     np.testing.assert_array_equal(np.concatenate(played), data.actions)
+
+
+def test_own_wins_records_the_policys_own_moves_and_keeps_only_the_chosen_outcomes():
+    torch.manual_seed(0)
+    policy = Policy.create(history=2, **TINY)
+    args = dict(opponents=("random",), temperature=0.25, boards=4, truncation=40, seed=3)
+    played: list[np.ndarray] = []
+    every = own_wins(policy, 4, keep=(1, 0, -1), played=played, **args)
+    assert every.num_trajectories == every.info["games"] == every.info["kept_games"] == 4
+    assert every.info["player_games"] == 4
+    for k in range(4):  # the recorded action is the move played, not a teacher's label
+        np.testing.assert_array_equal(every.actions[every.starts[k]:every.starts[k + 1]],
+                                      played[k])
+    assert (every.scalars[every.starts[:-1], 4] == 0).all()  # whole games, from tick 0
+    draws = own_wins(policy, 4, keep=(0,), **args)  # the same games, only the drawn kept
+    assert draws.num_trajectories == int((every.outcome == 0).sum()) == draws.info["kept_games"]
+    assert (draws.outcome == 0).all() and draws.info["player_draws"] == every.info["player_draws"]
+    won = own_wins(policy, 4, **args)  # the default keeps wins only
+    assert won.num_trajectories == int((every.outcome == 1).sum())
+    with pytest.raises(ValueError, match="keep holds outcomes"):
+        own_wins(policy, 2, keep=(2,), **args)
+
+
+def test_bc_cli_trains_on_several_data_files_and_records_own_wins(tmp_path):
+    bot_games(4, opponents=("expander",), boards=4, truncation=50).save(tmp_path / "d.npz")
+    Policy.create(history=2, **TINY).save(tmp_path / "p.pt")
+    cli = [sys.executable, "-m", "gristmill.apps.generals"]
+    proc = subprocess.run(cli + ["bc-data", "--own-wins", str(tmp_path / "p.pt"),
+                                 "--own-wins-games", "2", "--opponents", "random", "--boards",
+                                 "2", "--truncation", "30", "--keep-outcomes", "1", "0", "-1",
+                                 "--out", str(tmp_path / "own.npz")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "kept 2" in proc.stdout
+    own = Trajectories.load(tmp_path / "own.npz")
+    base = Trajectories.load(tmp_path / "d.npz")
+    proc = subprocess.run(cli + ["bc", "--data", str(tmp_path / "d.npz"), str(tmp_path / "own.npz"),
+                                 "--run", str(tmp_path / "run"), "--epochs", "1", "--lanes", "8",
+                                 "--held-out", "0", "--channels", "8", "--blocks", "1",
+                                 "--stem-channels", "4", "--history", "2", "--threads", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert f"bc: {base.num_samples + own.num_samples:,} train" in proc.stdout
 
 
 def test_bc_cli_runs_dagger_rounds_and_resumes_them(tmp_path):
