@@ -155,7 +155,10 @@ class TrainConfig(RunConfig):
             from gristmill.envs.doom import doom_spec
             from gristmill.envs.doom.shaping import default_scheme, override_scheme
 
-            override_scheme(default_scheme(doom_spec(self.env).shaping), self.reward_shaping)
+            try:
+                override_scheme(default_scheme(doom_spec(self.env).shaping), self.reward_shaping)
+            except ValueError as e:  # named after the option (found by tests/apps/test_fuzz_cli)
+                raise ValueError(f"reward_shaping: {e}") from e
         if self.snapshot_every_env_steps < 0 or self.max_snapshots < 1:
             raise ValueError("snapshot_every_env_steps must be >= 0 and max_snapshots >= 1")
         if not 0.0 <= self.snapshot_opponent_prob <= 1.0:

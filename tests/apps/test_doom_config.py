@@ -63,3 +63,6 @@ def test_reward_shaping_overrides_are_checked_before_any_process_starts():
         TrainConfig(env="doom_duel", reward_shaping="DAMAGECOUNT=0.15").validate()
     with pytest.raises(ValueError, match="no coefficients"):  # doom_basic shapes nothing
         TrainConfig(env="doom_basic", reward_shaping="DAMAGECOUNT=0.15,-0.15").validate()
+    for bad in ("-1", "DAMAGE=0.15,-0.15"):  # each message names the option (a fuzzer's find)
+        with pytest.raises(ValueError, match="^reward_shaping: "):
+            TrainConfig(env="doom_basic", reward_shaping=bad).validate()
