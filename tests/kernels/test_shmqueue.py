@@ -618,7 +618,14 @@ def test_processes_killed_at_random_points_in_put_and_get(workers):
             ]
             for p in kids:
                 p.start()
-            time.sleep(rng.uniform(0.05, 0.25))
+            # kill once the children are churning, not after a fixed sleep: on a loaded box
+            # the sleep could end before they ran, and then no kill landed inside the lock
+            # (a few puts only: two churners can fill the queue and block each other on put)
+            puts = q._stats()["total_put"] + 4
+            deadline = time.monotonic() + 10
+            while q._stats()["total_put"] < puts and time.monotonic() < deadline:
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.1))
             for p in kids:
                 os.kill(p.pid, signal.SIGKILL)
             for p in kids:
