@@ -33,14 +33,16 @@ from pathlib import Path
 # imports: run as a script, this folder must not be on the path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from gristmill.apps.doom.config import TrainConfig  # noqa: E402
-from gristmill.apps.doom.model import appo_config, model_config  # noqa: E402
-from gristmill.learners import ActionSpec, ActorCritic, APPOLearner, select_device  # noqa: E402
+from gristmill.apps.doom.model import appo_config, build_model  # noqa: E402
+from gristmill.envs.doom import doom_spec  # noqa: E402
+from gristmill.learners import ActorCritic, APPOLearner, select_device  # noqa: E402
+from gymnasium import spaces  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 OBS = (3, 72, 128)  # the Doom trainer's frames (Sample Factory's 128 x 72 resize)
-ACTIONS = ActionSpec(discrete=(3, 3, 2, 2, 2, 21))  # doom_duel's heads (turning as 21 bins)
 
 
 def synthetic_batch(model: ActorCritic, n: int, t: int, gen: torch.Generator) -> dict:
@@ -74,7 +76,9 @@ def measure(dev: torch.device, with_vtrace: bool, minibatches: int, reps: int = 
     torch.manual_seed(0)
     cfg = TrainConfig(env="doom_duel", with_vtrace=with_vtrace,
                       num_batches_per_epoch=minibatches)
-    model = ActorCritic({"obs": OBS}, ACTIONS, model_config(cfg))
+    # the trainer's network for doom_duel's spaces (no game is started)
+    model = build_model(cfg, spaces.Box(0, 255, OBS, np.uint8),
+                        doom_spec(cfg.env).action_space())
     acfg = appo_config(cfg)
     n, t = acfg.batch_size // cfg.rollout, cfg.rollout
     batch = synthetic_batch(model, n, t, torch.Generator().manual_seed(0))

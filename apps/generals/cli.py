@@ -161,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_serve)
     add_agent_commands(sub)
     args = ap.parse_args(argv)
-    # bc-data records bot games only when asked (0: replays or own games alone)
-    if getattr(args, "games", 1) < (0 if args.cmd == "bc-data" else 1):
-        ap.error(f"--games must be >= {0 if args.cmd == 'bc-data' else 1}")
+    least = 0 if args.cmd == "bc-data" else 1  # bc-data: 0 = replays or own games alone
+    if getattr(args, "games", 1) < least:
+        ap.error(f"--games must be >= {least}")
     return args.fn(args)
 
 
