@@ -192,6 +192,10 @@ def cmd_train(args) -> int:
     if args.start_kl < 0:
         print(f"train: --start-kl must be >= 0, got {args.start_kl}", file=sys.stderr)
         return 2
+    if not -1 <= args.draw_reward <= 1:
+        print(f"train: --draw-reward must be in [-1, 1], got {args.draw_reward}",
+              file=sys.stderr)
+        return 2
     _threads(args.threads)
     _training_process()
     run = Path(args.run)
@@ -227,6 +231,7 @@ def cmd_train(args) -> int:
                              reward="winlose" if args.no_shaping else "shaped",
                              pfsp=args.pfsp, start_kl_coef=args.start_kl,
                              truncation=args.truncation, maps=args.maps,
+                             draw_reward=args.draw_reward,
                              snapshot_threshold=args.snapshot_threshold,
                              snapshot_min_gap=args.snapshot_gap,
                              snapshot_max_gap=args.snapshot_max_gap,
@@ -431,6 +436,9 @@ def add_commands(sub) -> None:
                    help="PFSP weighting of the opponents by the learner's win rate x: hard "
                    "(1 - x)^2, variance x (1 - x), linear, linear_capped")
     p.add_argument("--no-shaping", action="store_true", help="win/lose reward only")
+    p.add_argument("--draw-reward", type=float, default=0.0,
+                   help="the learner's reward for a game cut at the truncation (a win is 1, a "
+                   "loss -1); below 0 it pushes the learner to find the enemy general in time")
     p.add_argument("--snapshot-threshold", type=float, default=0.6)
     p.add_argument("--snapshot-gap", type=int, default=10, help="min updates between snapshots")
     p.add_argument("--snapshot-max-gap", type=int, default=40,

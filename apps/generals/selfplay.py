@@ -21,7 +21,9 @@ started from (the BC clone): 40 minutes of plain PPO from a strong clone flatten
 0.94 -> 1.3) and lost games it used to win. Rewards
 are the engine's (``"shaped"``: win/lose + the paper's potential difference; ``"winlose"``).
 A game cut at ``truncation`` is a draw and terminal (the tick is in the observation), and its
-potential drops to 0 there as at a capture, so a shaped game returns exactly its outcome.
+potential drops to 0 there as at a capture, so a shaped game returns exactly its outcome:
++1, -1, or ``draw_reward`` for a draw (0 by default; below 0 it prices the draws that a
+clone which finds the enemy general late plays out against bots it could beat).
 
 Main exploiter (AlphaStar's, optional): with ``exploiter_boards > 0`` that share of the boards
 trains a second policy ``p1`` against the current main agent only; once it wins
@@ -77,6 +79,7 @@ class SelfPlayConfig:
     grad_clip: float = 0.5
     reward: str = "shaped"
     truncation: int = 500
+    draw_reward: float = 0.0
     maps: str = "generalsio"
     bots: tuple[str, ...] = BOTS
     pfsp: str = "hard"
@@ -97,6 +100,9 @@ class SelfPlayConfig:
         for b in self.bots:
             if b not in BOTS:
                 raise ValueError(f"unknown bot {b!r}; choose from {BOTS}")
+        if not -1 <= self.draw_reward <= 1:
+            raise ValueError(f"draw_reward must be in [-1, 1] (a loss is -1, a win 1), got "
+                             f"{self.draw_reward}")
         if self.start_kl_coef < 0:
             raise ValueError(f"start_kl_coef must be >= 0, got {self.start_kl_coef}")
         if self.boards < 1 or self.rollout < 1 or self.minibatch < 1:
@@ -327,6 +333,8 @@ class SelfPlay:
         for b in ended:
             w = int(eng.episode_winner[b])
             res = DRAW if w < 0 else (WIN if w == self.seat[b] else LOSS)
+            if w < 0:
+                reward[b] += self.cfg.draw_reward
             self.payoff.update(self.home[b], self.opponent[b], res)
             if self.home[b] == EXPLOITER:
                 self.state.exploiter_games += 1
@@ -392,7 +400,8 @@ class SelfPlay:
         self._timed("gae", t0)
         self.state.agent_steps += T * n
         return {"planes": planes[:T], "masks": masks[:T], "idx": idx, "logp": logp,
-                "values": values[:T], "adv": adv, "ret": ret, "results": results}
+                "values": values[:T], "rewards": rewards, "adv": adv, "ret": ret,
+                "results": results}
 
     def _update(self, batch: dict, k: int = 0) -> dict:
         """PPO epochs for learner ``k`` on its boards' columns of the rollout ``[T, n, ...]``."""

@@ -128,6 +128,29 @@ def test_the_learners_stored_masks_ban_moving_an_army_straight_back(tmp_path):
     assert banned > 20
 
 
+def test_draw_reward_is_added_at_every_drawn_game_end_and_nowhere_else(tmp_path):
+    # the same rollout (same seeds, no update yet) with and without a price on draws: the
+    # rewards differ by exactly draw_reward at the ticks where a game was cut as a draw
+    from gristmill.learners.league import DRAW
+
+    rollouts = {}
+    for draw in (0.0, -0.5):
+        torch.manual_seed(0)
+        cfg = SelfPlayConfig(boards=4, rollout=50, truncation=20, draw_reward=draw, seed=0)
+        sp = SelfPlay(Policy.create(history=2, **TINY), cfg, tmp_path / str(draw),
+                      log=lambda s: None)
+        sp._start()
+        rollouts[draw] = sp._rollout()
+    a, b = rollouts[0.0], rollouts[-0.5]
+    assert np.array_equal(a["idx"], b["idx"])  # the same games were played
+    diff = b["rewards"] - a["rewards"]
+    draws = sum(res == DRAW for _, res in a["results"])
+    assert draws >= 4  # 20-tick games between untrained players end drawn
+    assert np.allclose(diff[diff != 0], -0.5) and (diff != 0).sum() == draws
+    with pytest.raises(ValueError, match="draw_reward"):
+        SelfPlayConfig(draw_reward=-1.5)
+
+
 def test_start_kl_keeps_selfplay_near_the_policy_it_started_from(tmp_path):
     # AlphaStar's KL(pi_start || pi) penalty: the same updates at a high learning rate end
     # much closer to the start policy with a heavy weight on it than without
