@@ -256,7 +256,7 @@ class APPOLearner:
                 )
             else:
                 adv, targets = mb["advantages"], mb["returns"]
-            adv_std = adv[valids].std() if valids.sum() > 1 else torch.zeros(())
+            adv_std = L.masked_std(adv, valids)
             adv = L.standardize(adv, valids)
 
         v = valids
@@ -274,7 +274,6 @@ class APPOLearner:
         loss = actor_loss + value_loss
         with torch.no_grad():
             high = 1.0 + cfg.ppo_clip_ratio
-            vr = ratio[v]
             stats = {
                 "loss": loss.detach(),
                 "actor_loss": actor_loss.detach(),
@@ -286,10 +285,9 @@ class APPOLearner:
                 "entropy": L.masked_mean(dist.entropy(), v),
                 "value": L.masked_mean(values, v),
                 "adv_std": adv_std,
-                "fraction_clipped": ((vr < 1.0 / high) | (vr > high)).float().mean()
-                if vr.numel()
-                else torch.zeros(()),
-                "ratio_mean": (vr - 1).abs().mean() if vr.numel() else torch.zeros(()),
+                "fraction_clipped": L.masked_mean(((ratio < 1.0 / high) | (ratio > high))
+                                                  .float(), v),
+                "ratio_mean": L.masked_mean((ratio - 1).abs(), v),
             }
         return loss, stats
 
@@ -342,14 +340,16 @@ class APPOLearner:
             prev_epoch_actor = epoch_actor
 
         self.env_steps += size
-        out = {k: float(v) for k, v in stats.items()}
+        tensors = {**stats, "version_diff_avg": version_diff.mean(),
+                   "version_diff_min": version_diff.min(), "version_diff_max": version_diff.max()}
+        # one device -> host copy for every statistic: on CUDA each float(tensor) is a stall
+        flat = torch.stack([v.detach().to(self.device, torch.float32).reshape(())
+                            for v in tensors.values()]).tolist()
+        out = dict(zip(tensors, flat))
         out.update(
             lr=lr,
             valids_fraction=1.0 - num_invalid / size,
             sgd_steps=float(sgd_steps),
-            version_diff_avg=float(version_diff.mean()),
-            version_diff_min=float(version_diff.min()),
-            version_diff_max=float(version_diff.max()),
             train_step=float(self.train_step),
         )
         if not all(math.isfinite(v) for v in out.values()):

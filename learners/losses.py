@@ -14,6 +14,7 @@ from torch import Tensor
 
 __all__ = [
     "masked_mean",
+    "masked_std",
     "standardize",
     "clamp_ratio",
     "appo_policy_loss",
@@ -27,21 +28,46 @@ __all__ = [
 RATIO_MIN, RATIO_MAX = 0.05, 20.0
 
 
+def _mask_like(x: Tensor, valids: Tensor) -> Tensor:
+    """``valids`` [N, T] as a bool mask broadcastable against ``x`` [N, T, ...]."""
+    return valids.bool().reshape(valids.shape + (1,) * (x.dim() - valids.dim()))
+
+
 def masked_mean(x: Tensor, valids: Tensor | None = None) -> Tensor:
-    """Mean of ``x`` over ``valids`` (all of ``x`` when None); 0 if nothing is valid."""
+    """Mean of ``x`` over ``valids`` (all of ``x`` when None); 0 if nothing is valid.
+
+    Computed with ``where`` rather than ``x[valids]``: boolean indexing sizes its output on
+    the host, a device sync per call on CUDA (several per minibatch)."""
     if valids is None:
         return x.mean()
-    sel = x[valids]
-    return sel.mean() if sel.numel() else x.sum() * 0.0
+    m = _mask_like(x, valids)
+    count = m.sum() * (x.numel() // m.numel())
+    return torch.where(m, x, 0).sum() / count.clamp_min(1)
+
+
+def masked_std(x: Tensor, valids: Tensor | None = None) -> Tensor:
+    """Unbiased standard deviation of ``x`` over ``valids``; 0 with fewer than two valid
+    samples. No host sync (see :func:`masked_mean`)."""
+    if valids is None:
+        return x.std() if x.numel() > 1 else x.sum() * 0.0
+    m = _mask_like(x, valids)
+    n = m.sum() * (x.numel() // m.numel())
+    dev = torch.where(m, x - masked_mean(x, valids), 0)
+    return torch.where(n >= 2, (dev.pow(2).sum() / (n - 1).clamp_min(1)).sqrt(), 0)
 
 
 def standardize(adv: Tensor, valids: Tensor | None = None, eps: float = 1e-7) -> Tensor:
-    """``(adv - mean) / max(std, eps)`` with mean/std (unbiased) over valid samples only."""
-    sel = adv if valids is None else adv[valids]
-    if sel.numel() < 2:
-        return adv - (sel.mean() if sel.numel() else 0.0)
-    std, mean = torch.std_mean(sel)
-    return (adv - mean) / torch.clamp_min(std, eps)
+    """``(adv - mean) / max(std, eps)`` with mean/std (unbiased) over valid samples only;
+    with fewer than two valid samples only the mean is removed. No host sync (see
+    :func:`masked_mean`)."""
+    if valids is None:
+        if adv.numel() < 2:
+            return adv - adv.mean()
+        std, mean = torch.std_mean(adv)
+        return (adv - mean) / torch.clamp_min(std, eps)
+    n = _mask_like(adv, valids).sum() * (adv.numel() // valids.numel())
+    std = torch.where(n >= 2, torch.clamp_min(masked_std(adv, valids), eps), 1.0)
+    return (adv - masked_mean(adv, valids)) / std
 
 
 def clamp_ratio(log_prob: Tensor, old_log_prob: Tensor) -> Tensor:
@@ -86,8 +112,7 @@ def symmetric_kl_loss(
 ) -> Tensor:
     """coeff · min(mean ½(KL(π‖U) + KL(U‖π)), 30) — Sample Factory's symmetric_kl."""
     kl = masked_mean(dist.symmetric_kl_with_uniform_prior(), valids)
-    if not torch.isfinite(kl):
-        kl = torch.zeros_like(kl)
+    kl = torch.where(torch.isfinite(kl), kl, 0)  # no host sync for the check
     return coeff * torch.clamp(kl, max=max_kl)
 
 

@@ -2,6 +2,8 @@
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from gristmill.learners import ActionDistribution, ActionSpec
 from gristmill.learners import losses as L
 
@@ -60,6 +62,30 @@ def test_standardize_uses_valid_samples_only():
     adv = torch.tensor([1.0, 3.0, 1000.0])
     out = L.standardize(adv, torch.tensor([True, True, False]))
     assert torch.allclose(out[:2], torch.tensor([-1.0, 1.0]) / (2**0.5), atol=1e-6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 5), st.integers(0, 2), st.integers(0, 2**31 - 1),
+       st.floats(0.0, 1.0))
+def test_masked_statistics_equal_boolean_indexing_with_no_host_sync(n, t, extra, seed, p_valid):
+    # the sync-free masked_mean / masked_std / standardize against the x[valids] reference,
+    # including no and one valid sample, trailing dims, and non-finite invalid entries
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, t, *(3,) * extra, generator=g, dtype=torch.float64) * 10
+    valids = torch.rand(n, t, generator=g) < p_valid
+    x[~valids] = float("nan")  # an invalid sample must not leak into any statistic
+    sel = x[valids]
+    want_mean = sel.mean() if sel.numel() else torch.tensor(0.0, dtype=x.dtype)
+    want_std = sel.std() if sel.numel() > 1 else torch.tensor(0.0, dtype=x.dtype)
+    assert torch.allclose(L.masked_mean(x, valids), want_mean, atol=1e-9)
+    assert torch.allclose(L.masked_std(x, valids), want_std, atol=1e-9)
+    if extra == 0:
+        out = L.standardize(x, valids)[valids]
+        if sel.numel() >= 2:
+            ref = (sel - sel.mean()) / torch.clamp_min(sel.std(), 1e-7)
+        else:
+            ref = sel - want_mean
+        assert torch.allclose(out, ref, atol=1e-9)
 
 
 def test_kl_penalty_zero_for_same_policy():
