@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from gristmill.learners import ActionDistribution, ActionSpec
 from gristmill.learners import losses as L
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def test_ratio_clamp():
