@@ -40,9 +40,23 @@ def masked_mean(x: Tensor, valids: Tensor | None = None) -> Tensor:
     the host, a device sync per call on CUDA (several per minibatch)."""
     if valids is None:
         return x.mean()
+    return _masked_mean_count(x, valids)[0]
+
+
+def _masked_mean_count(x: Tensor, valids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(mean, broadcast mask, count of valid elements) of ``x`` over ``valids``."""
     m = _mask_like(x, valids)
-    count = m.sum() * (x.numel() // m.numel())
-    return torch.where(m, x, 0).sum() / count.clamp_min(1)
+    n = m.sum() * (x.numel() // m.numel())
+    return torch.where(m, x, 0).sum() / n.clamp_min(1), m, n
+
+
+def _masked_moments(x: Tensor, valids: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(mean, unbiased std, count) of ``x`` over ``valids``, without a host sync; the std is
+    0 with fewer than two valid samples."""
+    mean, m, n = _masked_mean_count(x, valids)
+    dev = torch.where(m, x - mean, 0)
+    std = torch.where(n >= 2, (dev.pow(2).sum() / (n - 1).clamp_min(1)).sqrt(), 0)
+    return mean, std, n
 
 
 def masked_std(x: Tensor, valids: Tensor | None = None) -> Tensor:
@@ -50,10 +64,7 @@ def masked_std(x: Tensor, valids: Tensor | None = None) -> Tensor:
     samples. No host sync (see :func:`masked_mean`)."""
     if valids is None:
         return x.std() if x.numel() > 1 else x.sum() * 0.0
-    m = _mask_like(x, valids)
-    n = m.sum() * (x.numel() // m.numel())
-    dev = torch.where(m, x - masked_mean(x, valids), 0)
-    return torch.where(n >= 2, (dev.pow(2).sum() / (n - 1).clamp_min(1)).sqrt(), 0)
+    return _masked_moments(x, valids)[1]
 
 
 def standardize(adv: Tensor, valids: Tensor | None = None, eps: float = 1e-7) -> Tensor:
@@ -65,9 +76,8 @@ def standardize(adv: Tensor, valids: Tensor | None = None, eps: float = 1e-7) ->
             return adv - adv.mean()
         std, mean = torch.std_mean(adv)
         return (adv - mean) / torch.clamp_min(std, eps)
-    n = _mask_like(adv, valids).sum() * (adv.numel() // valids.numel())
-    std = torch.where(n >= 2, torch.clamp_min(masked_std(adv, valids), eps), 1.0)
-    return (adv - masked_mean(adv, valids)) / std
+    mean, std, n = _masked_moments(adv, valids)
+    return (adv - mean) / torch.where(n >= 2, torch.clamp_min(std, eps), 1.0)
 
 
 def clamp_ratio(log_prob: Tensor, old_log_prob: Tensor) -> Tensor:
