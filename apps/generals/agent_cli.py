@@ -179,22 +179,23 @@ def cmd_bc(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from gristmill.learners.league import PFSP_WEIGHTINGS
-
     from .agent import Policy
     from .bc import Trajectories
     from .selfplay import SelfPlay, SelfPlayConfig
 
-    if args.pfsp not in PFSP_WEIGHTINGS:  # checked before hours of BC, not after
-        print(f"train: unknown --pfsp {args.pfsp!r}; choose from {PFSP_WEIGHTINGS}",
-              file=sys.stderr)
-        return 2
-    if args.start_kl < 0:
-        print(f"train: --start-kl must be >= 0, got {args.start_kl}", file=sys.stderr)
-        return 2
-    if not -1 <= args.draw_reward <= 1:
-        print(f"train: --draw-reward must be in [-1, 1], got {args.draw_reward}",
-              file=sys.stderr)
+    try:  # the self-play settings are checked before hours of BC, not after
+        cfg = SelfPlayConfig(boards=args.sp_boards, rollout=args.rollout, epochs=args.ppo_epochs,
+                             minibatch=args.minibatch, lr=args.sp_lr, ent_coef=args.ent_coef,
+                             reward="winlose" if args.no_shaping else "shaped",
+                             pfsp=args.pfsp, start_kl_coef=args.start_kl,
+                             truncation=args.truncation, maps=args.maps,
+                             draw_reward=args.draw_reward,
+                             snapshot_threshold=args.snapshot_threshold,
+                             snapshot_min_gap=args.snapshot_gap,
+                             snapshot_max_gap=args.snapshot_max_gap,
+                             exploiter_boards=args.exploiter_boards, seed=args.seed)
+    except ValueError as e:
+        print(f"train: {e}", file=sys.stderr)
         return 2
     _threads(args.threads)
     _training_process()
@@ -226,16 +227,6 @@ def cmd_train(args) -> int:
                 return 0
             policy.save(bc_done)
             _log(f"bc: done in {time.perf_counter() - t0:.0f} s -> {bc_done}")
-        cfg = SelfPlayConfig(boards=args.sp_boards, rollout=args.rollout, epochs=args.ppo_epochs,
-                             minibatch=args.minibatch, lr=args.sp_lr, ent_coef=args.ent_coef,
-                             reward="winlose" if args.no_shaping else "shaped",
-                             pfsp=args.pfsp, start_kl_coef=args.start_kl,
-                             truncation=args.truncation, maps=args.maps,
-                             draw_reward=args.draw_reward,
-                             snapshot_threshold=args.snapshot_threshold,
-                             snapshot_min_gap=args.snapshot_gap,
-                             snapshot_max_gap=args.snapshot_max_gap,
-                             exploiter_boards=args.exploiter_boards, seed=args.seed)
         sp = SelfPlay(policy, cfg, run, writer, _log)
         minutes = None if args.minutes is None else max(
             0.0, args.minutes - (time.perf_counter() - t0) / 60)

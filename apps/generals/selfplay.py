@@ -53,7 +53,7 @@ import torch
 from gristmill.envs.generals import BOTS, AgentFeatures, Bot, GeneralsEngine
 from gristmill.kernels.advantage import gae
 from gristmill.learners.generals_net import GeneralsNet, MaskedPolicy, index_to_action
-from gristmill.learners.league import DRAW, LOSS, PFSP, WIN, Population
+from gristmill.learners.league import DRAW, LOSS, PFSP, PFSP_WEIGHTINGS, WIN, Population
 from gristmill.learners.losses import cleanrl_ppo_loss
 
 from .agent import Policy, ReversalBan
@@ -100,6 +100,9 @@ class SelfPlayConfig:
         for b in self.bots:
             if b not in BOTS:
                 raise ValueError(f"unknown bot {b!r}; choose from {BOTS}")
+        if self.pfsp not in PFSP_WEIGHTINGS:
+            raise ValueError(f"unknown pfsp weighting {self.pfsp!r}; choose from "
+                             f"{PFSP_WEIGHTINGS}")
         if not -1 <= self.draw_reward <= 1:
             raise ValueError(f"draw_reward must be in [-1, 1] (a loss is -1, a win 1), got "
                              f"{self.draw_reward}")

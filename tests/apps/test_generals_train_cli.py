@@ -77,10 +77,12 @@ def test_train_init_starts_selfplay_from_a_policy_file_without_bc(tmp_path):
                                                      start.net.state_dict().values()))
 
 
-def test_train_refuses_a_bad_pfsp_weighting_or_kl_weight_before_doing_anything(tmp_path):
-    for flag, value, words in (("--pfsp", "nope", "unknown --pfsp 'nope'"),
-                               ("--start-kl", "-1", "--start-kl must be >= 0"),
-                               ("--draw-reward", "-2", "--draw-reward must be in [-1, 1]")):
+def test_train_refuses_bad_self_play_settings_before_doing_anything(tmp_path):
+    for flag, value, words in (("--pfsp", "nope", "unknown pfsp weighting 'nope'"),
+                               ("--start-kl", "-1", "start_kl_coef must be >= 0"),
+                               ("--draw-reward", "-2", "draw_reward must be in [-1, 1]"),
+                               ("--sp-boards", "0", "boards, rollout and minibatch must be >= 1"),
+                               ("--exploiter-boards", "1.5", "exploiter_boards is a share")):
         proc = subprocess.run(CLI + ["train", "--run", str(tmp_path / "r"), flag, value],
                               capture_output=True, text=True, timeout=300)
         assert proc.returncode == 2 and words in proc.stderr, proc.stderr[-2000:]
