@@ -95,7 +95,8 @@ class RunConsole:
         self.quiet = quiet
         self.total = total_frames
         self.seconds = seconds
-        self._first: tuple[float, int] | None = None  # (elapsed, frames) of the first status
+        # (elapsed, frames, budget frames) of the first status line
+        self._first: tuple[float, int, int] | None = None
         show = (self.console.is_terminal and not quiet) if bar is None else bar
         self.progress: Progress | None = None
         if show and total_frames:
@@ -134,30 +135,45 @@ class RunConsole:
             return None
         return (frames - self._first[1]) / (elapsed - self._first[0])
 
-    def time_left(self, elapsed: float, frames: int) -> float | None:
-        """Seconds to the end of the budget at the run's mean rate so far; ``None`` when
-        there is no fixed budget, ``inf`` while the rate is unknown."""
+    def time_left(self, elapsed: float, budget_frames: int) -> float | None:
+        """Seconds to the end of the budget at the mean rate of ``budget_frames`` (see
+        :meth:`status`) since the first status line; ``None`` when there is no fixed budget,
+        ``inf`` while the rate is unknown."""
         if not self.total and not self.seconds:
             return None
         left = math.inf
-        rate = self.mean_fps(elapsed, frames)
-        if self.total and rate:
-            left = max(0.0, self.total - frames) / rate
+        first = self._first
+        if self.total and first is not None and elapsed > first[0]:
+            rate = (budget_frames - first[2]) / (elapsed - first[0])
+            if rate > 0:
+                left = max(0.0, self.total - budget_frames) / rate
+            elif budget_frames >= self.total:
+                left = 0.0
         if self.seconds:
             left = min(left, max(0.0, self.seconds - elapsed))
         return left
 
     def status(
-        self, elapsed: float, frames: int, fps: float, reward: float | None, **extra
+        self,
+        elapsed: float,
+        frames: int,
+        fps: float,
+        reward: float | None,
+        budget_frames: int | None = None,
+        **extra,
     ) -> None:
-        """Print one status line (see :func:`format_status`) and move the bar."""
+        """Print one status line (see :func:`format_status`) and move the bar.
+        ``budget_frames``: the frames that count against ``total_frames`` where they are not
+        ``frames``; a population trains every policy ``total_frames``, so its bar and time left
+        follow its slowest policy while the line shows the frames of all."""
+        budget = frames if budget_frames is None else budget_frames
         if self._first is None:
-            self._first = (elapsed, frames)
-        left = self.time_left(elapsed, frames)
+            self._first = (elapsed, frames, budget)
+        left = self.time_left(elapsed, budget)
         if self.progress is not None:
             self.progress.update(
                 self._task,
-                completed=min(frames, self.total),
+                completed=min(budget, self.total),
                 rate=f"{fps:,.0f} frames/s",
                 left=_clock(left if left is not None else math.inf),
             )

@@ -397,12 +397,15 @@ class RayPopulation:
         fps = (frames - last["frames"]) / dt
         last.update(time=now, frames=frames)
         nan = float("nan")
+        # every member trains train_for_env_steps: the slowest one ends the run
+        slowest = min((st["env_frames"] if st is not None else 0) for st in self.status)
         for k in range(self.n):
             p = self._policy_summary(k)
             lag = (self.status[k] or {}).get("lag")
             self.console.status(
                 now - t0, frames, fps,
                 nan if p["reward_mean_100"] is None else p["reward_mean_100"],
+                budget_frames=slowest,
                 policy=k,
                 host=p["host"] or "-",
                 true_obj=nan if p["true_objective_mean_100"] is None

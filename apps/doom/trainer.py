@@ -290,6 +290,7 @@ class DoomTrainer:
             stats = {k: dict(v) for k, v in self.train_stats.items()}
         n = len(self.policies)
         summaries = [self._policy_summary(k) for k in range(n)]
+        slowest = min(self.league.env_steps()) * cfg.env_frameskip  # what ends the run
         for k, ps in enumerate(summaries):
             nan = float("nan")
             lag = stats.get(k, {}).get("version_diff_avg", nan)
@@ -299,6 +300,7 @@ class DoomTrainer:
                 self.env_frames,
                 fps,
                 nan if ps["reward_mean_100"] is None else ps["reward_mean_100"],
+                budget_frames=slowest,
                 **extra,
                 sampling=f"{sample_fps:,.0f}",
                 true_obj=nan if ps["true_objective_mean_100"] is None

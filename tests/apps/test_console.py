@@ -52,6 +52,19 @@ def test_time_left_follows_the_frame_rate_and_the_time_budget():
     assert RunConsole(None, console=make_console(io.StringIO())).time_left(5.0, 10) is None
 
 
+def test_a_population_s_time_left_follows_its_slowest_policy_not_the_sum_of_frames():
+    out = io.StringIO()
+    con = RunConsole(1000, console=make_console(out))  # every policy trains 1,000 frames
+    con.status(10.0, 400, 40.0, None, budget_frames=100)  # two policies: 300 + 100 frames
+    con.status(20.0, 1_200, 80.0, None, budget_frames=200)  # 900 + 300: past 1,000 in all
+    assert con.time_left(20.0, 200) == 80.0  # the slowest at 10 frames/s, 800 to go
+    lines = out.getvalue().splitlines()
+    assert "frames       1,200 " in lines[1] and "| left 1:20" in lines[1], lines[1]
+    assert "budget" not in lines[1]
+    con.status(30.0, 2_000, 80.0, None, budget_frames=1_000)
+    assert "| left 0:00" in out.getvalue().splitlines()[2]
+
+
 def test_quiet_keeps_errors_only():
     out = io.StringIO()
     con = RunConsole(1000, quiet=True, console=make_console(out))
