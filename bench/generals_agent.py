@@ -148,39 +148,93 @@ def cmd_strength(a):
          "rows": rows}, indent=1))
 
 
-def cmd_curve(a):
-    """Training-time score (the payoff table's decayed win rate, draws 1/2) per bot against
-    training minutes and agent steps, from the run's TensorBoard scalars."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _training_clock(run: Path) -> tuple[dict, float | None]:
+    """The run's TensorBoard scalars as ``{tag: [(step, minutes, value)]}``, where minutes
+    count training time from the command's start (BC data and BC included) with the gaps
+    between resumed sessions left out (each events file is one session), and the minute BC
+    ended (the first self-play scalar; None without one)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     series: dict[str, list] = {}
-    for path in sorted((Path(a.run) / "tb").glob("events.out.tfevents*")):
+    offset = 0.0
+    for path in sorted((run / "tb").glob("events.out.tfevents*")):  # named by creation time
         acc = EventAccumulator(str(path), size_guidance={"scalars": 0})
         acc.Reload()
+        t0 = last = acc.FirstEventTimestamp()  # the writer's creation: the command's start
         for tag in acc.Tags().get("scalars", []):
-            if tag.startswith("win_rate/") or tag == "selfplay/agent_steps_per_s":
-                series.setdefault(tag, []).extend((e.step, e.wall_time, e.value)
-                                                  for e in acc.Scalars(tag))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    out = {}
+            for e in acc.Scalars(tag):
+                series.setdefault(tag, []).append((e.step, offset + (e.wall_time - t0) / 60,
+                                                   e.value))
+                last = max(last, e.wall_time)
+        offset += (last - t0) / 60
+    for pts in series.values():
+        pts.sort()
+    sp = series.get("selfplay/agent_steps_per_s")
+    return series, (sp[0][1] if sp else None)
+
+
+def _net_minutes(run: Path, series: dict, bc_end: float | None) -> dict[str, float]:
+    """Training minute of each net an ``eval --run`` plays: ``bc_policy`` at the end of BC,
+    each snapshot at the agent steps it was taken at, ``policy`` at the last self-play step."""
+    steps = series.get("selfplay/agent_steps_per_s", [])
+    out = {} if bc_end is None else {"bc_policy": bc_end}
+    if steps:
+        out["policy"] = steps[-1][1]
+        xs, ts = [s for s, *_ in steps], [t for _, t, _ in steps]
+        manifest = json.loads((run / "population.json").read_text())
+        for snap in manifest["snapshots"]:
+            k = min(range(len(xs)), key=lambda i: abs(xs[i] - snap["env_steps"]))
+            out[snap["name"]] = ts[k]
+    return out
+
+
+def cmd_curve(a):
+    """Score against training time (the issue's PNG). Lines: the training-time score per bot
+    (the payoff table's decayed win rate, draws 1/2). With ``--eval`` (an ``eval --run R
+    --out`` file): each evaluated net's score against each bot, at the training minute the
+    net was taken, with its 95 % interval; the dashed line marks the end of BC."""
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run = Path(a.run)
+    series, bc_end = _training_clock(run)
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    out: dict = {"bc_end_minutes": bc_end, "training": {}, "evaluated": {}}
+    colors = {}
     for tag in sorted(t for t in series if t.startswith("win_rate/")):
-        pts = sorted(series[tag])
         name = tag.split("/", 1)[1]
-        if name.startswith("snap_"):
+        if name.startswith(("snap_", "exploit_")):
             continue
-        t0 = pts[0][1]
-        ax.plot([(w - t0) / 60 for _, w, _ in pts], [v for *_, v in pts], label=name)
-        out[name] = [(st, w - t0, v) for st, w, v in pts]
-    ax.set_xlabel("self-play wall time (minutes, this session)")
-    ax.set_ylabel("score vs opponent (decayed payoff, draw = 1/2)")
+        pts = series[tag]
+        line, = ax.plot([t for _, t, _ in pts], [v for *_, v in pts], alpha=0.45, lw=1,
+                        label=f"{name} (training, decayed)")
+        colors[name] = line.get_color()
+        out["training"][name] = [(st, round(t, 3), v) for st, t, v in pts]
+    if a.eval:
+        ev = json.loads(Path(a.eval).read_text())
+        when = _net_minutes(run, series, bc_end)
+        for bot in ev["settings"]["bots"]:
+            pts = sorted((when[p["a"]], p["score_a"], p["low"], p["high"], p["a"], p["games"])
+                         for p in ev["pairs"] if p["b"] == bot and p["a"] in when)
+            if not pts:
+                continue
+            t, sc, lo, hi = (np.array([q[i] for q in pts]) for i in range(4))
+            ax.errorbar(t, sc, yerr=[sc - lo, hi - sc], fmt="o-", ms=3, capsize=2,
+                        color=colors.get(bot), label=f"{bot} (eval, {pts[0][5]} games)")
+            out["evaluated"][bot] = [dict(net=q[4], minutes=round(q[0], 3), score=q[1],
+                                          low=q[2], high=q[3], games=q[5]) for q in pts]
+    if bc_end is not None:
+        ax.axvline(bc_end, color="grey", ls="--", lw=1)
+        ax.text(bc_end, 0.02, " BC | self-play", color="grey", fontsize=8)
+    ax.set_xlabel("training wall time (minutes, BC included)")
+    ax.set_ylabel("score vs opponent (draw = 1/2)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend()
-    ax.set_title(f"Generals league agent, {Path(a.run).name}")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(f"Generals league agent, {run.name}")
     fig.tight_layout()
     RESULTS.mkdir(exist_ok=True)
     fig.savefig(RESULTS / "generals_agent_curve.png", dpi=100)
@@ -209,6 +263,7 @@ def main():
     p.set_defaults(fn=cmd_strength)
     p = sub.add_parser("curve")
     p.add_argument("run", help="a gristmill-generals train run folder")
+    p.add_argument("--eval", help="an `gristmill-generals eval --run RUN --out` JSON file")
     p.set_defaults(fn=cmd_curve)
     a = ap.parse_args()
     a.fn(a)

@@ -272,7 +272,7 @@ def evaluate(players: dict, games: int, maps: str, truncation: int, seed: int,
 
 
 def cmd_eval(args) -> int:
-    from gristmill.learners.league import fit_ratings, load_member_weights
+    from gristmill.learners.league import atomic_write_json, fit_ratings, load_member_weights
 
     from .agent import NetPlayer, Policy
 
@@ -319,6 +319,15 @@ def cmd_eval(args) -> int:
     print(f"\nratings (Bradley-Terry Elo, {anchor} = 0, {int(100 * ratings.confidence)} % "
           "bootstrap interval):")
     print(ratings.format())
+    if args.out:
+        keys = ("a", "b", "games", "wins_a", "wins_b", "draws", "score_a", "low", "high")
+        atomic_write_json({
+            "settings": {k: getattr(args, k) for k in ("bots", "games", "maps", "truncation",
+                                                        "temperature", "seed")},
+            "run": None if run is None else str(run),
+            "pairs": [dict(zip(keys, r)) for r in rows],
+            "ratings": ratings.state_dict()}, args.out)
+        _log(f"eval: wrote {args.out}")
     return 0
 
 
@@ -455,4 +464,6 @@ def add_commands(sub) -> None:
                    help="the nets sample their moves at this temperature (as trained: 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int)
+    p.add_argument("--out", help="also write the games and ratings here as JSON (what "
+                   "`bench/generals_agent.py curve --eval` plots against training time)")
     p.set_defaults(fn=cmd_eval)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -32,8 +33,13 @@ def test_train_runs_bc_then_selfplay_resumes_and_eval_rates_the_league(tmp_path)
     out = run(*common, "--steps", "192")
     assert "resumed at update 2" in out and "bc epoch" not in out
     out = run("eval", "--run", str(run_dir), "--games", "2", "--truncation", "40",
-              "--bots", "random", "expander", "--bootstrap", "0", "--threads", "1")
+              "--bots", "random", "expander", "--bootstrap", "0", "--threads", "1",
+              "--out", str(tmp_path / "eval.json"))
     assert "| policy | random | 2 |" in out and "snap_000" in out and "ratings" in out
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    pair = next(p for p in saved["pairs"] if (p["a"], p["b"]) == ("policy", "random"))
+    assert pair["games"] == 2 == pair["wins_a"] + pair["wins_b"] + pair["draws"]
+    assert "snap_000" in saved["ratings"]["names"] and saved["settings"]["truncation"] == 40
     out = run("eval", str(run_dir / "policy.pt"), "--games", "2", "--truncation", "40",
               "--bots", "random", "--bootstrap", "0", "--temperature", "0.25")
     assert "| policy | random | 2 |" in out
