@@ -84,13 +84,15 @@ def play_match(bot_a, bot_b, games: int = 200, maps: str | MapGenerator = "gener
         actions[:] = 0
         actions[:, :, 0] = 1
         tmp[:] = actions
-        # scripted bots fill both seats (cheap); other players get their own seats only
+        # scripted bots fill both seats (cheap); other players (nets) get their own seats on
+        # the boards still playing only: a finished game's moves are never scored
+        live = ~done[:, None]
         bots[0].act(eng.obs, eng.masks, eng.scalars,
-                    (True, True) if isinstance(bots[0], Bot) else seats_a, tmp)
+                    (True, True) if isinstance(bots[0], Bot) else seats_a & live, tmp)
         actions[seats_a] = tmp[seats_a]
         tmp[:] = actions
         bots[1].act(eng.obs, eng.masks, eng.scalars,
-                    (True, True) if isinstance(bots[1], Bot) else ~seats_a, tmp)
+                    (True, True) if isinstance(bots[1], Bot) else ~seats_a & live, tmp)
         actions[~seats_a] = tmp[~seats_a]
         for b, r in enumerate(replays):
             if not done[b]:
