@@ -190,9 +190,10 @@ def _net_minutes(run: Path, series: dict, bc_end: float | None) -> dict[str, flo
 
 def cmd_curve(a):
     """Score against training time (the issue's PNG). Lines: the training-time score per bot
-    (the payoff table's decayed win rate, draws 1/2). With ``--eval`` (an ``eval --run R
-    --out`` file): each evaluated net's score against each bot, at the training minute the
-    net was taken, with its 95 % interval; the dashed line marks the end of BC."""
+    (the payoff table's decayed win rate, draws 1/2); below, each bot's PFSP probability and
+    the snapshots' together (where matchmaking sends the learner). With ``--eval`` (an
+    ``eval --run R --out`` file): each evaluated net's score against each bot, at the training
+    minute the net was taken, with its 95 % interval; the dashed line marks the end of BC."""
     import matplotlib
     import numpy as np
 
@@ -201,8 +202,9 @@ def cmd_curve(a):
 
     run = Path(a.run)
     series, bc_end = _training_clock(run)
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    out: dict = {"bc_end_minutes": bc_end, "training": {}, "evaluated": {}}
+    fig, (ax, ax_p) = plt.subplots(2, 1, figsize=(8, 7.5), sharex=True,
+                                   gridspec_kw={"height_ratios": [2, 1]})
+    out: dict = {"bc_end_minutes": bc_end, "training": {}, "evaluated": {}, "pfsp": {}}
     colors = {}
     for tag in sorted(t for t in series if t.startswith("win_rate/")):
         name = tag.split("/", 1)[1]
@@ -226,10 +228,30 @@ def cmd_curve(a):
                         color=colors.get(bot), label=f"{bot} (eval, {pts[0][5]} games)")
             out["evaluated"][bot] = [dict(net=q[4], minutes=round(q[0], 3), score=q[1],
                                           low=q[2], high=q[3], games=q[5]) for q in pts]
+    # matchmaking: each bot's PFSP probability, and the snapshots' together
+    pfsp: dict[str, dict[int, tuple[float, float]]] = {}
+    for tag, pts in series.items():
+        if tag.startswith("pfsp/"):
+            name = tag.split("/", 1)[1]
+            group = "snapshots" if name.startswith(("snap_", "exploit_")) else name
+            acc = pfsp.setdefault(group, {})
+            for st, t, v in pts:
+                acc[st] = (t, acc.get(st, (t, 0.0))[1] + v)
+    for name, acc in sorted(pfsp.items()):
+        pts = [(st, *acc[st]) for st in sorted(acc)]
+        ax_p.plot([t for _, t, _ in pts], [v for *_, v in pts], color=colors.get(name),
+                  label=name)
+        out["pfsp"][name] = [(st, round(t, 3), v) for st, t, v in pts]
+    ax_p.set_ylabel("PFSP probability")
+    ax_p.set_ylim(0, 1)
+    ax_p.grid(alpha=0.3)
+    ax_p.legend(fontsize=8, loc="upper right")
+    for x in (ax, ax_p):
+        if bc_end is not None:
+            x.axvline(bc_end, color="grey", ls="--", lw=1)
     if bc_end is not None:
-        ax.axvline(bc_end, color="grey", ls="--", lw=1)
         ax.text(bc_end, 0.02, " BC | self-play", color="grey", fontsize=8)
-    ax.set_xlabel("training wall time (minutes, BC included)")
+    ax_p.set_xlabel("training wall time (minutes, BC included)")
     ax.set_ylabel("score vs opponent (draw = 1/2)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
