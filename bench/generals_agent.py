@@ -216,7 +216,10 @@ def cmd_curve(a):
         colors[name] = line.get_color()
         out["training"][name] = [(st, round(t, 3), v) for st, t, v in pts]
     if a.eval:
-        ev = json.loads(Path(a.eval).read_text())
+        evs = [json.loads(Path(f).read_text()) for f in a.eval]
+        ev = {"settings": {"bots": list(dict.fromkeys(b for e in evs
+                                                       for b in e["settings"]["bots"]))},
+              "pairs": [p for e in evs for p in e["pairs"]]}
         when = _net_minutes(run, series, bc_end)
         for bot in ev["settings"]["bots"]:
             pts = sorted((when[p["a"]], p["score_a"], p["low"], p["high"], p["a"], p["games"])
@@ -224,8 +227,10 @@ def cmd_curve(a):
             if not pts:
                 continue
             t, sc, lo, hi = (np.array([q[i] for q in pts]) for i in range(4))
+            games = sorted({q[5] for q in pts})
+            n = f"{games[0]}" if len(games) == 1 else f"{games[0]}-{games[-1]}"
             ax.errorbar(t, sc, yerr=[sc - lo, hi - sc], fmt="o-", ms=3, capsize=2,
-                        color=colors.get(bot), label=f"{bot} (eval, {pts[0][5]} games)")
+                        color=colors.get(bot), label=f"{bot} (eval, {n} games)")
             out["evaluated"][bot] = [dict(net=q[4], minutes=round(q[0], 3), score=q[1],
                                           low=q[2], high=q[3], games=q[5]) for q in pts]
     # matchmaking: each bot's PFSP probability, and the snapshots' together
@@ -285,7 +290,8 @@ def main():
     p.set_defaults(fn=cmd_strength)
     p = sub.add_parser("curve")
     p.add_argument("run", help="a gristmill-generals train run folder")
-    p.add_argument("--eval", help="an `gristmill-generals eval --run RUN --out` JSON file")
+    p.add_argument("--eval", nargs="+", help="`gristmill-generals eval --run RUN --out` JSON "
+                   "files (their pairs are plotted together)")
     p.set_defaults(fn=cmd_curve)
     a = ap.parse_args()
     a.fn(a)
