@@ -244,8 +244,8 @@ def cmd_curve(a):
                 acc[st] = (t, acc.get(st, (t, 0.0))[1] + v)
     for name, acc in sorted(pfsp.items()):
         pts = [(st, *acc[st]) for st in sorted(acc)]
-        ax_p.plot([t for _, t, _ in pts], [v for *_, v in pts], color=colors.get(name),
-                  label=name)
+        ax_p.plot([t for _, t, _ in pts], [v for *_, v in pts], label=name,
+                  color=colors.get(name, "black"))  # the snapshots: no training line
         out["pfsp"][name] = [(st, round(t, 3), v) for st, t, v in pts]
     ax_p.set_ylabel("PFSP probability")
     ax_p.set_ylim(0, 1)
