@@ -217,13 +217,11 @@ def cmd_curve(a):
         out["training"][name] = [(st, round(t, 3), v) for st, t, v in pts]
     if a.eval:
         evs = [json.loads(Path(f).read_text()) for f in a.eval]
-        ev = {"settings": {"bots": list(dict.fromkeys(b for e in evs
-                                                       for b in e["settings"]["bots"]))},
-              "pairs": [p for e in evs for p in e["pairs"]]}
+        pairs = [p for e in evs for p in e["pairs"]]
         when = _net_minutes(run, series, bc_end)
-        for bot in ev["settings"]["bots"]:
+        for bot in dict.fromkeys(b for e in evs for b in e["settings"]["bots"]):
             pts = sorted((when[p["a"]], p["score_a"], p["low"], p["high"], p["a"], p["games"])
-                         for p in ev["pairs"] if p["b"] == bot and p["a"] in when)
+                         for p in pairs if p["b"] == bot and p["a"] in when)
             if not pts:
                 continue
             t, sc, lo, hi = (np.array([q[i] for q in pts]) for i in range(4))

@@ -162,9 +162,15 @@ class DoomTrainer:
         """Frames trained on, over every policy."""
         return sum(self.league.env_steps()) * self.cfg.env_frameskip
 
+    @property
+    def slowest_frames(self) -> int:
+        """Frames trained on by the policy with the fewest: what ``train_for_env_steps``
+        counts."""
+        return min(self.league.env_steps()) * self.cfg.env_frameskip
+
     def budget_spent(self) -> bool:
         """Sample Factory's ``train_for_env_steps``: every policy trained that many frames."""
-        return min(self.league.env_steps()) * self.cfg.env_frameskip >= self.cfg.train_for_env_steps
+        return self.slowest_frames >= self.cfg.train_for_env_steps
 
     # ------------------------------------------------------------------ persistence
     def _resume(self) -> None:
@@ -290,7 +296,6 @@ class DoomTrainer:
             stats = {k: dict(v) for k, v in self.train_stats.items()}
         n = len(self.policies)
         summaries = [self._policy_summary(k) for k in range(n)]
-        slowest = min(self.league.env_steps()) * cfg.env_frameskip  # what ends the run
         for k, ps in enumerate(summaries):
             nan = float("nan")
             lag = stats.get(k, {}).get("version_diff_avg", nan)
@@ -300,7 +305,7 @@ class DoomTrainer:
                 self.env_frames,
                 fps,
                 nan if ps["reward_mean_100"] is None else ps["reward_mean_100"],
-                budget_frames=slowest,
+                budget_frames=self.slowest_frames,
                 **extra,
                 sampling=f"{sample_fps:,.0f}",
                 true_obj=nan if ps["true_objective_mean_100"] is None
